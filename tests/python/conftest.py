@@ -1,0 +1,25 @@
+"""Shared fixtures: where the built tools are, and a fresh random seed per run (printed)."""
+
+import os
+import pathlib
+import secrets
+
+import numpy as np
+import pytest
+
+BIN = pathlib.Path(os.environ.get("KTX_BIN", "build/bin/ktx"))
+
+
+@pytest.fixture
+def ktx_bin():
+    if not BIN.exists():
+        pytest.fail(f"ktx tool not found at {BIN}; build first or set KTX_BIN")
+    return BIN
+
+
+@pytest.fixture
+def rng(request):
+    seed = secrets.randbits(32)
+    # Printed on failure by pytest, so a failing draw can be replayed.
+    print(f"{request.node.name}: seed {seed}")
+    return np.random.default_rng(seed)

@@ -1,0 +1,51 @@
+// `ktx quantize IN.gguf OUT.gguf PRESET [--threads N] [--pure]`: requantize a model with one of
+// llama.cpp's presets, reporting progress on a terminal and a summary at the end.
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <thread>
+
+#include "args.h"
+#include "commands.h"
+#include "ktx/quantize.h"
+
+namespace ktx::cli {
+namespace {
+
+void print_presets(std::FILE* out) {
+  fmt::print(out, "usage: ktx quantize IN.gguf OUT.gguf PRESET [--threads N] [--pure]\n\npresets:\n");
+  for (const quantize::PresetInfo& p : quantize::presets()) {
+    fmt::print(out, "  {:<8} {}\n", p.name, p.description);
+  }
+}
+
+}  // namespace
+
+int run_quantize(const std::vector<std::string>& argv) {
+  Args args("quantize", argv, {"pure", "help"}, {"threads"});
+  if (args.flag("help")) {
+    print_presets(stdout);
+    return 0;
+  }
+  const auto& pos = args.positional({"IN.gguf", "OUT.gguf", "PRESET"});
+  quantize::Options options;
+  options.threads = static_cast<int>(args.int_option("threads", 0, 0, 4096));
+  options.pure = args.flag("pure");
+  const quantize::Preset preset = quantize::parse_preset(pos[2]);
+  const bool terminal = isatty(fileno(stderr)) != 0;
+  options.progress = [terminal](const quantize::Progress& p) {
+    if (p.kind == quantize::Progress::Kind::kWarning) {
+      fmt::print(stderr, "{}warning: {}\n", terminal ? "\r\033[K" : "", p.message);
+    } else if (terminal) {
+      fmt::print(stderr, "\r\033[K[{}/{}] {} -> {}", p.done, p.count, p.tensor->name,
+                 type_name(p.tensor->to));
+      if (p.done == p.count) fmt::print(stderr, "\n");
+    }
+  };
+  const quantize::Summary summary = quantize::quantize_model(pos[0], pos[1], preset, options);
+  fmt::print("{}", quantize::format_summary(summary));
+  return 0;
+}
+
+}  // namespace ktx::cli
