@@ -44,7 +44,7 @@ py::object value_to_python(const Value& v) {
   if (v.is_array()) {
     py::list items;
     for (uint64_t i = 0; i < v.array_size(); ++i) items.append(element_to_python(v, v.array_type(), i));
-    return std::move(items);
+    return items;
   }
   switch (v.type()) {
     case ValueType::FLOAT32:
