@@ -26,7 +26,7 @@ py::object element_to_python(const Value& v, ValueType type, uint64_t i) {
     case ValueType::FLOAT64:
       return py::float_(*v.float_at(i));
     case ValueType::BOOL:
-      return py::bool_(*v.int_at(i) != 0);
+      return py::bool_(*v.bool_at(i));
     case ValueType::STRING:
       return py::str((*v.strings())[i]);
     case ValueType::UINT64: {

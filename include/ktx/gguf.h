@@ -68,7 +68,7 @@ class Value {
   ValueType type() const { return type_; }
   bool is_array() const { return type_ == ValueType::ARRAY; }
   ValueType array_type() const { return array_type_; }  // meaningful when is_array()
-  uint64_t array_size() const { return count_; }       // 1 for scalars
+  uint64_t array_size() const { return count_; }        // 1 for scalars
 
   // Scalar access. Integers of any width convert when the value fits; floats from either float
   // type; nullopt when the stored type does not convert.
@@ -81,6 +81,7 @@ class Value {
   // Array access, element by element, with the same conversions as the scalar getters.
   std::optional<int64_t> int_at(uint64_t i) const;
   std::optional<double> float_at(uint64_t i) const;
+  std::optional<bool> bool_at(uint64_t i) const;    // arrays of BOOL only
   const std::vector<std::string>* strings() const;  // nullptr unless an array of STRING
   const std::vector<uint8_t>& raw_bytes() const { return bytes_; }  // numeric arrays / scalars
 
@@ -95,7 +96,7 @@ class Value {
   ValueType array_type_ = ValueType::UINT8;
   uint64_t count_ = 1;
   std::vector<uint8_t> bytes_ = std::vector<uint8_t>(1, 0);  // scalars and numeric arrays, LE
-  std::vector<std::string> strings_;      // a STRING scalar (one item) or an array of STRING
+  std::vector<std::string> strings_;  // a STRING scalar (one item) or an array of STRING
 };
 
 struct KeyValue {
@@ -111,10 +112,10 @@ struct TensorInfo {
   uint64_t offset = 0;         // as stored: relative to its file's data section
   uint64_t n_elements = 0;
   uint64_t n_bytes = 0;
-  uint32_t split = 0;          // index of the file (of a split model) that holds it
+  uint32_t split = 0;  // index of the file (of a split model) that holds it
   const uint8_t* data = nullptr;
 
-  int64_t rows() const;        // product of shape[1..]
+  int64_t rows() const;  // product of shape[1..]
 };
 
 // An opened GGUF file or split model. Immutable and safe to share between threads once opened.
@@ -140,13 +141,13 @@ class File {
   ~File();
 
   uint32_t version() const;
-  uint32_t alignment() const;                  // general.alignment, default 32
-  const std::vector<std::string>& paths() const;  // one per split part, in order
+  uint32_t alignment() const;                      // general.alignment, default 32
+  const std::vector<std::string>& paths() const;   // one per split part, in order
   uint64_t data_offset(uint32_t split = 0) const;  // absolute start of that part's data section
   uint64_t file_size(uint32_t split = 0) const;
 
   const std::vector<KeyValue>& metadata() const;  // first part's, in file order
-  const Value* find(std::string_view key) const;   // nullptr when absent
+  const Value* find(std::string_view key) const;  // nullptr when absent
 
   // Typed getters for required keys: throw ktx::Error(kInvalidFile) naming the file, the key and
   // the type expected when the key is missing or of another type (get_int: any integer type
@@ -158,7 +159,7 @@ class File {
 
   const std::vector<TensorInfo>& tensors() const;
   const TensorInfo* find_tensor(std::string_view name) const;  // nullptr when absent
-  const TensorInfo& tensor(std::string_view name) const;        // throws, naming file and tensor
+  const TensorInfo& tensor(std::string_view name) const;       // throws, naming file and tensor
 
  private:
   struct Impl;
@@ -173,9 +174,10 @@ class Writer {
  public:
   explicit Writer(uint32_t version = 3);
 
-  // Sets the data alignment and the general.alignment key (UINT32) together, as gguf-py's
-  // add_custom_alignment does, so the reader always finds the layout the writer used. Throws
-  // kInvalidArgument unless `alignment` is a power of two.
+  // Sets the data alignment (a power of two, else kInvalidArgument). The layout and the
+  // general.alignment key never disagree, so the reader always finds what was written: when the
+  // key is present its value is replaced; when it is absent it is added unless `alignment` is the
+  // default 32 (which, like gguf-py and llama.cpp, writes no key).
   void set_alignment(uint32_t alignment);
 
   // Adds or replaces a key (replacing keeps the first position). Refused with kInvalidArgument

@@ -233,7 +233,6 @@ Summary quantize_model(const std::string& in_path, const std::string& out_path, 
 
   std::map<uint32_t, TypeCount> types_in, types_out;
   gguf::Writer writer(3);
-  writer.set_alignment(file.alignment());
   for (const gguf::KeyValue& kv : file.metadata()) {
     // The result is one file, and the two keys below are set afresh at the end (where llama.cpp's
     // gguf_set_val puts them).

@@ -58,7 +58,7 @@ void json_value(JsonWriter& json, const gguf::Value& v) {
         json.value(*(array ? s.float_at(i) : s.as_float()));
         break;
       case ValueType::BOOL:
-        json.value(array ? *s.int_at(i) != 0 : *s.as_bool());
+        json.value(array ? *s.bool_at(i) : *s.as_bool());
         break;
       case ValueType::STRING:
         json.value(array ? (*s.strings())[i] : *s.as_string());

@@ -1,0 +1,78 @@
+// MappedFile: open + fstat + mmap(PROT_READ, MAP_PRIVATE), with errors that say which file and why.
+#include "gguf/mapped_file.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "ktx/error.h"
+
+namespace ktx::gguf::detail {
+namespace {
+
+[[noreturn]] void fail_io(const std::string& path, const char* what, int err) {
+  throw Error(ErrorCode::kIo, fmt::format("{}: {}: {}", path, what, std::strerror(err)));
+}
+
+// Closes the descriptor on every path out of open(); the mapping does not need it.
+struct FdCloser {
+  int fd;
+  ~FdCloser() { ::close(fd); }
+};
+
+}  // namespace
+
+MappedFile MappedFile::open(const std::string& path) {
+  // O_NONBLOCK so that a FIFO given by mistake is refused below instead of blocking open().
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) fail_io(path, "cannot open", errno);
+  FdCloser closer{fd};
+
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) fail_io(path, "cannot stat", errno);
+  if (S_ISDIR(st.st_mode)) fail_io(path, "cannot map", EISDIR);
+  if (!S_ISREG(st.st_mode)) {
+    throw Error(ErrorCode::kIo, fmt::format("{}: cannot map: not a regular file", path));
+  }
+
+  MappedFile file;
+  file.path_ = path;
+  file.size_ = static_cast<uint64_t>(st.st_size);
+  if (file.size_ == 0) return file;  // mmap refuses length 0; the reader reports the empty file
+
+  void* p = ::mmap(nullptr, static_cast<size_t>(file.size_), PROT_READ, MAP_PRIVATE, fd, 0);
+  if (p == MAP_FAILED) fail_io(path, "cannot mmap", errno);
+  file.data_ = static_cast<const uint8_t*>(p);
+  return file;
+}
+
+MappedFile::MappedFile(MappedFile&& other) noexcept
+    : path_(std::move(other.path_)),
+      data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)) {}
+
+MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
+  if (this != &other) {
+    release();
+    path_ = std::move(other.path_);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+MappedFile::~MappedFile() { release(); }
+
+void MappedFile::release() noexcept {
+  if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), static_cast<size_t>(size_));
+  data_ = nullptr;
+  size_ = 0;
+}
+
+}  // namespace ktx::gguf::detail
