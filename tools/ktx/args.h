@@ -24,15 +24,18 @@ class Args {
       : command_(std::move(command)) {
     for (size_t i = 0; i < argv.size(); ++i) {
       const std::string& a = argv[i];
-      if (a.size() > 2 && a.rfind("--", 0) == 0) {
-        std::string name = a.substr(2);
+      // --name and, for the one-letter options llama.cpp users type (-m, -p, -n), -x.
+      const bool long_form = a.size() > 2 && a.rfind("--", 0) == 0;
+      const bool short_form = a.size() == 2 && a[0] == '-' && a[1] != '-';
+      if (long_form || short_form) {
+        std::string name = a.substr(long_form ? 2 : 1);
         std::optional<std::string> inline_value;
         if (auto eq = name.find('='); eq != std::string::npos) {
           inline_value = name.substr(eq + 1);
           name = name.substr(0, eq);
         }
         if (flags.count(name)) {
-          if (inline_value) fail(fmt::format("--{} takes no value", name));
+          if (inline_value) fail(fmt::format("{} takes no value", a.substr(0, a.find('='))));
           flags_.insert(name);
         } else if (options.count(name)) {
           if (inline_value) {
@@ -40,12 +43,13 @@ class Args {
           } else if (i + 1 < argv.size()) {
             options_[name] = argv[++i];
           } else {
-            fail(fmt::format("--{} needs a value", name));
+            fail(fmt::format("{} needs a value", a));
           }
         } else {
           std::string known;
-          for (const auto& f : flags) known += " --" + f;
-          for (const auto& o : options) known += " --" + o + " VALUE";
+          auto dash = [](const std::string& n) { return n.size() == 1 ? " -" + n : " --" + n; };
+          for (const auto& f : flags) known += dash(f);
+          for (const auto& o : options) known += dash(o) + " VALUE";
           fail(fmt::format("unknown option '{}'; expected one of:{}", a,
                            known.empty() ? " (none)" : known));
         }

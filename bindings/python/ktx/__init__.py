@@ -4,8 +4,11 @@ This first part reads and writes GGUF files and exposes the reference quantizati
 """
 
 from ._ktx import (  # noqa: F401
+    ChatTemplate,
     Error,
     GGUFFile,
+    Tokenizer,
+    TokenType,
     __version__,
     dequantize,
     quantize,
@@ -16,8 +19,11 @@ from ._ktx import (  # noqa: F401
 )
 
 __all__ = [
+    "ChatTemplate",
     "Error",
     "GGUFFile",
+    "Tokenizer",
+    "TokenType",
     "dequantize",
     "quantize",
     "type_size",

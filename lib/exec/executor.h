@@ -1,0 +1,75 @@
+// Runs the forward pass of a model as a sequence of module calls, each through the operator the
+// plan chose for it. Knows the shape of a transformer block (pre-norm, residual adds, dense MLP or
+// MoE with shared experts) and nothing about how any module computes.
+//
+// One MoE block:
+//   x = norm(h); gate(x) -> ids, weights; experts.submit(x, ids, weights)   (CPU pool, async)
+//   shared = shared_experts(x)                                               (meanwhile)
+//   experts.wait(); h += routed + shared
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "exec/plan.h"
+#include "model/config.h"
+#include "model/module_tree.h"
+#include "ops/operator.h"
+#include "registry/registry.h"
+#include "runtime/kv_cache.h"
+
+namespace ktx::exec {
+
+// Wall time spent per module kind, accumulated over forward calls (for `ktx bench` breakdowns).
+struct KindTiming {
+  model::ModuleKind kind;
+  double seconds = 0;
+  uint64_t calls = 0;
+};
+
+class Executor {
+ public:
+  // Creates one operator per module (two when its prefill and generation devices differ).
+  // Throws ktx::Error naming the module when the plan misses it or names an implementation the
+  // registry lacks or whose check() refuses.
+  Executor(const model::ModelConfig& config, const std::vector<model::ModuleDesc>& modules,
+           const Plan& plan, const registry::OperatorRegistry& registry);
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  // An empty cache for `n_ctx` positions with the widths each layer's attention needs.
+  runtime::KvCache make_kv_cache(int64_t n_ctx) const;
+
+  // Evaluates `tokens` at positions pos0.. (the cache must hold pos0 earlier positions) and
+  // writes logits [n_out][n_vocab]: n_out = tokens.size() when all_logits, else 1 (the last
+  // token). Token ids must already be checked against n_vocab. Not reentrant: one call at a time.
+  void forward(ops::ExecContext& ctx, std::span<const int32_t> tokens, int64_t pos0,
+               runtime::KvCache& cache, float* logits, bool all_logits);
+
+  const std::vector<KindTiming>& timings() const { return timings_; }
+  void reset_timings();
+
+ private:
+  struct ModuleOps;  // one module's operator(s)
+  struct LayerOps;
+  struct Buffers;
+
+  template <class Op>
+  Op& pick(const ModuleOps& m, int64_t n_tokens) const;
+  void time(model::ModuleKind kind, std::chrono::steady_clock::time_point start);
+
+  const model::ModelConfig& config_;
+  std::vector<std::unique_ptr<ModuleOps>> modules_;
+  ModuleOps* embed_ = nullptr;
+  ModuleOps* final_norm_ = nullptr;
+  ModuleOps* lm_head_ = nullptr;
+  std::vector<LayerOps> layers_;
+  std::unique_ptr<Buffers> buffers_;
+  std::vector<KindTiming> timings_;
+};
+
+}  // namespace ktx::exec

@@ -1,0 +1,76 @@
+// Pieces the CPU operators share: checks for OpImpl::check, vector weights (norms, biases) as
+// f32, and the small f32 kernels (RMSNorm of a row, SiLU, softmax).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ktx/gguf.h"
+#include "registry/registry.h"
+
+namespace ktx::ops::cpu {
+
+// A 1-D weight (norm scale, bias) as f32: a view when the file stores F32, otherwise dequantized
+// once at creation (they are small).
+class VectorWeight {
+ public:
+  VectorWeight() = default;
+  explicit VectorWeight(const gguf::TensorInfo& t);
+  VectorWeight(const VectorWeight&) = delete;
+  VectorWeight& operator=(const VectorWeight&) = delete;
+  VectorWeight(VectorWeight&& other) noexcept { *this = std::move(other); }
+  VectorWeight& operator=(VectorWeight&& other) noexcept;
+
+  const float* data() const { return data_; }
+  int64_t size() const { return size_; }
+  explicit operator bool() const { return data_ != nullptr; }
+
+ private:
+  std::vector<float> owned_;
+  const float* data_ = nullptr;
+  int64_t size_ = 0;
+};
+
+// Builds an OpImpl::check answer step by step; the first failure wins.
+class Checker {
+ public:
+  Checker(const registry::OpCreateArgs& args, std::string_view impl) : args_(args), impl_(impl) {}
+
+  // Refuses any option key outside `known`, and devices other than the CPU.
+  Checker& options(std::initializer_list<std::string_view> known);
+  // The role must exist (unless optional) and be usable by the matrix product.
+  Checker& matmul(std::string_view role, bool optional = false);
+  // The role must exist (unless optional) and be dequantizable.
+  Checker& dequantize(std::string_view role, bool optional = false);
+  // The role must be missing or exist with exactly this shape (GGUF order).
+  Checker& shape(std::string_view role, std::initializer_list<int64_t> expected);
+  Checker& require(bool ok, std::string_view why);
+
+  std::optional<std::string> result() const { return error_; }
+
+ private:
+  const gguf::TensorInfo* find(std::string_view role, bool optional);
+
+  const registry::OpCreateArgs& args_;
+  std::string impl_;
+  std::optional<std::string> error_;
+};
+
+// Throws ktx::Error (kInvalidArgument) with `check`'s message: create() re-runs its check so that
+// an operator is never built from weights it cannot use.
+void throw_if(const std::optional<std::string>& check_result, std::string_view impl);
+
+// out = x / sqrt(mean(x²) + eps) * w, with the sum of squares in double; out may alias x.
+void rms_norm_row(const float* x, const float* w, int64_t n, float eps, float* out);
+
+inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
+
+// In-place softmax of n values (max subtracted first, the sum in double).
+void softmax_inplace(float* x, int64_t n);
+
+}  // namespace ktx::ops::cpu

@@ -1,0 +1,269 @@
+// cpu.experts: the routed experts from the merged 3-D GGUF tensors, run asynchronously on the
+// pool (submit returns at once; wait joins) so the caller can compute the shared experts
+// meanwhile. As KTransformers' CPUInfer does, tokens are grouped by expert and only experts that
+// received tokens get work. One pool job holds two kinds of tasks:
+//   up tasks    (active expert × block of n_ff_exp rows): gate and up rows dotted with the
+//               expert's tokens, SiLU·mul fused; the last block of an expert to finish quantizes
+//               that expert's hidden rows for the down pass;
+//   down tasks  (block of n_embd output rows): for each active expert in id order, down rows
+//               dotted with its hidden rows, weighted and accumulated into out.
+// Down tasks come after every up task in claim order and block (std::atomic::wait, no spinning)
+// until the up tasks are done. Splitting the down pass by output rows rather than by expert lets
+// each task own its slice of `out`: no locks, and a sum order that does not depend on threads.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "ktx/error.h"
+#include "ktx/quant.h"
+#include "ops/cpu/common.h"
+#include "ops/cpu/impls.h"
+#include "ops/cpu/linear.h"
+
+namespace ktx::ops::cpu {
+namespace {
+
+constexpr std::string_view kName = "cpu.experts";
+constexpr int64_t kUpBlock = 64;    // n_ff_exp rows per up task
+constexpr int64_t kDownBlock = 64;  // n_embd rows per down task
+
+class Experts final : public ExpertsOp {
+ public:
+  Experts(const model::ModuleDesc& m, const model::ModelConfig& c) : k_(c.n_expert_used) {
+    const gguf::TensorInfo& g = m.weight("gate_exps");
+    const gguf::TensorInfo& u = m.weight("up_exps");
+    const gguf::TensorInfo& d = m.weight("down_exps");
+    n_embd_ = g.shape[0];
+    n_ff_ = g.shape[1];
+    n_expert_ = g.shape[2];
+    for (int64_t e = 0; e < n_expert_; ++e) {
+      gate_.push_back(weight_slab(g, e));
+      up_.push_back(weight_slab(u, e));
+      down_.push_back(weight_slab(d, e));
+    }
+  }
+
+  ~Experts() override {
+    // Destroyed with work in flight: join it so that no task reads freed state.
+    if (run_ && pool_ != nullptr) {
+      try {
+        pool_->wait();
+      } catch (...) {  // the error belonged to a wait() that never came
+      }
+    }
+  }
+
+  std::string impl_name() const override { return std::string(kName); }
+
+  void submit(ExecContext& ctx, int64_t n, const float* x, const int32_t* ids, const float* weights,
+              float* out) override;
+  void wait(ExecContext& ctx) override;
+
+ private:
+  // Everything one submit() needs until wait(): the grouping of tokens by expert and buffers.
+  struct Run {
+    int64_t n = 0;
+    float* out = nullptr;
+    std::vector<int64_t> active;  // experts with tokens, ascending
+    std::vector<int64_t> first;   // active.size() + 1 offsets into the assignment arrays
+    std::vector<int32_t> token;   // per assignment (expert-major, then token order)
+    std::vector<float> weight;
+    QuantizedRows x_gate, x_up;  // x quantized for gate / up (x_up unused when types agree)
+    bool x_shared = false;
+    std::vector<float> hidden;  // [n_assign][n_ff]: silu(gate x) * up x
+    QuantizedRows hidden_q;     // the same, quantized for down
+    int64_t up_blocks = 0;      // up tasks per active expert
+    int64_t n_up_tasks = 0;
+    std::unique_ptr<std::atomic<int64_t>[]> blocks_left;  // per active expert
+    std::atomic<int64_t> up_left{0};
+    std::atomic<bool> failed{false};
+  };
+
+  void up_task(Run& run, int64_t task) const;
+  void down_task(Run& run, int64_t task) const;
+  void fail(Run& run) const;
+
+  int64_t k_;
+  int64_t n_expert_ = 0, n_embd_ = 0, n_ff_ = 0;
+  std::vector<WeightMatrix> gate_, up_, down_;
+  std::unique_ptr<Run> run_;
+  runtime::ThreadPool* pool_ = nullptr;
+};
+
+void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t* ids,
+                     const float* weights, float* out) {
+  if (run_) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("{}: submit() called again before wait()", kName));
+  }
+  if (n <= 0) return;
+  auto run = std::make_unique<Run>();
+  run->n = n;
+  run->out = out;
+
+  // Group the (token, weight) assignments by expert: a counting sort, token order kept.
+  std::vector<int64_t> count(static_cast<size_t>(n_expert_) + 1, 0);
+  for (int64_t i = 0; i < n * k_; ++i) {
+    if (ids[i] < 0 || ids[i] >= n_expert_) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("{}: token {} is routed to expert {}, outside [0, {})", kName, i / k_,
+                              ids[i], n_expert_));
+    }
+    ++count[static_cast<size_t>(ids[i]) + 1];
+  }
+  std::vector<int64_t> slot(static_cast<size_t>(n_expert_), -1);
+  run->first.push_back(0);
+  for (int64_t e = 0; e < n_expert_; ++e) {
+    const int64_t c = count[static_cast<size_t>(e) + 1];
+    if (c == 0) continue;
+    slot[static_cast<size_t>(e)] = run->first.back();
+    run->active.push_back(e);
+    run->first.push_back(run->first.back() + c);
+  }
+  const int64_t n_assign = n * k_;
+  run->token.resize(static_cast<size_t>(n_assign));
+  run->weight.resize(static_cast<size_t>(n_assign));
+  for (int64_t i = 0; i < n_assign; ++i) {
+    const int64_t at = slot[static_cast<size_t>(ids[i])]++;
+    run->token[static_cast<size_t>(at)] = static_cast<int32_t>(i / k_);
+    run->weight[static_cast<size_t>(at)] = weights[i];
+  }
+
+  runtime::ThreadPool& pool = *ctx.pool;
+  const WeightMatrix& g0 = gate_[0];
+  const WeightMatrix& u0 = up_[0];
+  run->x_gate.quantize(&pool, g0.dot_type, n, n_embd_, x, n_embd_);
+  run->x_shared = u0.dot_type == g0.dot_type;
+  if (!run->x_shared) run->x_up.quantize(&pool, u0.dot_type, n, n_embd_, x, n_embd_);
+  run->hidden.resize(static_cast<size_t>(n_assign * n_ff_));
+  run->hidden_q.resize(down_[0].dot_type, n_assign, n_ff_);
+
+  const auto n_active = static_cast<int64_t>(run->active.size());
+  run->up_blocks = (n_ff_ + kUpBlock - 1) / kUpBlock;
+  run->n_up_tasks = n_active * run->up_blocks;
+  run->blocks_left = std::make_unique<std::atomic<int64_t>[]>(static_cast<size_t>(n_active));
+  for (int64_t a = 0; a < n_active; ++a) run->blocks_left[a].store(run->up_blocks);
+  run->up_left.store(run->n_up_tasks);
+  const int64_t n_down_tasks = (n_embd_ + kDownBlock - 1) / kDownBlock;
+
+  Run* r = run.get();
+  pool.submit(r->n_up_tasks + n_down_tasks, 1, [this, r](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      if (i < r->n_up_tasks) {
+        up_task(*r, i);
+      } else {
+        down_task(*r, i - r->n_up_tasks);
+      }
+    }
+  });
+  run_ = std::move(run);  // only once the pool has the job (submit throws if one is running)
+  pool_ = &pool;
+}
+
+void Experts::fail(Run& run) const {
+  // Release the down tasks waiting for the up pass; they see `failed` and do nothing.
+  run.failed.store(true);
+  run.up_left.store(0, std::memory_order_release);
+  run.up_left.notify_all();
+}
+
+void Experts::up_task(Run& run, int64_t task) const {
+  const int64_t a = task / run.up_blocks;  // index into run.active
+  const int64_t e = run.active[static_cast<size_t>(a)];
+  const int64_t r0 = (task % run.up_blocks) * kUpBlock;
+  const int64_t r1 = std::min(n_ff_, r0 + kUpBlock);
+  const int64_t j0 = run.first[static_cast<size_t>(a)], j1 = run.first[static_cast<size_t>(a) + 1];
+  const WeightMatrix& g = gate_[static_cast<size_t>(e)];
+  const WeightMatrix& u = up_[static_cast<size_t>(e)];
+  const QuantizedRows& xu = run.x_shared ? run.x_gate : run.x_up;
+  try {
+    if (!run.failed.load(std::memory_order_relaxed)) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const uint8_t* g_row = g.row(r);
+        const uint8_t* u_row = u.row(r);
+        for (int64_t j = j0; j < j1; ++j) {
+          const int32_t t = run.token[static_cast<size_t>(j)];
+          const float gv = quant::vec_dot(g.type, n_embd_, g_row, run.x_gate.row(t));
+          const float uv = quant::vec_dot(u.type, n_embd_, u_row, xu.row(t));
+          run.hidden[static_cast<size_t>(j * n_ff_ + r)] = silu(gv) * uv;
+        }
+      }
+      // The expert's last block quantizes its hidden rows for the down pass (acq_rel: it sees
+      // every other block's writes).
+      if (run.blocks_left[a].fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        for (int64_t j = j0; j < j1; ++j) {
+          run.hidden_q.quantize_row(j, run.hidden.data() + j * n_ff_);
+        }
+      }
+    }
+  } catch (...) {
+    fail(run);
+    throw;
+  }
+  if (run.up_left.fetch_sub(1, std::memory_order_acq_rel) == 1) run.up_left.notify_all();
+}
+
+void Experts::down_task(Run& run, int64_t task) const {
+  for (int64_t v = run.up_left.load(std::memory_order_acquire); v > 0;
+       v = run.up_left.load(std::memory_order_acquire)) {
+    run.up_left.wait(v, std::memory_order_acquire);
+  }
+  if (run.failed.load()) return;
+  const int64_t r0 = task * kDownBlock;
+  const int64_t r1 = std::min(n_embd_, r0 + kDownBlock);
+  float* out = run.out;
+  for (int64_t t = 0; t < run.n; ++t)
+    std::fill(out + t * n_embd_ + r0, out + t * n_embd_ + r1, 0.0f);
+  for (size_t a = 0; a < run.active.size(); ++a) {
+    const WeightMatrix& d = down_[static_cast<size_t>(run.active[a])];
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t* d_row = d.row(r);
+      for (int64_t j = run.first[a]; j < run.first[a + 1]; ++j) {
+        const float y = quant::vec_dot(d.type, n_ff_, d_row, run.hidden_q.row(j));
+        out[run.token[static_cast<size_t>(j)] * n_embd_ + r] +=
+            run.weight[static_cast<size_t>(j)] * y;
+      }
+    }
+  }
+}
+
+void Experts::wait(ExecContext& ctx) {
+  if (!run_) return;
+  std::unique_ptr<Run> run = std::move(run_);  // freed on every path out of here
+  pool_ = nullptr;
+  ctx.pool->wait();
+}
+
+std::optional<std::string> check(const registry::OpCreateArgs& a) {
+  const model::ModelConfig& c = a.config;
+  Checker ch(a, kName);
+  ch.options({}).matmul("gate_exps").matmul("up_exps").matmul("down_exps");
+  if (ch.result()) return ch.result();
+  const gguf::TensorInfo& g = a.module.weight("gate_exps");
+  ch.require(g.shape.size() == 3, "gate_exps is not a 3-D [n_embd, n_ff_exp, n_expert] tensor");
+  if (ch.result()) return ch.result();
+  const int64_t n_embd = g.shape[0], n_ff = g.shape[1], n_expert = g.shape[2];
+  ch.shape("up_exps", {n_embd, n_ff, n_expert}).shape("down_exps", {n_ff, n_embd, n_expert});
+  ch.require(c.n_expert_used > 0 && c.n_expert_used <= n_expert,
+             fmt::format("n_expert_used = {} of {} experts", c.n_expert_used, n_expert));
+  return ch.result();
+}
+
+}  // namespace
+
+registry::OpImpl experts_impl() {
+  return {std::string(kName),
+          model::ModuleKind::kExperts,
+          registry::DeviceKind::kCpu,
+          "routed experts on the CPU thread pool, asynchronous (tokens grouped by expert)",
+          check,
+          [](const registry::OpCreateArgs& a) -> std::unique_ptr<Operator> {
+            throw_if(check(a), kName);
+            return std::make_unique<Experts>(a.module, a.config);
+          }};
+}
+
+}  // namespace ktx::ops::cpu

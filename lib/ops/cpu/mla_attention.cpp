@@ -1,0 +1,325 @@
+// cpu.mla_attention: DeepSeek's multi-head latent attention. Per token
+//   q = W_q x  or  W_q_b rmsnorm(W_q_a x)            -> per head [q_nope | q_pe]
+//   [c_kv | k_pe] = W_kv_a x;  c_kv = rmsnorm(c_kv) * kv_a_norm;  RoPE on q_pe and k_pe
+// and the cache keeps only c_kv and k_pe (LayerKvCache a / b). Two equivalent forms:
+//   absorbed   q_lat = W_UKᵀ q_nope per head (kv_lora_rank wide);
+//              score = q_lat·c_kv + q_pe·k_pe;  o_lat = Σ p c_kv;  o = W_UV o_lat
+//              — cheapest for decode;
+//   naive      k_nope = W_UK c_kv, v = W_UV c_kv for every cached position, then plain MHA
+//              — cheaper for long prefill batches.
+// Option "absorb" = "auto" (default: whichever needs fewer multiply-adds for this batch),
+// "always" or "never". W_UK / W_UV come from attn_kv_b ([kv_lora_rank, n_head·(nope+v)]) or from
+// attn_k_b ([nope, kv_lora_rank, n_head]) and attn_v_b ([kv_lora_rank, v, n_head]) as newer
+// llama.cpp files split it. These small per-head products run in f32 on rows dequantized per
+// call (both forms then compute on the same numbers); the big projections use quantized
+// activations (linear.h). Work is parallel over heads.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "ktx/error.h"
+#include "ktx/quant.h"
+#include "ops/cpu/attention_util.h"
+#include "ops/cpu/common.h"
+#include "ops/cpu/impls.h"
+#include "ops/cpu/linear.h"
+#include "ops/cpu/rope.h"
+
+namespace ktx::ops::cpu {
+namespace {
+
+constexpr std::string_view kName = "cpu.mla_attention";
+
+enum class Absorb { kAuto, kAlways, kNever };
+
+std::optional<Absorb> parse_absorb(const registry::OpOptions& options) {
+  auto it = options.find("absorb");
+  if (it == options.end() || it->second == "auto") return Absorb::kAuto;
+  if (it->second == "always") return Absorb::kAlways;
+  if (it->second == "never") return Absorb::kNever;
+  return std::nullopt;
+}
+
+class MlaAttention final : public AttentionOp {
+ public:
+  MlaAttention(const model::ModuleDesc& m, const model::ModelConfig& c, Absorb absorb)
+      : n_head_(c.n_head),
+        nope_(c.qk_nope_head_dim),
+        rope_dim_(c.qk_rope_head_dim),
+        v_dim_(c.v_head_dim),
+        rank_(c.kv_lora_rank),
+        eps_(c.rms_eps),
+        scale_(c.attention_scale()),
+        absorb_(absorb),
+        kv_a_(weight_matrix(m.weight("kv_a_mqa"))),
+        kv_a_norm_(m.weight("kv_a_norm")),
+        out_(weight_matrix(m.weight("output"))),
+        rope_(c) {
+    if (c.q_lora_rank > 0) {
+      q_a_ = weight_matrix(m.weight("q_a"));
+      q_a_norm_ = VectorWeight(m.weight("q_a_norm"));
+      q_b_ = weight_matrix(m.weight("q_b"));
+    } else {
+      q_ = weight_matrix(m.weight("q"));
+    }
+    const bool split = m.find_weight("k_b") && m.find_weight("v_b") &&
+                       (c.mla_split_kv_b || m.find_weight("kv_b") == nullptr);
+    if (split) {
+      k_b_ = &m.weight("k_b");
+      v_b_ = &m.weight("v_b");
+    } else {
+      kv_b_ = &m.weight("kv_b");
+    }
+  }
+
+  std::string impl_name() const override { return std::string(kName); }
+
+  void forward(ExecContext& ctx, const Batch& batch, const float* x, float* out,
+               runtime::LayerKvCache& cache) override;
+
+  // Whether this batch runs the absorbed form: by option, or by counting multiply-adds per head.
+  bool use_absorbed(int64_t n, int64_t pos0) const {
+    if (absorb_ != Absorb::kAuto) return absorb_ == Absorb::kAlways;
+    const double end = static_cast<double>(pos0 + n);
+    const double keys = static_cast<double>(n) * static_cast<double>(pos0) +
+                        static_cast<double>(n) * static_cast<double>(n + 1) / 2.0;
+    const double wide = static_cast<double>(rank_ * (nope_ + v_dim_));
+    const double absorbed =
+        static_cast<double>(n) * wide + keys * static_cast<double>(2 * rank_ + rope_dim_);
+    const double naive = end * wide + keys * static_cast<double>(nope_ + rope_dim_ + v_dim_);
+    return absorbed <= naive;
+  }
+
+ private:
+  // Head h's W_UK as [nope][rank] and W_UV as [v][rank], dequantized to f32.
+  void head_weights(int64_t h, float* uk, float* uv, std::vector<float>& tmp) const;
+  void attend_absorbed(int64_t h, int64_t n, int64_t pos0, const float* q, float* o,
+                       const runtime::LayerKvCache& cache) const;
+  void attend_naive(int64_t h, int64_t n, int64_t pos0, const float* q, float* o,
+                    const runtime::LayerKvCache& cache) const;
+
+  int64_t n_head_, nope_, rope_dim_, v_dim_, rank_;
+  float eps_, scale_;
+  Absorb absorb_;
+  WeightMatrix q_, q_a_, q_b_, kv_a_;
+  VectorWeight q_a_norm_, kv_a_norm_;
+  const gguf::TensorInfo* kv_b_ = nullptr;
+  const gguf::TensorInfo* k_b_ = nullptr;
+  const gguf::TensorInfo* v_b_ = nullptr;
+  WeightMatrix out_;
+  Rope rope_;
+};
+
+void MlaAttention::forward(ExecContext& ctx, const Batch& batch, const float* x, float* out,
+                           runtime::LayerKvCache& cache) {
+  const int64_t n = batch.n_tokens, pos0 = batch.pos0;
+  if (n <= 0) return;
+  check_cache(cache, rank_, rope_dim_, pos0 + n, "cpu.mla_attention");
+  runtime::ThreadPool& pool = *ctx.pool;
+  const int64_t qk = nope_ + rope_dim_;
+  const int64_t n_embd = kv_a_.cols;
+
+  // x is quantized once for the kv_a projection and reused for q / q_a when the types agree.
+  QuantizedRows xq;
+  xq.quantize(&pool, kv_a_.dot_type, n, n_embd, x, n_embd);
+  const WeightMatrix& first_q = q_b_.data != nullptr ? q_a_ : q_;
+  const auto project_x = [&](const WeightMatrix& w, float* y) {
+    if (w.dot_type == xq.type()) {
+      matmul(pool, w, xq, n, y, w.rows);
+    } else {
+      matmul(pool, w, n, x, n_embd, y, w.rows);
+    }
+  };
+  std::vector<float> q(static_cast<size_t>(n * n_head_ * qk));
+  if (q_b_.data != nullptr) {
+    const int64_t q_rank = q_a_.rows;
+    std::vector<float> qa(static_cast<size_t>(n * q_rank));
+    project_x(first_q, qa.data());
+    for (int64_t t = 0; t < n; ++t) {
+      rms_norm_row(qa.data() + t * q_rank, q_a_norm_.data(), q_rank, eps_, qa.data() + t * q_rank);
+    }
+    matmul(pool, q_b_, n, qa.data(), q_rank, q.data(), n_head_ * qk);
+  } else {
+    project_x(first_q, q.data());
+  }
+  std::vector<float> kv(static_cast<size_t>(n * (rank_ + rope_dim_)));
+  matmul(pool, kv_a_, xq, n, kv.data(), rank_ + rope_dim_);
+
+  // Normalise the latent, rotate the rope parts, append to the cache.
+  std::vector<float> cos(static_cast<size_t>(rope_dim_ / 2)), sin(cos.size());
+  for (int64_t t = 0; t < n; ++t) {
+    const int64_t pos = pos0 + t;
+    const float* kv_t = kv.data() + t * (rank_ + rope_dim_);
+    rms_norm_row(kv_t, kv_a_norm_.data(), rank_, eps_, cache.a_row(pos));
+    rope_.angles(pos, cos.data(), sin.data());
+    float* k_pe = cache.b_row(pos);
+    std::copy(kv_t + rank_, kv_t + rank_ + rope_dim_, k_pe);
+    rope_.rotate(cos.data(), sin.data(), k_pe);
+    for (int64_t h = 0; h < n_head_; ++h) {
+      rope_.rotate(cos.data(), sin.data(), q.data() + (t * n_head_ + h) * qk + nope_);
+    }
+  }
+
+  std::vector<float> o(static_cast<size_t>(n * n_head_ * v_dim_));
+  const bool absorbed = use_absorbed(n, pos0);
+  pool.parallel_for(n_head_, 1, [&](int64_t h0, int64_t h1) {
+    for (int64_t h = h0; h < h1; ++h) {
+      if (absorbed) {
+        attend_absorbed(h, n, pos0, q.data(), o.data(), cache);
+      } else {
+        attend_naive(h, n, pos0, q.data(), o.data(), cache);
+      }
+    }
+  });
+  matmul(pool, out_, n, o.data(), n_head_ * v_dim_, out, out_.rows);
+}
+
+void MlaAttention::head_weights(int64_t h, float* uk, float* uv, std::vector<float>& tmp) const {
+  if (kv_b_ != nullptr) {
+    // Rows h·(nope+v) + j: the first nope are W_UK's, the next v are W_UV's.
+    const size_t row_bytes = row_size(kv_b_->type, rank_);
+    const uint8_t* base = kv_b_->data + static_cast<size_t>(h * (nope_ + v_dim_)) * row_bytes;
+    for (int64_t j = 0; j < nope_ + v_dim_; ++j) {
+      float* dst = j < nope_ ? uk + j * rank_ : uv + (j - nope_) * rank_;
+      quant::dequantize_row(kv_b_->type, base + static_cast<size_t>(j) * row_bytes, dst, rank_);
+    }
+    return;
+  }
+  // attn_k_b slab h holds W_UK transposed ([rank][nope]); attn_v_b slab h is W_UV as is.
+  tmp.resize(static_cast<size_t>(rank_ * nope_));
+  const size_t kb_row = row_size(k_b_->type, nope_);
+  const uint8_t* kb = k_b_->data + static_cast<size_t>(h * rank_) * kb_row;
+  for (int64_t c = 0; c < rank_; ++c) {
+    quant::dequantize_row(k_b_->type, kb + static_cast<size_t>(c) * kb_row, tmp.data() + c * nope_,
+                          nope_);
+  }
+  for (int64_t c = 0; c < rank_; ++c) {
+    for (int64_t j = 0; j < nope_; ++j) uk[j * rank_ + c] = tmp[static_cast<size_t>(c * nope_ + j)];
+  }
+  const size_t vb_row = row_size(v_b_->type, rank_);
+  const uint8_t* vb = v_b_->data + static_cast<size_t>(h * v_dim_) * vb_row;
+  for (int64_t d = 0; d < v_dim_; ++d) {
+    quant::dequantize_row(v_b_->type, vb + static_cast<size_t>(d) * vb_row, uv + d * rank_, rank_);
+  }
+}
+
+void MlaAttention::attend_absorbed(int64_t h, int64_t n, int64_t pos0, const float* q, float* o,
+                                   const runtime::LayerKvCache& cache) const {
+  const int64_t qk = nope_ + rope_dim_;
+  std::vector<float> uk(static_cast<size_t>(nope_ * rank_)),
+      uv(static_cast<size_t>(v_dim_ * rank_));
+  std::vector<float> tmp;
+  head_weights(h, uk.data(), uv.data(), tmp);
+  std::vector<float> q_lat(static_cast<size_t>(rank_)), o_lat(static_cast<size_t>(rank_));
+  std::vector<float> p(static_cast<size_t>(pos0 + n));
+  for (int64_t t = 0; t < n; ++t) {
+    const float* q_nope = q + (t * n_head_ + h) * qk;
+    const float* q_pe = q_nope + nope_;
+    std::fill(q_lat.begin(), q_lat.end(), 0.0f);
+    for (int64_t j = 0; j < nope_; ++j)
+      axpy_f32(q_nope[j], uk.data() + j * rank_, q_lat.data(), rank_);
+    const int64_t keys = pos0 + t + 1;  // causal: itself and everything before
+    for (int64_t s = 0; s < keys; ++s) {
+      p[static_cast<size_t>(s)] = scale_ * (dot_f32(q_lat.data(), cache.a_row(s), rank_) +
+                                            dot_f32(q_pe, cache.b_row(s), rope_dim_));
+    }
+    softmax_inplace(p.data(), keys);
+    std::fill(o_lat.begin(), o_lat.end(), 0.0f);
+    for (int64_t s = 0; s < keys; ++s)
+      axpy_f32(p[static_cast<size_t>(s)], cache.a_row(s), o_lat.data(), rank_);
+    float* o_t = o + (t * n_head_ + h) * v_dim_;
+    for (int64_t d = 0; d < v_dim_; ++d)
+      o_t[d] = dot_f32(uv.data() + d * rank_, o_lat.data(), rank_);
+  }
+}
+
+void MlaAttention::attend_naive(int64_t h, int64_t n, int64_t pos0, const float* q, float* o,
+                                const runtime::LayerKvCache& cache) const {
+  const int64_t qk = nope_ + rope_dim_;
+  const int64_t end = pos0 + n;
+  std::vector<float> uk(static_cast<size_t>(nope_ * rank_)),
+      uv(static_cast<size_t>(v_dim_ * rank_));
+  std::vector<float> tmp;
+  head_weights(h, uk.data(), uv.data(), tmp);
+  // Decompress this head's keys and values for every position the batch can see.
+  std::vector<float> k_nope(static_cast<size_t>(end * nope_)), v(static_cast<size_t>(end * v_dim_));
+  for (int64_t s = 0; s < end; ++s) {
+    const float* c_kv = cache.a_row(s);
+    for (int64_t j = 0; j < nope_; ++j)
+      k_nope[static_cast<size_t>(s * nope_ + j)] = dot_f32(uk.data() + j * rank_, c_kv, rank_);
+    for (int64_t d = 0; d < v_dim_; ++d)
+      v[static_cast<size_t>(s * v_dim_ + d)] = dot_f32(uv.data() + d * rank_, c_kv, rank_);
+  }
+  std::vector<float> p(static_cast<size_t>(end));
+  for (int64_t t = 0; t < n; ++t) {
+    const float* q_nope = q + (t * n_head_ + h) * qk;
+    const float* q_pe = q_nope + nope_;
+    const int64_t keys = pos0 + t + 1;
+    for (int64_t s = 0; s < keys; ++s) {
+      p[static_cast<size_t>(s)] = scale_ * (dot_f32(q_nope, k_nope.data() + s * nope_, nope_) +
+                                            dot_f32(q_pe, cache.b_row(s), rope_dim_));
+    }
+    softmax_inplace(p.data(), keys);
+    float* o_t = o + (t * n_head_ + h) * v_dim_;
+    std::fill(o_t, o_t + v_dim_, 0.0f);
+    for (int64_t s = 0; s < keys; ++s)
+      axpy_f32(p[static_cast<size_t>(s)], v.data() + s * v_dim_, o_t, v_dim_);
+  }
+}
+
+std::optional<std::string> check(const registry::OpCreateArgs& a) {
+  const model::ModelConfig& c = a.config;
+  const model::ModuleDesc& m = a.module;
+  Checker ch(a, kName);
+  ch.options({"absorb"});
+  ch.require(parse_absorb(a.options).has_value(),
+             fmt::format("option absorb = \"{}\"; expected auto, always or never",
+                         a.options.count("absorb") ? a.options.at("absorb") : ""));
+  ch.require(c.n_head > 0 && c.kv_lora_rank > 0 && c.qk_nope_head_dim > 0 &&
+                 c.qk_rope_head_dim > 0 && c.qk_rope_head_dim % 2 == 0 && c.v_head_dim > 0,
+             "the config lacks MLA dimensions (n_head, kv_lora_rank, qk_nope/rope, v_head_dim)");
+  ch.require(c.rope.n_dims == c.qk_rope_head_dim,
+             fmt::format("rope.n_dims {} differs from qk_rope_head_dim {}", c.rope.n_dims,
+                         c.qk_rope_head_dim));
+  if (ch.result()) return ch.result();
+  const int64_t qk = c.qk_nope_head_dim + c.qk_rope_head_dim;
+  if (c.q_lora_rank > 0) {
+    ch.matmul("q_a").dequantize("q_a_norm").matmul("q_b");
+    ch.shape("q_a", {c.n_embd, c.q_lora_rank}).shape("q_a_norm", {c.q_lora_rank});
+    ch.shape("q_b", {c.q_lora_rank, c.n_head * qk});
+  } else {
+    ch.matmul("q").shape("q", {c.n_embd, c.n_head * qk});
+  }
+  ch.matmul("kv_a_mqa").dequantize("kv_a_norm").matmul("output");
+  ch.shape("kv_a_mqa", {c.n_embd, c.kv_lora_rank + c.qk_rope_head_dim});
+  ch.shape("kv_a_norm", {c.kv_lora_rank});
+  ch.shape("output", {c.n_head * c.v_head_dim, c.n_embd});
+  const bool split = m.find_weight("k_b") && m.find_weight("v_b") &&
+                     (c.mla_split_kv_b || m.find_weight("kv_b") == nullptr);
+  if (split) {
+    ch.dequantize("k_b").dequantize("v_b");
+    ch.shape("k_b", {c.qk_nope_head_dim, c.kv_lora_rank, c.n_head});
+    ch.shape("v_b", {c.kv_lora_rank, c.v_head_dim, c.n_head});
+  } else {
+    ch.dequantize("kv_b");
+    ch.shape("kv_b", {c.kv_lora_rank, c.n_head * (c.qk_nope_head_dim + c.v_head_dim)});
+  }
+  return ch.result();
+}
+
+}  // namespace
+
+registry::OpImpl mla_attention_impl() {
+  return {std::string(kName),
+          model::ModuleKind::kMlaAttention,
+          registry::DeviceKind::kCpu,
+          "DeepSeek MLA over a latent cache; absorbed or naive form per batch (option absorb)",
+          check,
+          [](const registry::OpCreateArgs& a) -> std::unique_ptr<Operator> {
+            throw_if(check(a), kName);
+            return std::make_unique<MlaAttention>(a.module, a.config, *parse_absorb(a.options));
+          }};
+}
+
+}  // namespace ktx::ops::cpu

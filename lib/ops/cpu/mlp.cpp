@@ -1,0 +1,93 @@
+// cpu.mlp: SwiGLU, out = down(silu(gate x) * up x). Gate and up share one pass over their rows
+// (SiLU·mul fused); the hidden rows are quantized once for down. Dense layers and shared experts.
+#include <vector>
+
+#include "ktx/quant.h"
+#include "ops/cpu/common.h"
+#include "ops/cpu/impls.h"
+#include "ops/cpu/linear.h"
+
+namespace ktx::ops::cpu {
+namespace {
+
+constexpr std::string_view kName = "cpu.mlp";
+
+class Mlp final : public MlpOp {
+ public:
+  explicit Mlp(const model::ModuleDesc& m)
+      : gate_(weight_matrix(m.weight("gate"))),
+        up_(weight_matrix(m.weight("up"))),
+        down_(weight_matrix(m.weight("down"))) {
+    // Optional biases (llama files may carry them).
+    if (const auto* b = m.find_weight("gate_bias")) gate_bias_ = VectorWeight(*b);
+    if (const auto* b = m.find_weight("up_bias")) up_bias_ = VectorWeight(*b);
+    if (const auto* b = m.find_weight("down_bias")) down_bias_ = VectorWeight(*b);
+  }
+
+  std::string impl_name() const override { return std::string(kName); }
+
+  void forward(ExecContext& ctx, int64_t n, const float* x, float* out) override {
+    if (n <= 0) return;
+    runtime::ThreadPool& pool = *ctx.pool;
+    const int64_t n_embd = gate_.cols, n_ff = gate_.rows;
+    QuantizedRows xg, xu;
+    xg.quantize(&pool, gate_.dot_type, n, n_embd, x, n_embd);
+    const bool same = up_.dot_type == gate_.dot_type;
+    if (!same) xu.quantize(&pool, up_.dot_type, n, n_embd, x, n_embd);
+    const QuantizedRows& xup = same ? xg : xu;
+
+    std::vector<float> h(static_cast<size_t>(n * n_ff));
+    pool.parallel_for(n_ff, row_grain(2 * n_embd), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const uint8_t* g_row = gate_.row(r);
+        const uint8_t* u_row = up_.row(r);
+        const float gb = gate_bias_ ? gate_bias_.data()[r] : 0.0f;
+        const float ub = up_bias_ ? up_bias_.data()[r] : 0.0f;
+        for (int64_t t = 0; t < n; ++t) {
+          const float g = quant::vec_dot(gate_.type, n_embd, g_row, xg.row(t)) + gb;
+          const float u = quant::vec_dot(up_.type, n_embd, u_row, xup.row(t)) + ub;
+          h[static_cast<size_t>(t * n_ff + r)] = silu(g) * u;
+        }
+      }
+    });
+    matmul(pool, down_, n, h.data(), n_ff, out, down_.rows);
+    if (down_bias_) {
+      for (int64_t t = 0; t < n; ++t) {
+        for (int64_t i = 0; i < down_.rows; ++i) out[t * down_.rows + i] += down_bias_.data()[i];
+      }
+    }
+  }
+
+ private:
+  WeightMatrix gate_, up_, down_;
+  VectorWeight gate_bias_, up_bias_, down_bias_;
+};
+
+std::optional<std::string> check(const registry::OpCreateArgs& a) {
+  Checker c(a, kName);
+  c.options({}).matmul("gate").matmul("up").matmul("down");
+  c.dequantize("gate_bias", true).dequantize("up_bias", true).dequantize("down_bias", true);
+  if (c.result()) return c.result();
+  const auto& g = a.module.weight("gate");
+  const int64_t n_embd = g.shape[0], n_ff = g.rows();
+  c.require(g.shape.size() == 2, "gate is not a matrix");
+  c.shape("up", {n_embd, n_ff}).shape("down", {n_ff, n_embd});
+  c.shape("gate_bias", {n_ff}).shape("up_bias", {n_ff}).shape("down_bias", {n_embd});
+  return c.result();
+}
+
+}  // namespace
+
+registry::OpImpl mlp_impl() {
+  return {std::string(kName),
+          model::ModuleKind::kMlp,
+          registry::DeviceKind::kCpu,
+          "SwiGLU MLP (gate and up fused), dense layers and shared experts",
+          check,
+          [](const registry::OpCreateArgs& a) -> std::unique_ptr<Operator> {
+            throw_if(check(a), kName);
+            return std::make_unique<Mlp>(a.module);
+          }};
+}
+
+}  // namespace ktx::ops::cpu

@@ -1,0 +1,48 @@
+// PCRE2 behind NameRegex. Anchoring is chosen per match (PCRE2_ANCHORED, PCRE2_ENDANCHORED), so
+// one compiled pattern serves both full and prefix matching.
+#include "rules/name_regex.h"
+
+#include <fmt/format.h>
+
+// pcre2.h needs the code unit width before it is included.
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>  // NOLINT(llvm-include-order)
+
+namespace ktx::rules {
+
+NameRegex NameRegex::compile(std::string_view pattern, std::string* error) {
+  NameRegex re;
+  re.pattern_ = std::string(pattern);
+  int code = 0;
+  PCRE2_SIZE offset = 0;
+  pcre2_code* compiled = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                                       PCRE2_UTF, &code, &offset, nullptr);
+  if (compiled == nullptr) {
+    PCRE2_UCHAR buffer[256];
+    pcre2_get_error_message(code, buffer, sizeof(buffer));
+    if (error != nullptr) {
+      *error = fmt::format("{} at character {}", reinterpret_cast<const char*>(buffer), offset);
+    }
+    return re;
+  }
+  re.code_ = std::shared_ptr<void>(compiled,
+                                   [](void* p) { pcre2_code_free(static_cast<pcre2_code*>(p)); });
+  return re;
+}
+
+bool NameRegex::full_match(std::string_view text) const { return match(text, true); }
+bool NameRegex::prefix_match(std::string_view text) const { return match(text, false); }
+
+bool NameRegex::match(std::string_view text, bool to_end) const {
+  if (!code_) return false;
+  auto* code = static_cast<const pcre2_code*>(code_.get());
+  // Match data per call: a compiled pattern is shared between threads, match data is not.
+  std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> data(
+      pcre2_match_data_create_from_pattern(code, nullptr), &pcre2_match_data_free);
+  const uint32_t options = PCRE2_ANCHORED | (to_end ? PCRE2_ENDANCHORED : 0);
+  const int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0,
+                             options, data.get(), nullptr);
+  return rc >= 0;
+}
+
+}  // namespace ktx::rules

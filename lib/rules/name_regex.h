@@ -1,0 +1,33 @@
+// Module-name patterns of rule files, compiled with PCRE2: Perl/Python syntax (lookahead and
+// lookbehind, \d, (?P<name>...)) so KTransformers' patterns read the same, and compile errors
+// that say what is wrong and at which character.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace ktx::rules {
+
+class NameRegex {
+ public:
+  // Compiles `pattern`; on failure returns an empty regex and sets `error` to PCRE2's message and
+  // the offset ("missing closing parenthesis at character 7").
+  static NameRegex compile(std::string_view pattern, std::string* error);
+
+  bool valid() const { return code_ != nullptr; }
+  const std::string& pattern() const { return pattern_; }
+
+  // The whole of `text` matches (ktx's semantics: as if wrapped in \A(?:...)\z).
+  bool full_match(std::string_view text) const;
+  // A prefix of `text` matches (Python's re.match, which KTransformers uses).
+  bool prefix_match(std::string_view text) const;
+
+ private:
+  bool match(std::string_view text, bool to_end) const;
+
+  std::string pattern_;
+  std::shared_ptr<void> code_;  // pcre2_code_8, freed with pcre2_code_free_8
+};
+
+}  // namespace ktx::rules

@@ -1,0 +1,101 @@
+// Loading a model: file -> config -> module tree -> plan (rules or default) -> operators.
+#include "runtime/model.h"
+
+#include <fmt/format.h>
+
+#include <thread>
+
+#include "exec/default_plan.h"
+#include "ktx/error.h"
+#include "ktx/tokenizer.h"
+#include "rules/rules.h"
+
+namespace ktx::runtime {
+namespace {
+
+int resolve_threads(int n) {
+  if (n > 0) return n;
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : static_cast<int>(hw);
+}
+
+// Touches one byte per page of every tensor so the weights are resident before the first token.
+void prefault(const gguf::File& file, const std::function<bool(double)>& progress) {
+  uint64_t total = 0, done = 0;
+  for (const gguf::TensorInfo& t : file.tensors()) total += t.n_bytes;
+  volatile uint8_t sink = 0;
+  constexpr uint64_t kPage = 4096;
+  constexpr uint64_t kReportEvery = uint64_t{64} << 20;
+  uint64_t next_report = 0;
+  for (const gguf::TensorInfo& t : file.tensors()) {
+    for (uint64_t off = 0; off < t.n_bytes; off += kPage) sink = sink + t.data[off];
+    done += t.n_bytes;
+    if (progress && (done >= next_report || done == total)) {
+      next_report = done + kReportEvery;
+      if (!progress(total ? static_cast<double>(done) / static_cast<double>(total) : 1.0)) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    fmt::format("{}: loading cancelled", file.paths().front()));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+Model::Model(gguf::File file, const ModelOptions& options)
+    : file_(std::move(file)),
+      config_(model::ModelConfig::from_gguf(file_)),
+      modules_(model::build_module_tree(config_, file_)),
+      pool_(resolve_threads(options.n_threads)) {
+  backends_ = registry::load_backends(registry_, {options.backend_paths, true});
+  for (std::string& w : backends_.warnings()) warnings_.push_back(std::move(w));
+  if (options.rules_path.empty()) {
+    plan_ = exec::default_cpu_plan(modules_, registry_);
+  } else {
+    // Only the CPU exists until a GPU backend is loaded.
+    plan_ = rules::apply_rules(rules::load_rules(options.rules_path), modules_, config_,
+                               registry_, {registry::Device::cpu()}, &warnings_);
+  }
+  if (options.prefault) prefault(file_, options.progress);
+  executor_ = std::make_unique<exec::Executor>(config_, modules_, plan_, registry_);
+  try {
+    tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::from_gguf(file_));
+  } catch (const Error& e) {
+    // A model without a usable tokenizer still evaluates token ids (ktx logits, tests).
+    tokenizer_error_ = e.what();
+  }
+}
+
+Model::~Model() = default;
+
+std::shared_ptr<Model> Model::load(const std::string& path, const ModelOptions& options) {
+  return std::shared_ptr<Model>(new Model(gguf::File::open(path), options));
+}
+
+const Tokenizer& Model::tokenizer() const {
+  if (!tokenizer_) {
+    throw Error(ErrorCode::kUnsupported,
+                fmt::format("{}: no usable tokenizer: {}", file_.paths().front(),
+                            tokenizer_error_));
+  }
+  return *tokenizer_;
+}
+
+void Model::forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& cache, float* logits,
+                    bool all_logits) {
+  std::lock_guard<std::mutex> lock(forward_mutex_);
+  ops::ExecContext ctx{&pool_};
+  executor_->forward(ctx, tokens, pos0, cache, logits, all_logits);
+}
+
+std::vector<exec::KindTiming> Model::timings() const {
+  std::lock_guard<std::mutex> lock(forward_mutex_);
+  return executor_->timings();
+}
+
+void Model::reset_timings() {
+  std::lock_guard<std::mutex> lock(forward_mutex_);
+  executor_->reset_timings();
+}
+
+}  // namespace ktx::runtime

@@ -1,0 +1,92 @@
+// A loaded model: the GGUF mapping (shared, read-only), its configuration and module tree, the
+// plan, the operators that run it, and the thread pool they share. Loaded once and shared by any
+// number of sessions; forward steps of different sessions are serialised on the model's pool
+// (which already uses every core), so sessions on different threads are safe.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "exec/executor.h"
+#include "exec/plan.h"
+#include "ktx/gguf.h"
+#include "model/config.h"
+#include "model/module_tree.h"
+#include "registry/backend_loader.h"
+#include "registry/registry.h"
+#include "runtime/kv_cache.h"
+#include "runtime/thread_pool.h"
+
+namespace ktx {
+class Tokenizer;
+}
+
+namespace ktx::runtime {
+
+struct ModelOptions {
+  std::string rules_path;  // a rule file (rules/*.yaml); empty: everything on the CPU
+  int n_threads = 0;       // 0: every hardware thread
+  // Read every weight page once while loading (so the first tokens do not stall on page faults),
+  // reporting the fraction done. Off: pages load lazily on first use.
+  bool prefault = false;
+  // Called with 0..1 while prefaulting; return false to cancel the load (kCancelled is reported
+  // as ktx::Error kInvalidArgument "cancelled").
+  std::function<bool(double)> progress;
+  // Backend modules (libktx-backend-*.so files, or folders of them) to load besides those found
+  // next to ktx (docs/BACKENDS.md). One that cannot be loaded is left out with a warning.
+  std::vector<std::string> backend_paths;
+};
+
+class Model {
+ public:
+  // Throws ktx::Error naming the file, key, tensor or rule line on any problem.
+  static std::shared_ptr<Model> load(const std::string& path, const ModelOptions& options = {});
+  ~Model();
+
+  const gguf::File& file() const { return file_; }
+  const model::ModelConfig& config() const { return config_; }
+  const std::vector<model::ModuleDesc>& modules() const { return modules_; }
+  const exec::Plan& plan() const { return plan_; }
+  const registry::OperatorRegistry& registry() const { return registry_; }
+  const registry::BackendSet& backends() const { return backends_; }
+  int n_threads() const { return pool_.size(); }
+  // Warnings from loading (a rule that matched no module …), "FILE:LINE: ..." where it applies.
+  const std::vector<std::string>& warnings() const { return warnings_; }
+
+  // The tokenizer from the file's metadata; throws ktx::Error (kUnsupported) when the file has
+  // none or ktx cannot build it (the message says why).
+  const Tokenizer& tokenizer() const;
+  bool has_tokenizer() const { return tokenizer_ != nullptr; }
+
+  runtime::KvCache make_kv_cache(int64_t n_ctx) const { return executor_->make_kv_cache(n_ctx); }
+
+  // One forward step (see exec::Executor::forward). Serialised across callers.
+  void forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& cache, float* logits,
+               bool all_logits);
+
+  // Per-kind time spent in forward calls so far.
+  std::vector<exec::KindTiming> timings() const;
+  void reset_timings();
+
+ private:
+  Model(gguf::File file, const ModelOptions& options);
+
+  gguf::File file_;
+  model::ModelConfig config_;
+  std::vector<model::ModuleDesc> modules_;
+  registry::BackendSet backends_;  // before registry_: its modules must outlive their operators
+  registry::OperatorRegistry registry_;
+  exec::Plan plan_;
+  ThreadPool pool_;
+  std::unique_ptr<exec::Executor> executor_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::string tokenizer_error_;
+  std::vector<std::string> warnings_;
+  mutable std::mutex forward_mutex_;
+};
+
+}  // namespace ktx::runtime

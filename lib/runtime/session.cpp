@@ -1,0 +1,74 @@
+// Session bookkeeping around Model::forward.
+#include "runtime/session.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "ktx/error.h"
+
+namespace ktx::runtime {
+
+Session::Session(std::shared_ptr<Model> model, int64_t n_ctx) : model_(std::move(model)) {
+  if (!model_) throw Error(ErrorCode::kInvalidArgument, "a session needs a model");
+  const int64_t trained = model_->config().n_ctx_train;
+  if (n_ctx < 0) {
+    throw Error(ErrorCode::kInvalidArgument, fmt::format("n_ctx must be >= 0, not {}", n_ctx));
+  }
+  if (n_ctx == 0) n_ctx = std::min<int64_t>(trained > 0 ? trained : 4096, 4096);
+  cache_ = model_->make_kv_cache(n_ctx);
+}
+
+void Session::check(std::span<const int32_t> tokens) const {
+  const int64_t n_vocab = model_->config().n_vocab;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0 || tokens[i] >= n_vocab) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("token #{} is {}, outside the vocabulary [0, {})", i, tokens[i],
+                              n_vocab));
+    }
+  }
+  if (position() + static_cast<int64_t>(tokens.size()) > cache_.n_ctx) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("context full: {} tokens in the session + {} new exceed the context "
+                            "of {} tokens (start a new session with a larger n_ctx, or rewind)",
+                            position(), tokens.size(), cache_.n_ctx));
+  }
+}
+
+std::span<const float> Session::eval(std::span<const int32_t> tokens) {
+  if (tokens.empty()) return logits_;
+  check(tokens);
+  logits_.resize(static_cast<size_t>(model_->config().n_vocab));
+  model_->forward(tokens, position(), cache_, logits_.data(), false);
+  tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
+  return logits_;
+}
+
+std::vector<float> Session::eval_all(std::span<const int32_t> tokens) {
+  check(tokens);
+  const size_t n_vocab = static_cast<size_t>(model_->config().n_vocab);
+  std::vector<float> all(tokens.size() * n_vocab);
+  if (tokens.empty()) return all;
+  model_->forward(tokens, position(), cache_, all.data(), true);
+  tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
+  logits_.assign(all.end() - static_cast<ptrdiff_t>(n_vocab), all.end());
+  return all;
+}
+
+void Session::reset() {
+  tokens_.clear();
+  logits_.clear();
+}
+
+void Session::rewind(int64_t position) {
+  if (position < 0 || position > this->position()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("cannot rewind to position {}: the session holds {} tokens", position,
+                            this->position()));
+  }
+  tokens_.resize(static_cast<size_t>(position));
+  logits_.clear();  // the cache rows past `position` are simply overwritten later
+}
+
+}  // namespace ktx::runtime

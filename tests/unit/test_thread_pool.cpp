@@ -1,0 +1,221 @@
+// ThreadPool: every index runs exactly once, the caller works too, exceptions come back,
+// submit() really is asynchronous, parallel_for works while an asynchronous job runs (CPU-only
+// decode: shared experts under routed experts), nested calls do not deadlock, idle workers sleep.
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <ctime>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "ktx/error.h"
+#include "runtime/thread_pool.h"
+
+using ktx::runtime::ThreadPool;
+
+namespace {
+
+// A one-shot gate a task can block on until the test opens it.
+class Gate {
+ public:
+  void open() {
+    {
+      std::lock_guard lock(m_);
+      open_ = true;
+    }
+    cv_.notify_all();
+  }
+  void pass() {
+    std::unique_lock lock(m_);
+    cv_.wait(lock, [&] { return open_; });
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("parallel_for runs every index exactly once", "[thread_pool]") {
+  const int threads = GENERATE(1, 2, 3, 8);
+  ThreadPool pool(threads);
+  REQUIRE(pool.size() == threads);
+  for (int64_t n : {0, 1, 2, 3, 7, 17, 100, 1000, 4097}) {
+    for (int64_t grain : {1, 3, 64, 10000}) {
+      INFO("threads " << threads << " n " << n << " grain " << grain);
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+      std::atomic<int> calls{0}, empty{0};  // Catch2 assertions are not thread-safe
+      pool.parallel_for(n, grain, [&](int64_t b, int64_t e) {
+        if (b >= e) empty.fetch_add(1);
+        calls.fetch_add(1);
+        for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+      });
+      REQUIRE(empty.load() == 0);
+      for (int64_t i = 0; i < n; ++i) REQUIRE(hits[static_cast<size_t>(i)].load() == 1);
+      if (n > 0) REQUIRE(calls.load() <= (n + grain - 1) / grain);
+    }
+  }
+}
+
+TEST_CASE("parallel_for uses the caller and the workers", "[thread_pool]") {
+  SECTION("a pool of one runs inline on the caller") {
+    ThreadPool pool(1);
+    std::set<std::thread::id> ids;
+    pool.parallel_for(100, 1, [&](int64_t, int64_t) { ids.insert(std::this_thread::get_id()); });
+    REQUIRE(ids == std::set<std::thread::id>{std::this_thread::get_id()});
+  }
+  SECTION("with three threads, chunks that wait for each other finish only if all three run") {
+    ThreadPool pool(3);
+    // Three chunks that each wait until all three have started: completes only when the caller
+    // and both workers work at the same time.
+    std::atomic<int> started{0};
+    std::mutex m;
+    std::set<std::thread::id> ids;
+    pool.parallel_for(3, 1, [&](int64_t, int64_t) {
+      {
+        std::lock_guard lock(m);
+        ids.insert(std::this_thread::get_id());
+      }
+      started.fetch_add(1);
+      while (started.load() < 3) std::this_thread::yield();
+    });
+    REQUIRE(ids.size() == 3);
+    REQUIRE(ids.count(std::this_thread::get_id()) == 1);
+  }
+}
+
+TEST_CASE("parallel_for rethrows the first exception and the pool stays usable", "[thread_pool]") {
+  const int threads = GENERATE(1, 3);
+  ThreadPool pool(threads);
+  REQUIRE_THROWS_WITH(pool.parallel_for(50, 1,
+                                        [&](int64_t b, int64_t e) {
+                                          if (b <= 17 && 17 < e) {
+                                            throw std::runtime_error("chunk 17");
+                                          }
+                                        }),
+                      "chunk 17");
+  std::atomic<int64_t> sum{0};
+  pool.parallel_for(1000, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) sum.fetch_add(i);
+  });
+  REQUIRE(sum.load() == 999 * 1000 / 2);
+}
+
+TEST_CASE("submit returns before the work is done and wait joins it", "[thread_pool]") {
+  SECTION("with workers") {
+    ThreadPool pool(3);
+    Gate gate;
+    std::atomic<int> done{0};
+    pool.submit(4, 1, [&](int64_t b, int64_t e) {
+      gate.pass();  // blocks until the caller has come back from submit()
+      done.fetch_add(static_cast<int>(e - b));
+    });
+    REQUIRE(done.load() == 0);
+    gate.open();
+    pool.wait();
+    REQUIRE(done.load() == 4);
+  }
+  SECTION("a pool of one runs the job in wait()") {
+    ThreadPool pool(1);
+    std::atomic<int> done{0};
+    pool.submit(10, 1, [&](int64_t b, int64_t e) { done.fetch_add(static_cast<int>(e - b)); });
+    REQUIRE(done.load() == 0);
+    pool.wait();
+    REQUIRE(done.load() == 10);
+  }
+  SECTION("wait() without submit() does nothing; an empty job is fine") {
+    ThreadPool pool(2);
+    pool.wait();
+    std::atomic<int> calls{0};
+    pool.submit(0, 1, [&](int64_t, int64_t) { calls.fetch_add(1); });
+    pool.wait();
+    REQUIRE(calls.load() == 0);
+  }
+}
+
+TEST_CASE("submit/wait propagates exceptions; one asynchronous job at a time", "[thread_pool]") {
+  const int threads = GENERATE(1, 2, 3);
+  ThreadPool pool(threads);
+  pool.submit(20, 1, [](int64_t b, int64_t e) {
+    if (b <= 5 && 5 < e) throw std::logic_error("async chunk 5");
+  });
+  REQUIRE_THROWS_WITH(pool.wait(), "async chunk 5");
+
+  pool.submit(1, 1, [](int64_t, int64_t) {});
+  REQUIRE_THROWS_AS(pool.submit(1, 1, [](int64_t, int64_t) {}), ktx::Error);
+  pool.wait();
+  std::atomic<int> n{0};
+  pool.submit(8, 1, [&](int64_t b, int64_t e) { n.fetch_add(static_cast<int>(e - b)); });
+  pool.wait();
+  REQUIRE(n.load() == 8);
+}
+
+TEST_CASE("parallel_for while an asynchronous job runs (shared experts under routed ones)",
+          "[thread_pool]") {
+  const int threads = GENERATE(1, 2, 3, 5);
+  ThreadPool pool(threads);
+  for (int rep = 0; rep < 50; ++rep) {
+    std::vector<int> a(5000, 0), b(3000, 0);
+    pool.submit(static_cast<int64_t>(a.size()), 7, [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; ++i) a[static_cast<size_t>(i)] += 1;
+    });
+    pool.parallel_for(static_cast<int64_t>(b.size()), 5, [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; ++i) b[static_cast<size_t>(i)] += 2;
+    });
+    pool.wait();
+    for (int v : a) REQUIRE(v == 1);
+    for (int v : b) REQUIRE(v == 2);
+  }
+}
+
+TEST_CASE("a parallel_for inside a task runs inline instead of deadlocking", "[thread_pool]") {
+  ThreadPool pool(3);
+  std::atomic<int64_t> total{0};
+  pool.parallel_for(6, 1, [&](int64_t, int64_t) {
+    pool.parallel_for(10, 1, [&](int64_t b, int64_t e) { total.fetch_add(e - b); });
+  });
+  REQUIRE(total.load() == 60);
+  pool.submit(4, 1, [&](int64_t, int64_t) {
+    pool.parallel_for(10, 1, [&](int64_t b, int64_t e) { total.fetch_add(e - b); });
+  });
+  pool.wait();
+  REQUIRE(total.load() == 100);
+}
+
+TEST_CASE("many small jobs in a row (races between posting and finishing)", "[thread_pool]") {
+  ThreadPool pool(4);
+  int64_t expected = 0;
+  std::atomic<int64_t> sum{0};
+  for (int rep = 0; rep < 3000; ++rep) {
+    const int64_t n = 1 + rep % 13;
+    pool.parallel_for(n, 1, [&](int64_t b, int64_t e) { sum.fetch_add(e - b); });
+    expected += n;
+  }
+  REQUIRE(sum.load() == expected);
+}
+
+TEST_CASE("a destroyed pool joins an unwaited job and idle workers do not spin", "[thread_pool]") {
+  {
+    ThreadPool pool(3);
+    pool.submit(100, 1, [](int64_t, int64_t) {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    });
+  }  // must not hang or crash
+  ThreadPool pool(4);
+  pool.parallel_for(100, 1, [](int64_t, int64_t) {});
+  const std::clock_t cpu0 = std::clock();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const double cpu_s = static_cast<double>(std::clock() - cpu0) / CLOCKS_PER_SEC;
+  INFO("process CPU time while the pool idled 200 ms: " << cpu_s << " s");
+  REQUIRE(cpu_s < 0.05);  // three spinning workers would burn ~0.6 s
+}
+
+TEST_CASE("a pool needs at least one thread", "[thread_pool]") {
+  REQUIRE_THROWS_AS(ThreadPool(0), ktx::Error);
+}

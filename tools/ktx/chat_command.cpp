@@ -1,0 +1,65 @@
+// `ktx chat -m M [--system TEXT]`: an interactive conversation with the model's chat template.
+// Each turn re-renders the whole conversation and evaluates only what the session does not
+// already hold (the longest common prefix is kept; the rest is rewound).
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <iostream>
+#include <string>
+
+#include "commands.h"
+#include "ktx/tokenizer.h"
+#include "model_args.h"
+#include "runtime/generate.h"
+#include "sampling_args.h"
+
+namespace ktx::cli {
+
+int run_chat(const std::vector<std::string>& argv) {
+  std::set<std::string> options = with_model_options({"system", "n", "n-predict"});
+  options.insert(kSamplingOptions.begin(), kSamplingOptions.end());
+  Args args("chat", argv, {}, options);
+  args.positional({});
+  const int64_t n_predict =
+      args.int_option("n", args.int_option("n-predict", 512, 1, 1 << 24), 1, 1 << 24);
+  runtime::Sampler sampler(sampling_params(args));
+  auto model = load_model(args);
+  const Tokenizer& tokenizer = model->tokenizer();
+  runtime::Session session(model, context_size(args));
+
+  std::vector<ChatMessage> messages;
+  if (auto system = args.option("system")) messages.push_back({"system", *system});
+  const bool terminal = isatty(fileno(stdin)) != 0;
+  if (terminal) fmt::print(stderr, "ktx chat — an empty line or end of input quits.\n");
+  std::string line;
+  while (true) {
+    if (terminal) fmt::print("> ");
+    std::fflush(stdout);
+    if (!std::getline(std::cin, line) || line.empty()) break;
+    messages.push_back({"user", line});
+    const std::string text = tokenizer.apply_chat_template(messages, true);
+    const std::vector<int32_t> tokens = tokenizer.encode(text, false, true);
+    // Keep what the session already evaluated of this rendering.
+    const std::vector<int32_t>& held = session.tokens();
+    size_t common = 0;
+    while (common < held.size() && common < tokens.size() && held[common] == tokens[common]) {
+      ++common;
+    }
+    if (common == tokens.size() && common > 0) --common;  // re-evaluate one token for logits
+    session.rewind(static_cast<int64_t>(common));
+    std::string reply;
+    sampler.reset();
+    runtime::generate(session, std::span(tokens).subspan(common), n_predict, sampler,
+                      [&](int32_t, std::string_view piece) {
+                        reply += piece;
+                        std::fwrite(piece.data(), 1, piece.size(), stdout);
+                        std::fflush(stdout);
+                        return true;
+                      });
+    std::fputc('\n', stdout);
+    messages.push_back({"assistant", reply});
+  }
+  return 0;
+}
+
+}  // namespace ktx::cli
