@@ -70,3 +70,18 @@ def test_generation_errors_are_clear(model_path, ktx_bin, tmp_path):
     r = subprocess.run([str(ktx_bin), "logits", "-m", model_path, "--tokens", "99999999", "-o",
                         str(tmp_path / "o")], capture_output=True, text=True)
     assert r.returncode == 2 and "vocabulary" in r.stderr
+
+
+def test_chat_and_perplexity(model_path, ktx_bin, tmp_path):
+    r = subprocess.run([str(ktx_bin), "chat", "-m", model_path, "--temp", "0", "-n", "24"],
+                       input="What is the capital of France?\n", capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "Paris" in r.stdout
+    text = tmp_path / "text.txt"
+    text.write_text("The quick brown fox jumps over the lazy dog. " * 40)
+    r = subprocess.run([str(ktx_bin), "perplexity", "-m", model_path, "-f", str(text), "--ctx", "64",
+                        "--chunks", "2"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ppl = float(r.stdout.strip().splitlines()[-1].split()[1])
+    # A repeated sentence becomes almost certain for a real model.
+    assert 1.0 <= ppl < 3.0

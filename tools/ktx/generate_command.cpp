@@ -50,6 +50,8 @@ int run_generate(const std::vector<std::string>& argv) {
   fmt::print(stderr, "decode:  {} tokens in {:.2f} s, {:.2f} tok/s ({} threads{})\n",
              stats.n_generated, stats.decode_seconds, stats.decode_tok_s(), model->n_threads(),
              stats.stopped_at_eog ? ", stopped at end of generation" : "");
+  fmt::print(stderr, "KV cache: {} bytes per token ({} positions reserved)\n",
+             session.kv_bytes_per_token(), session.n_ctx());
   return 0;
 }
 
