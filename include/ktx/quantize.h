@@ -54,6 +54,11 @@ std::optional<Preset> preset_from_name(std::string_view name);
 // Like preset_from_name, but throws ktx::Error (kInvalidArgument) that lists the valid names.
 Preset parse_preset(std::string_view name);
 
+// The type llama.cpp substitutes when a row does not split into `type`'s blocks (its
+// tensor_type_fallback): IQ types -> IQ4_NL, Q2_K/Q3_K/TQ -> Q4_0, Q4_K -> Q5_0, Q5_K -> Q5_1,
+// Q6_K -> Q8_0; nullopt when there is none.
+std::optional<TensorType> row_fallback_type(TensorType type);
+
 // The model facts the type rules read, from the file's metadata.
 struct ModelInfo {
   std::string architecture;  // general.architecture

@@ -20,7 +20,9 @@
 
 #include "ktx/error.h"
 #include "ktx/quant.h"
+#include "ktx/quantize.h"
 #include "quantize/staging.h"
+#include "runtime/thread_pool.h"
 
 namespace ktx::model {
 namespace {
@@ -441,24 +443,6 @@ class Layout {
 
 // --- types --------------------------------------------------------------------------------------
 
-// llama.cpp's tensor_type_fallback (src/llama-quant.cpp), the same table as lib/quantize's.
-std::optional<TT> substitute_for(TT type) {
-  switch (type) {
-    case TT::IQ4_XS:
-      return TT::IQ4_NL;
-    case TT::Q2_K:
-    case TT::Q3_K:
-      return TT::Q4_0;
-    case TT::Q4_K:
-      return TT::Q5_0;
-    case TT::Q5_K:
-      return TT::Q5_1;
-    case TT::Q6_K:
-      return TT::Q8_0;
-    default:
-      return std::nullopt;
-  }
-}
 
 void fit_row(TensorDef& d, RowFallback policy) {
   RandomTensor& t = d.out;
@@ -467,7 +451,7 @@ void fit_row(TensorDef& d, RowFallback policy) {
   if (row % block == 0) return;
   TT chosen = TT::F32;
   if (policy == RowFallback::kLlamaCpp) {
-    const std::optional<TT> sub = substitute_for(t.type);
+    const std::optional<TT> sub = quantize::row_fallback_type(t.type);
     chosen = sub && row % traits(*sub).block_size == 0 ? *sub : TT::F16;
   }
   t.why += fmt::format("; row {} not a multiple of {} -> {}", row, block, type_name(chosen));
@@ -630,53 +614,25 @@ void generate_row(const TensorDef& d, uint64_t base, int64_t r, float* out) {
   }
 }
 
-// Generates every row of `d` and stores it as d.out.type at `dst`, on up to `threads` workers
-// (the caller is one).
-void fill_tensor(const TensorDef& d, uint64_t seed, uint8_t* dst, int threads) {
+// Generates every row of `d` and stores it as d.out.type at `dst`, rows spread over the pool.
+void fill_tensor(const TensorDef& d, uint64_t seed, uint8_t* dst, runtime::ThreadPool& pool) {
   const int64_t row = d.out.shape[0];
   if (row == 0 || d.out.n_elements == 0) return;
   const int64_t rows = static_cast<int64_t>(d.out.n_elements) / row;
   const size_t row_bytes = row_size(d.out.type, row);
   const uint64_t base = mix64(seed) ^ name_hash(d.out.name);
-
-  int64_t chunk = std::max<int64_t>(1, kChunkElements / row);
-  chunk = std::max<int64_t>(1, std::min(chunk, (rows + threads - 1) / threads));
-  const int64_t n_chunks = (rows + chunk - 1) / chunk;
-  const int n_workers = static_cast<int>(std::min<int64_t>(threads, n_chunks));
-
-  std::atomic<int64_t> next_row{0};
-  std::atomic<bool> failed{false};
-  std::mutex error_mutex;
-  std::exception_ptr error;
-  auto work = [&] {
-    try {
-      std::vector<float> values(static_cast<size_t>(row));
-      while (!failed.load(std::memory_order_relaxed)) {
-        const int64_t first = next_row.fetch_add(chunk, std::memory_order_relaxed);
-        if (first >= rows) break;
-        const int64_t last = std::min(rows, first + chunk);
-        for (int64_t r = first; r < last; ++r) {
-          uint8_t* out = dst + static_cast<uint64_t>(r) * row_bytes;
-          generate_row(d, base, r, values.data());
-          if (d.out.type == TT::F32) {
-            std::memcpy(out, values.data(), row_bytes);
-          } else {
-            quant::quantize_row(d.out.type, values.data(), out, row);
-          }
-        }
+  pool.parallel_for(rows, std::max<int64_t>(1, kChunkElements / row), [&](int64_t r0, int64_t r1) {
+    std::vector<float> values(static_cast<size_t>(row));
+    for (int64_t r = r0; r < r1; ++r) {
+      uint8_t* out = dst + static_cast<uint64_t>(r) * row_bytes;
+      generate_row(d, base, r, values.data());
+      if (d.out.type == TT::F32) {
+        std::memcpy(out, values.data(), row_bytes);
+      } else {
+        quant::quantize_row(d.out.type, values.data(), out, row);
       }
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(error_mutex);
-      if (!error) error = std::current_exception();
-      failed = true;
     }
-  };
-  std::vector<std::thread> workers;
-  workers.reserve(static_cast<size_t>(std::max(0, n_workers - 1)));
-  for (int i = 1; i < n_workers; ++i) workers.emplace_back(work);
-  work();
-  for (std::thread& t : workers) t.join();
-  if (error) std::rethrow_exception(error);
+  });
 }
 
 int thread_count(int threads) {
@@ -832,7 +788,7 @@ RandomModelSummary write_random_model(const RandomModelSpec& spec, const std::st
   const auto start = std::chrono::steady_clock::now();
   if (path.empty()) refuse("write_random_model: empty output path");
   const std::vector<TensorDef> defs = layout(spec);
-  const int threads = thread_count(options.threads);
+  runtime::ThreadPool pool(thread_count(options.threads));
 
   // Every tensor's bytes wait in one staging area, at a cache-line boundary so that two
   // workers never write the same line, until the writer lays the file out.
@@ -855,7 +811,7 @@ RandomModelSummary write_random_model(const RandomModelSpec& spec, const std::st
   for (size_t i = 0; i < defs.size(); ++i) {
     const RandomTensor& t = defs[i].out;
     uint8_t* dst = staging.data() + offsets[i];
-    fill_tensor(defs[i], spec.seed, dst, threads);
+    fill_tensor(defs[i], spec.seed, dst, pool);
     writer.add_tensor(t.name, t.type, t.shape, dst, t.n_bytes, /*borrow=*/true);
     quantize::TypeCount& c = by_type[static_cast<uint32_t>(t.type)];
     c.type = t.type;
@@ -884,9 +840,10 @@ gguf::Writer random_model_writer(const RandomModelSpec& spec, int threads) {
   gguf::Writer writer(3);
   Layout(spec).keys(writer, file_type(spec));
   std::vector<uint8_t> bytes;
+  runtime::ThreadPool pool(thread_count(threads));
   for (const TensorDef& d : defs) {
     bytes.assign(d.out.n_bytes, 0);
-    fill_tensor(d, spec.seed, bytes.data(), thread_count(threads));
+    fill_tensor(d, spec.seed, bytes.data(), pool);
     writer.add_tensor(d.out.name, d.out.type, d.out.shape, bytes.data(), bytes.size());
   }
   return writer;

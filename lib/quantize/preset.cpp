@@ -323,8 +323,29 @@ TensorType mix_type(RuleState& s, const TensorDesc& t, Role role, std::string& w
   return type;
 }
 
-// tensor_type_fallback: the type to use when a row does not split into the chosen type's blocks.
-std::optional<TensorType> substitute_for(TensorType type) {
+
+TensorType fit_row(const TensorDesc& t, TensorType type, bool& fallback, std::string& why) {
+  const int64_t row = t.shape[0];
+  const int64_t block = traits(type).block_size;
+  if (row % block == 0) return type;
+  const std::optional<TensorType> sub = row_fallback_type(type);
+  if (!sub) {
+    throw Error(ErrorCode::kUnsupported,
+                fmt::format("tensor '{}': row length {} is not a multiple of {} (the block of {}), "
+                            "and llama.cpp defines no substitute for {}",
+                            t.name, row, block, type_name(type), type_name(type)));
+  }
+  fallback = true;
+  // A row that even the 32-wide substitute does not fit is stored as F16, as llama.cpp does.
+  const TensorType chosen = row % traits(*sub).block_size == 0 ? *sub : TT::F16;
+  why += fmt::format("; row {} not a multiple of {} -> {}", row, block, type_name(chosen));
+  return chosen;
+}
+
+}  // namespace
+
+// llama.cpp's tensor_type_fallback.
+std::optional<TensorType> row_fallback_type(TensorType type) {
   switch (type) {
     case TT::IQ1_S:
     case TT::IQ1_M:
@@ -350,26 +371,6 @@ std::optional<TensorType> substitute_for(TensorType type) {
       return std::nullopt;
   }
 }
-
-TensorType fit_row(const TensorDesc& t, TensorType type, bool& fallback, std::string& why) {
-  const int64_t row = t.shape[0];
-  const int64_t block = traits(type).block_size;
-  if (row % block == 0) return type;
-  const std::optional<TensorType> sub = substitute_for(type);
-  if (!sub) {
-    throw Error(ErrorCode::kUnsupported,
-                fmt::format("tensor '{}': row length {} is not a multiple of {} (the block of {}), "
-                            "and llama.cpp defines no substitute for {}",
-                            t.name, row, block, type_name(type), type_name(type)));
-  }
-  fallback = true;
-  // A row that even the 32-wide substitute does not fit is stored as F16, as llama.cpp does.
-  const TensorType chosen = row % traits(*sub).block_size == 0 ? *sub : TT::F16;
-  why += fmt::format("; row {} not a multiple of {} -> {}", row, block, type_name(chosen));
-  return chosen;
-}
-
-}  // namespace
 
 std::span<const PresetInfo> presets() { return kPresets; }
 

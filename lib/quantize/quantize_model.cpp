@@ -22,6 +22,7 @@
 #include "ktx/quant.h"
 #include "ktx/quantize.h"
 #include "quantize/staging.h"
+#include "runtime/thread_pool.h"
 
 namespace ktx::quantize {
 namespace {
@@ -58,65 +59,35 @@ void refuse_same_file(const std::vector<std::string>& inputs, const std::string&
   }
 }
 
-// Converts every row of `src` into `to` at `dst` with `threads` workers (the caller is one).
-void convert_tensor(const gguf::TensorInfo& src, TT to, uint8_t* dst, int threads) {
+// Converts every row of `src` into `to` at `dst`, rows spread over the pool.
+void convert_tensor(const gguf::TensorInfo& src, TT to, uint8_t* dst, runtime::ThreadPool& pool) {
   const int64_t row = src.shape[0];
   const int64_t rows = src.rows();
   if (row == 0 || rows == 0) return;
   const size_t in_row_bytes = row_size(src.type, row);
   const size_t out_row_bytes = row_size(to, row);
-
-  int64_t chunk = std::max<int64_t>(1, kChunkElements / row);
-  chunk = std::max<int64_t>(1, std::min(chunk, (rows + threads - 1) / threads));
-  const int64_t n_chunks = (rows + chunk - 1) / chunk;
-  const int n_workers = static_cast<int>(std::min<int64_t>(threads, n_chunks));
-
-  std::atomic<int64_t> next_row{0};
-  std::atomic<bool> failed{false};
-  std::mutex error_mutex;
-  std::exception_ptr error;
-
-  auto work = [&] {
-    try {
-      std::vector<float> values(static_cast<size_t>(row));
-      while (!failed.load(std::memory_order_relaxed)) {
-        const int64_t first = next_row.fetch_add(chunk, std::memory_order_relaxed);
-        if (first >= rows) break;
-        const int64_t last = std::min(rows, first + chunk);
-        for (int64_t r = first; r < last; ++r) {
-          const uint8_t* in = src.data + static_cast<uint64_t>(r) * in_row_bytes;
-          if (src.type == TT::F32) {
-            std::memcpy(values.data(), in, static_cast<size_t>(row) * sizeof(float));
-          } else {
-            quant::dequantize_row(src.type, in, values.data(), row);
-          }
-          // llama.cpp validates each quantized row and refuses NaN / Inf; checking the input
-          // refuses the same data and names the row.
-          for (float v : values) {
-            if (!std::isfinite(v)) {
-              throw Error(ErrorCode::kInvalidFile,
-                          fmt::format("tensor '{}': row {} holds a non-finite value ({}); it "
-                                      "cannot be quantized",
-                                      src.name, r, v));
-            }
-          }
-          quant::quantize_row(to, values.data(), dst + static_cast<uint64_t>(r) * out_row_bytes,
-                              row);
+  pool.parallel_for(rows, std::max<int64_t>(1, kChunkElements / row), [&](int64_t r0, int64_t r1) {
+    std::vector<float> values(static_cast<size_t>(row));
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t* in = src.data + static_cast<uint64_t>(r) * in_row_bytes;
+      if (src.type == TT::F32) {
+        std::memcpy(values.data(), in, static_cast<size_t>(row) * sizeof(float));
+      } else {
+        quant::dequantize_row(src.type, in, values.data(), row);
+      }
+      // llama.cpp validates each quantized row and refuses NaN / Inf; checking the input refuses
+      // the same data and names the row.
+      for (float v : values) {
+        if (!std::isfinite(v)) {
+          throw Error(ErrorCode::kInvalidFile,
+                      fmt::format("tensor '{}': row {} holds a non-finite value ({}); it cannot be "
+                                  "quantized",
+                                  src.name, r, v));
         }
       }
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(error_mutex);
-      if (!error) error = std::current_exception();
-      failed = true;
+      quant::quantize_row(to, values.data(), dst + static_cast<uint64_t>(r) * out_row_bytes, row);
     }
-  };
-
-  std::vector<std::thread> workers;
-  workers.reserve(static_cast<size_t>(n_workers));
-  for (int i = 1; i < n_workers; ++i) workers.emplace_back(work);
-  work();
-  for (std::thread& t : workers) t.join();
-  if (error) std::rethrow_exception(error);
+  });
 }
 
 bool is_split_key(std::string_view key) {
@@ -227,9 +198,10 @@ Summary quantize_model(const std::string& in_path, const std::string& out_path, 
   const std::string scratch_dir = out_dir.empty() ? std::string(".") : out_dir.string();
   detail::Staging staging(staged, options.memory_limit, scratch_dir);
 
-  int threads =
-      options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
-  threads = std::max(1, threads);
+  const int threads =
+      options.threads > 0 ? options.threads
+                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  runtime::ThreadPool pool(threads);
 
   std::map<uint32_t, TypeCount> types_in, types_out;
   gguf::Writer writer(3);
@@ -252,7 +224,7 @@ Summary quantize_model(const std::string& in_path, const std::string& out_path, 
     uint64_t n_bytes = src.n_bytes;
     if (plan.converts()) {
       uint8_t* dst = staging.data() + offsets[k];
-      convert_tensor(src, plan.to, dst, threads);
+      convert_tensor(src, plan.to, dst, pool);
       data = dst;
       n_bytes = row_size(plan.to, src.shape[0]) * static_cast<uint64_t>(src.rows());
       ++summary.n_converted;
