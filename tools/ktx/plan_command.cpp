@@ -17,10 +17,10 @@
 #include "ktx/quantize.h"
 #include "model/config.h"
 #include "model/module_tree.h"
-#include "ops/cpu/register.h"
 #include "planner/arch_preset.h"
 #include "planner/costs.h"
 #include "planner/planner.h"
+#include "registry/backend_loader.h"
 #include "rules/rules.h"
 
 namespace ktx::cli {
@@ -184,9 +184,15 @@ Hardware describe_hardware(const Args& args) {
 // there (their checks read the tensors), and stand-ins for the rest — the CUDA operators, since a
 // plan describes hardware that need not be this machine's, and for a preset (no file, no data)
 // the CPU ones too.
-registry::OperatorRegistry planning_registry(bool have_file) {
+struct PlanningRegistry {
+  registry::BackendSet backends;      // declared first: outlives the operators registered from it
   registry::OperatorRegistry registry;
-  if (have_file) ops::cpu::register_cpu_operators(registry);
+};
+
+void planning_registry(bool have_file, PlanningRegistry& out) {
+  registry::OperatorRegistry& registry = out.registry;
+  // With a file: the CPU backend and every backend module found (ref …), as a model load would.
+  if (have_file) out.backends = registry::load_backends(registry);
   for (const char* backend : {"cpu", "cuda"}) {
     for (int k = 0; k <= static_cast<int>(model::ModuleKind::kLmHead); ++k) {
       const auto kind = static_cast<model::ModuleKind>(k);
@@ -201,7 +207,6 @@ registry::OperatorRegistry planning_registry(bool have_file) {
            }});
     }
   }
-  return registry;
 }
 
 void print_text(const LoadedModel& m, const Hardware& hw, const planner::PlanReport& r, int64_t ctx,
@@ -371,7 +376,9 @@ int run_plan(const std::vector<std::string>& argv_in) {
     for (size_t i = 0; i < hw.options.gpu_budgets.size(); ++i) {
       available.push_back(registry::Device::cuda(static_cast<int>(i)));
     }
-    const registry::OperatorRegistry registry = planning_registry(m.file.has_value());
+    PlanningRegistry planning;
+    planning_registry(m.file.has_value(), planning);
+    const registry::OperatorRegistry& registry = planning.registry;
     const exec::Plan plan =
         rules::apply_rules(set, m.modules, m.config, registry, available, &warnings, &report.plan);
     report = planner::evaluate_plan(plan, costs, hw.options);
