@@ -16,5 +16,6 @@ int run_perplexity(const std::vector<std::string>& args);
 int run_make_model(const std::vector<std::string>& args);
 int run_plan(const std::vector<std::string>& args);
 int run_backends(const std::vector<std::string>& args);
+int run_bench(const std::vector<std::string>& args);
 
 }  // namespace ktx::cli

@@ -31,6 +31,8 @@ constexpr const char* kUsage =
     "                                   where every module would run, and the predicted speed\n"
     "  backends [--load PATH]... [--no-search]\n"
     "                                   backends found, their devices and operators\n"
+    "  bench -m MODEL [-p 512] [-n 128] [-t N] [--json]\n"
+    "                                   prefill/decode speed, per-kind breakdown, roofline\n"
     "  version                          print the library version\n"
     "  help                             this text\n";
 
@@ -53,6 +55,7 @@ int main(int argc, char** argv) {
     if (command == "make-model") return ktx::cli::run_make_model(args);
     if (command == "plan") return ktx::cli::run_plan(args);
     if (command == "backends") return ktx::cli::run_backends(args);
+    if (command == "bench") return ktx::cli::run_bench(args);
     if (command == "version" || command == "--version") {
       std::printf("ktx %s (ABI %u.%u)\n", ktx_version_string(), ktx_abi_version() >> 16,
                   ktx_abi_version() & 0xffffu);

@@ -18,7 +18,6 @@
 #include <vector>
 
 #include "ktx/error.h"
-#include "ktx/quant.h"
 #include "ops/cpu/common.h"
 #include "ops/cpu/impls.h"
 #include "ops/cpu/linear.h"
@@ -181,14 +180,15 @@ void Experts::up_task(Run& run, int64_t task) const {
   const QuantizedRows& xu = run.x_shared ? run.x_gate : run.x_up;
   try {
     if (!run.failed.load(std::memory_order_relaxed)) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* g_row = g.row(r);
-        const uint8_t* u_row = u.row(r);
+      float gv[kRowChunk], uv[kRowChunk];
+      for (int64_t r = r0; r < r1; r += kRowChunk) {
+        const int64_t count = std::min(kRowChunk, r1 - r);
         for (int64_t j = j0; j < j1; ++j) {
           const int32_t t = run.token[static_cast<size_t>(j)];
-          const float gv = quant::vec_dot(g.type, n_embd_, g_row, run.x_gate.row(t));
-          const float uv = quant::vec_dot(u.type, n_embd_, u_row, xu.row(t));
-          run.hidden[static_cast<size_t>(j * n_ff_ + r)] = silu(gv) * uv;
+          g.dot(r, count, run.x_gate.row(t), gv);
+          u.dot(r, count, xu.row(t), uv);
+          float* h = run.hidden.data() + j * n_ff_ + r;
+          for (int64_t i = 0; i < count; ++i) h[i] = silu(gv[i]) * uv[i];
         }
       }
       // The expert's last block quantizes its hidden rows for the down pass (acq_rel: it sees
@@ -217,14 +217,16 @@ void Experts::down_task(Run& run, int64_t task) const {
   float* out = run.out;
   for (int64_t t = 0; t < run.n; ++t)
     std::fill(out + t * n_embd_ + r0, out + t * n_embd_ + r1, 0.0f);
+  float y[kRowChunk];
   for (size_t a = 0; a < run.active.size(); ++a) {
     const WeightMatrix& d = down_[static_cast<size_t>(run.active[a])];
-    for (int64_t r = r0; r < r1; ++r) {
-      const uint8_t* d_row = d.row(r);
+    for (int64_t r = r0; r < r1; r += kRowChunk) {
+      const int64_t count = std::min(kRowChunk, r1 - r);
       for (int64_t j = run.first[a]; j < run.first[a + 1]; ++j) {
-        const float y = quant::vec_dot(d.type, n_ff_, d_row, run.hidden_q.row(j));
-        out[run.token[static_cast<size_t>(j)] * n_embd_ + r] +=
-            run.weight[static_cast<size_t>(j)] * y;
+        d.dot(r, count, run.hidden_q.row(j), y);
+        float* o = out + run.token[static_cast<size_t>(j)] * n_embd_ + r;
+        const float wj = run.weight[static_cast<size_t>(j)];
+        for (int64_t i = 0; i < count; ++i) o[i] += wj * y[i];
       }
     }
   }

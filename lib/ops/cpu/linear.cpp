@@ -1,5 +1,5 @@
-// Matrix products over GGUF weight rows with the reference vec_dot (include/ktx/quant.h): quantize
-// activations once, then parallel over blocks of output rows.
+// Matrix products over GGUF weight rows with the dispatched CPU kernels (kernels/cpu/vec_dot.h):
+// quantize activations once, then parallel over blocks of output rows.
 #include "ops/cpu/linear.h"
 
 #include <fmt/format.h>
@@ -39,6 +39,12 @@ WeightMatrix weight_matrix(const gguf::TensorInfo& t) {
   w.rows = t.rows();
   w.row_bytes = row_size(t.type, w.cols);
   w.data = t.data;
+  w.dot_fn = kernels::cpu::vec_dot_fn(t.type);
+  w.dot_rows_fn = kernels::cpu::vec_dot_rows_fn(t.type);
+  if (w.dot_fn == nullptr) {  // quant::vec_dot_type said yes, so the table must have it
+    throw Error(ErrorCode::kInternal,
+                fmt::format("{}: no CPU dot product kernel for {}", t.name, type_name(t.type)));
+  }
   return w;
 }
 
@@ -82,11 +88,16 @@ void QuantizedRows::resize(TensorType type, int64_t n, int64_t cols) {
   type_ = type;
   cols_ = cols;
   row_bytes_ = row_size(type, cols);
+  quantize_fn_ = kernels::cpu::quantize_row_fn(type);
+  if (quantize_fn_ == nullptr) {
+    throw Error(ErrorCode::kUnsupported,
+                fmt::format("no CPU quantizer for activations of type {}", type_name(type)));
+  }
   data_.resize(row_bytes_ * static_cast<size_t>(std::max<int64_t>(n, 0)));
 }
 
 void QuantizedRows::quantize_row(int64_t i, const float* x) {
-  quant::quantize_row(type_, x, data_.data() + static_cast<size_t>(i) * row_bytes_, cols_);
+  quantize_fn_(x, data_.data() + static_cast<size_t>(i) * row_bytes_, cols_);
 }
 
 void QuantizedRows::quantize(runtime::ThreadPool* pool, TensorType type, int64_t n, int64_t cols,
@@ -105,9 +116,17 @@ void QuantizedRows::quantize(runtime::ThreadPool* pool, TensorType type, int64_t
 
 void matmul_rows(const WeightMatrix& w, int64_t r0, int64_t r1, const QuantizedRows& x, int64_t n,
                  float* y, int64_t ldy) {
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* wr = w.row(r);
-    for (int64_t t = 0; t < n; ++t) y[t * ldy + r] = quant::vec_dot(w.type, w.cols, wr, x.row(t));
+  if (n == 1) {  // decode: the whole range in one call, written in place
+    w.dot(r0, r1 - r0, x.row(0), y + r0);
+    return;
+  }
+  float out[kRowChunk];
+  for (int64_t r = r0; r < r1; r += kRowChunk) {
+    const int64_t count = std::min(kRowChunk, r1 - r);
+    for (int64_t t = 0; t < n; ++t) {
+      w.dot(r, count, x.row(t), out);
+      std::copy(out, out + count, y + t * ldy + r);
+    }
   }
 }
 

@@ -2,7 +2,8 @@
 // activation row is quantized once to the weight type's vec_dot_type (Q8_0/Q8_1/Q8_K, or
 // F32/F16/BF16), then every weight row is dotted with every activation row: rows outer, tokens
 // inner, so a weight row is read from memory once per batch. Work is split into blocks of output
-// rows. Weights are never copied.
+// rows. Weights are never copied. The dot products and quantizers are the fastest this CPU has
+// (kernels/cpu/vec_dot.h), looked up once per WeightMatrix / QuantizedRows.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kernels/cpu/vec_dot.h"
 #include "ktx/gguf.h"
 #include "ktx/tensor_type.h"
 #include "runtime/thread_pool.h"
@@ -26,8 +28,19 @@ struct WeightMatrix {
   int64_t rows = 0;
   size_t row_bytes = 0;
   const uint8_t* data = nullptr;
+  kernels::cpu::VecDotFn dot_fn = nullptr;           // vec_dot_fn(type)
+  kernels::cpu::VecDotRowsFn dot_rows_fn = nullptr;  // vec_dot_rows_fn(type), may be null
 
   const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes; }
+  // out[i] = row(r0 + i) · y for i in [0, count), y stored as dot_type: the multi-row kernel
+  // where the type has one, else one dot per row (the same results either way).
+  void dot(int64_t r0, int64_t count, const void* y, float* out) const {
+    if (dot_rows_fn != nullptr) {
+      dot_rows_fn(cols, row(r0), row_bytes, count, y, out);
+    } else {
+      for (int64_t i = 0; i < count; ++i) out[i] = dot_fn(cols, row(r0 + i), y);
+    }
+  }
   std::string_view name() const { return tensor ? std::string_view(tensor->name) : "?"; }
 };
 
@@ -49,14 +62,15 @@ std::optional<std::string> check_matmul_weight(const gguf::TensorInfo& t, std::s
 std::optional<std::string> check_dequantize_weight(const gguf::TensorInfo& t,
                                                    std::string_view impl);
 
-// Activation rows quantized once to one dot type; row(i) feeds quant::vec_dot.
+// Activation rows quantized once to one dot type; row(i) feeds WeightMatrix::dot.
 class QuantizedRows {
  public:
   // Quantizes n rows of `cols` floats, `ldx` floats apart. Uses the pool (when given) for many
   // rows.
   void quantize(runtime::ThreadPool* pool, TensorType type, int64_t n, int64_t cols, const float* x,
                 int64_t ldx);
-  // Quantizes row i alone (after resize()); for callers that produce rows one by one.
+  // Quantizes row i alone (after resize()); for callers that produce rows one by one. resize()
+  // throws ktx::Error (kInvalidArgument) when `cols` is not a multiple of the type's block size.
   void resize(TensorType type, int64_t n, int64_t cols);
   void quantize_row(int64_t i, const float* x);
 
@@ -68,6 +82,7 @@ class QuantizedRows {
   TensorType type_ = TensorType::F32;
   int64_t cols_ = 0;
   size_t row_bytes_ = 0;
+  kernels::cpu::QuantizeRowFn quantize_fn_ = nullptr;  // quantize_row_fn(type_)
   std::vector<uint8_t> data_;
 };
 
@@ -86,5 +101,9 @@ void matmul(runtime::ThreadPool& pool, const WeightMatrix& w, const QuantizedRow
 
 // Output rows per task: enough work per task (~32K weight elements) to amortize scheduling.
 int64_t row_grain(int64_t cols);
+
+// Weight rows dotted per activation row in the rows-outer, tokens-inner loops: small enough that
+// they stay in L1/L2 while every token passes over them, a multiple of the multi-row kernels' 4.
+inline constexpr int64_t kRowChunk = 8;
 
 }  // namespace ktx::ops::cpu

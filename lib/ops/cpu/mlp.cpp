@@ -1,8 +1,8 @@
 // cpu.mlp: SwiGLU, out = down(silu(gate x) * up x). Gate and up share one pass over their rows
 // (SiLU·mul fused); the hidden rows are quantized once for down. Dense layers and shared experts.
+#include <algorithm>
 #include <vector>
 
-#include "ktx/quant.h"
 #include "ops/cpu/common.h"
 #include "ops/cpu/impls.h"
 #include "ops/cpu/linear.h"
@@ -38,15 +38,17 @@ class Mlp final : public MlpOp {
 
     std::vector<float> h(static_cast<size_t>(n * n_ff));
     pool.parallel_for(n_ff, row_grain(2 * n_embd), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* g_row = gate_.row(r);
-        const uint8_t* u_row = up_.row(r);
-        const float gb = gate_bias_ ? gate_bias_.data()[r] : 0.0f;
-        const float ub = up_bias_ ? up_bias_.data()[r] : 0.0f;
+      float g[kRowChunk], u[kRowChunk];
+      for (int64_t r = r0; r < r1; r += kRowChunk) {
+        const int64_t count = std::min(kRowChunk, r1 - r);
         for (int64_t t = 0; t < n; ++t) {
-          const float g = quant::vec_dot(gate_.type, n_embd, g_row, xg.row(t)) + gb;
-          const float u = quant::vec_dot(up_.type, n_embd, u_row, xup.row(t)) + ub;
-          h[static_cast<size_t>(t * n_ff + r)] = silu(g) * u;
+          gate_.dot(r, count, xg.row(t), g);
+          up_.dot(r, count, xup.row(t), u);
+          for (int64_t i = 0; i < count; ++i) {
+            const float gb = gate_bias_ ? gate_bias_.data()[r + i] : 0.0f;
+            const float ub = up_bias_ ? up_bias_.data()[r + i] : 0.0f;
+            h[static_cast<size_t>(t * n_ff + r + i)] = silu(g[i] + gb) * (u[i] + ub);
+          }
         }
       }
     });

@@ -1,0 +1,90 @@
+// The per-ISA kernels behind vec_dot.h's dispatch table, one namespace per instruction set. Each
+// function has quant::vec_dot's contract for its weight type (or quant::quantize_row's for an
+// activation type) and may only be called on a CPU that has the ISA (cpu_features.h says which);
+// dispatch.cpp picks them, tests/unit/test_cpu_kernels.cpp calls each one directly.
+//
+//   avx512  AVX-512 F/DQ/BW/VL + VNNI (Ice Lake, Sapphire Rapids, Zen 4 and later); files
+//           *_avx512.cpp. avx512bf16::* additionally needs AVX512_BF16 (Cooper Lake, SPR, Zen 4).
+//   avx2    AVX2 + FMA + F16C (Haswell, Zen 1 and later); files *_avx2.cpp.
+//
+// Legacy quants, floats and the activation quantizers live in legacy_*.cpp; the K-quants and
+// IQ4_XS (× Q8_K) in k_quants_*.cpp.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/vec_dot.h"
+#include "ktx/tensor_type.h"
+
+namespace ktx::kernels::cpu {
+
+// Declares one ISA's functions; the list is the same for every ISA.
+#define KTX_DECLARE_ISA_KERNELS                                       \
+  /* legacy_*.cpp: weights × Q8_0 / Q8_1, floats × themselves */    \
+  float vec_dot_q8_0_q8_0(int64_t n, const void* x, const void* y);   \
+  float vec_dot_q4_0_q8_0(int64_t n, const void* x, const void* y);   \
+  float vec_dot_q5_0_q8_0(int64_t n, const void* x, const void* y);   \
+  float vec_dot_iq4_nl_q8_0(int64_t n, const void* x, const void* y); \
+  float vec_dot_q4_1_q8_1(int64_t n, const void* x, const void* y);   \
+  float vec_dot_q5_1_q8_1(int64_t n, const void* x, const void* y);   \
+  float vec_dot_f32(int64_t n, const void* x, const void* y);         \
+  float vec_dot_f16(int64_t n, const void* x, const void* y);         \
+  float vec_dot_bf16(int64_t n, const void* x, const void* y);        \
+  /* activation quantizers, byte-identical to the references */       \
+  void quantize_row_q8_0(const float* x, void* y, int64_t n);         \
+  void quantize_row_q8_1(const float* x, void* y, int64_t n);         \
+  void quantize_row_q8_K(const float* x, void* y, int64_t n);         \
+  void quantize_row_f16(const float* x, void* y, int64_t n);          \
+  void quantize_row_bf16(const float* x, void* y, int64_t n);         \
+  /* k_quants_*.cpp: K-quants and IQ4_XS × Q8_K */                   \
+  float vec_dot_q2_K_q8_K(int64_t n, const void* x, const void* y);   \
+  float vec_dot_q3_K_q8_K(int64_t n, const void* x, const void* y);   \
+  float vec_dot_q4_K_q8_K(int64_t n, const void* x, const void* y);   \
+  float vec_dot_q5_K_q8_K(int64_t n, const void* x, const void* y);   \
+  float vec_dot_q6_K_q8_K(int64_t n, const void* x, const void* y);   \
+  float vec_dot_iq4_xs_q8_K(int64_t n, const void* x, const void* y);
+
+// Multi-row block dots (vec_dot.h's VecDotRowsFn), where they beat one call per row.
+#define KTX_DECLARE_ROWS_KERNEL(name) \
+  void name(int64_t n, const void* x, size_t stride, int64_t rows, const void* y, float* out);
+
+namespace avx512 {
+KTX_DECLARE_ISA_KERNELS
+KTX_DECLARE_ROWS_KERNEL(vec_dot_q8_0_q8_0_rows)
+KTX_DECLARE_ROWS_KERNEL(vec_dot_q4_0_q8_0_rows)
+KTX_DECLARE_ROWS_KERNEL(vec_dot_q5_0_q8_0_rows)
+KTX_DECLARE_ROWS_KERNEL(vec_dot_iq4_nl_q8_0_rows)
+KTX_DECLARE_ROWS_KERNEL(vec_dot_q4_1_q8_1_rows)
+KTX_DECLARE_ROWS_KERNEL(vec_dot_q5_1_q8_1_rows)
+}  // namespace avx512
+
+// With 16 ymm registers, 4 rows pay only for the formats with an offset to share (Q8_0, IQ4_NL,
+// Q4_1 and Q5_1 ran 10-25% slower than one row at a time on Zen 4).
+namespace avx2 {
+KTX_DECLARE_ISA_KERNELS
+KTX_DECLARE_ROWS_KERNEL(vec_dot_q4_0_q8_0_rows)
+KTX_DECLARE_ROWS_KERNEL(vec_dot_q5_0_q8_0_rows)
+}  // namespace avx2
+
+#undef KTX_DECLARE_ISA_KERNELS
+#undef KTX_DECLARE_ROWS_KERNEL
+
+// BF16 × BF16 with vdpbf16ps (legacy_avx512_bf16.cpp), for CPUs with AVX512_BF16.
+namespace avx512bf16 {
+float vec_dot_bf16(int64_t n, const void* x, const void* y);
+}  // namespace avx512bf16
+
+// One tier's own kernel for a type, with no fallback (dispatch.cpp): null when the tier has none
+// for that type, or this build or CPU cannot run the tier. Isa::kScalar gives the references.
+// For tests and benchmarks that run every variant; the library uses vec_dot_fn().
+VecDotFn isa_vec_dot(Isa isa, TensorType weight_type);
+VecDotRowsFn isa_vec_dot_rows(Isa isa, TensorType weight_type);
+QuantizeRowFn isa_quantize_row(Isa isa, TensorType activation_type);
+
+// avx512bf16::vec_dot_bf16 when this build has it and the CPU has AVX512_BF16, else null.
+// vec_dot_fn(BF16) prefers it to isa_vec_dot(kAvx512Vnni, BF16).
+VecDotFn avx512bf16_vec_dot_bf16();
+
+}  // namespace ktx::kernels::cpu

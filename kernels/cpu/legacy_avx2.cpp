@@ -1,0 +1,517 @@
+// AVX2 + FMA + F16C kernels for the 32-element block quants × Q8_0/Q8_1, the float types, and the
+// activation quantizers: the same computations as legacy_avx512.cpp (read it first) with 256-bit
+// vectors and without VNNI. Compiled with its own -m flags; internal linkage or namespace avx2
+// only, so nothing built for AVX2 can leak into code that runs elsewhere.
+//
+// Without vpdpbusd, bytes are multiplied with vpmaddubsw (unsigned × signed -> int16 pairs,
+// saturating) and widened with vpmaddwd. The int16 pairs must not saturate:
+//   small unsigned weights (Q4_0/Q4_1 0..15, Q5_0/Q5_1 0..31): u × y, |pair| <= 2·31·128 = 7936;
+//     Q4_0/Q5_0 subtract offset·Σy per block afterwards, as the AVX-512 kernels do;
+//   signed weights (Q8_0, IQ4_NL levels): |x| × (y with x's sign), |pair| <= 2·128·127 = 32512.
+//     This needs y != -128, which holds for every Q8_0 row the quantizers write (they saturate at
+//     ±127).
+// One group is 8 blocks, one ymm each; a hadd tree leaves the 8 block sums in block order.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/cpu/isa_kernels.h"
+#include "quant/blocks.h"
+
+namespace ktx::kernels::cpu::avx2 {
+namespace {
+
+using quant::BlockIQ4_NL;
+using quant::BlockQ4_0;
+using quant::BlockQ4_1;
+using quant::BlockQ5_0;
+using quant::BlockQ5_1;
+using quant::BlockQ8_0;
+using quant::BlockQ8_1;
+using quant::BlockQ8_K;
+
+constexpr int kGroup = 8;  // blocks per group: one ymm of per-block sums
+
+uint16_t float_to_half(float f) {
+  return static_cast<uint16_t>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+uint32_t load_u32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+__m256i load_256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// 16 packed nibble bytes -> 32 bytes [low nibbles (elements 0..15) | high nibbles (16..31)].
+__m256i nibbles(const uint8_t* q) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+  const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1);
+  return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+// 0x10 in byte j where bit j of the block's qh is set.
+__m256i fifth_bits(const uint8_t* qh) {
+  // Byte j takes byte j/8 of qh, then keeps bit j%8 of it.
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(static_cast<int>(load_u32(qh))),
+      _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
+  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ULL));
+  const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+  return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+}
+
+// ---- weight formats: one block's bytes, and whether they are unsigned (+ offset) or signed ----
+
+struct Q8_0W {
+  using Block = BlockQ8_0;
+  using YBlock = BlockQ8_0;
+  static constexpr bool kSigned = true;
+  static constexpr int kOffset = 0;
+  static constexpr bool kHasMin = false;
+  static __m256i decode(const Block* b) { return load_256(b->qs); }
+};
+
+struct Q4_0W {
+  using Block = BlockQ4_0;
+  using YBlock = BlockQ8_0;
+  static constexpr bool kSigned = false;
+  static constexpr int kOffset = 8;
+  static constexpr bool kHasMin = false;
+  static __m256i decode(const Block* b) { return nibbles(b->qs); }
+};
+
+struct Q4_1W {
+  using Block = BlockQ4_1;
+  using YBlock = BlockQ8_1;
+  static constexpr bool kSigned = false;
+  static constexpr int kOffset = 0;
+  static constexpr bool kHasMin = true;
+  static __m256i decode(const Block* b) { return nibbles(b->qs); }
+};
+
+struct Q5_0W {
+  using Block = BlockQ5_0;
+  using YBlock = BlockQ8_0;
+  static constexpr bool kSigned = false;
+  static constexpr int kOffset = 16;
+  static constexpr bool kHasMin = false;
+  static __m256i decode(const Block* b) {
+    return _mm256_or_si256(nibbles(b->qs), fifth_bits(b->qh));
+  }
+};
+
+struct Q5_1W {
+  using Block = BlockQ5_1;
+  using YBlock = BlockQ8_1;
+  static constexpr bool kSigned = false;
+  static constexpr int kOffset = 0;
+  static constexpr bool kHasMin = true;
+  static __m256i decode(const Block* b) {
+    return _mm256_or_si256(nibbles(b->qs), fifth_bits(b->qh));
+  }
+};
+
+// The 16 IQ4_NL levels as signed bytes, looked up per 128-bit lane with vpshufb.
+struct IQ4_NLW {
+  using Block = BlockIQ4_NL;
+  using YBlock = BlockQ8_0;
+  static constexpr bool kSigned = true;
+  static constexpr int kOffset = 0;
+  static constexpr bool kHasMin = false;
+  static __m256i decode(const Block* b) {
+    const __m256i table = _mm256_broadcastsi128_si256(
+        _mm_set_epi8(113, 89, 69, 53, 38, 25, 13, 1, -10, -22, -35, -49, -65, -83, -104, -127));
+    return _mm256_shuffle_epi8(table, nibbles(b->qs));
+  }
+};
+static_assert(quant::kIQ4NLValues[0] == -127 && quant::kIQ4NLValues[15] == 113,
+              "IQ4_NLW's table must follow kIQ4NLValues");
+
+// 8 dword partial sums of u·y (unsigned u) or x·y (signed x) over one block.
+template <typename W>
+__m256i block_partials(__m256i q, __m256i y) {
+  __m256i p16;
+  if constexpr (W::kSigned) {
+    p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q));
+  } else {
+    p16 = _mm256_maddubs_epi16(q, y);
+  }
+  return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+// Eight vectors of 8 dwords -> dword b = sum of vector b.
+__m256i reduce8(const __m256i* v) {
+  const __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+  const __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+  // a = [v0..v3 low-lane sums | v0..v3 high-lane sums], b the same for v4..v7.
+  return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20),
+                          _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+// The f16 head words of 8 consecutive blocks (d, and with kWords = 2 the m or s after it) as
+// floats. vpinsrw from memory beats vpgatherdd here (Zen 2-4 gather slowly); a short group goes
+// through a zeroed buffer so that blocks past `count` are not read.
+template <typename Block, int kWords, bool kFull>
+void load_scales(const Block* blocks, int count, __m256& d, __m256& m) {
+  const auto* p = reinterpret_cast<const uint8_t*>(blocks);
+  auto word = [p](int block, int w) {
+    uint16_t v;
+    std::memcpy(&v, p + block * sizeof(Block) + 2 * w, 2);
+    return static_cast<int>(v);
+  };
+  __m128i h[kWords];
+  if constexpr (kFull) {
+    for (int w = 0; w < kWords; ++w) {
+      __m128i v = _mm_cvtsi32_si128(word(0, w));
+      v = _mm_insert_epi16(v, word(1, w), 1);
+      v = _mm_insert_epi16(v, word(2, w), 2);
+      v = _mm_insert_epi16(v, word(3, w), 3);
+      v = _mm_insert_epi16(v, word(4, w), 4);
+      v = _mm_insert_epi16(v, word(5, w), 5);
+      v = _mm_insert_epi16(v, word(6, w), 6);
+      h[w] = _mm_insert_epi16(v, word(7, w), 7);
+    }
+  } else {
+    for (int w = 0; w < kWords; ++w) {
+      uint16_t buf[kGroup] = {};
+      for (int b = 0; b < count; ++b) buf[b] = static_cast<uint16_t>(word(b, w));
+      h[w] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(buf));
+    }
+  }
+  d = _mm256_cvtph_ps(h[0]);
+  if constexpr (kWords == 2) m = _mm256_cvtph_ps(h[1]);
+}
+
+// Accumulates the terms of `count` (1..8) blocks starting at x[r] / y into acc[r], for R rows.
+template <typename W, int R, bool kFull>
+void group(const typename W::Block* const* x, const typename W::YBlock* y, int count_,
+           __m256* acc) {
+  const int count = kFull ? kGroup : count_;
+  constexpr int kWords = W::kHasMin ? 2 : 1;
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i parts[R][kGroup];
+  __m256i corr[kGroup];
+  for (int b = 0; b < kGroup; ++b) {
+    if (b >= count) {
+      for (int r = 0; r < R; ++r) parts[r][b] = zero;
+      corr[b] = zero;
+      continue;
+    }
+    const __m256i yb = load_256(y[b].qs);
+    if constexpr (W::kOffset != 0) {
+      corr[b] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(W::kOffset), yb),
+                                  _mm256_set1_epi16(1));
+    }
+    for (int r = 0; r < R; ++r) parts[r][b] = block_partials<W>(W::decode(x[r] + b), yb);
+  }
+  __m256i corr_sum = zero;
+  if constexpr (W::kOffset != 0) corr_sum = reduce8(corr);
+  __m256 dy, sy = _mm256_setzero_ps();
+  load_scales<typename W::YBlock, kWords, kFull>(y, count, dy, sy);
+  for (int r = 0; r < R; ++r) {
+    __m256i isum = reduce8(parts[r]);
+    if constexpr (W::kOffset != 0) isum = _mm256_sub_epi32(isum, corr_sum);
+    __m256 dx, mx = _mm256_setzero_ps();
+    load_scales<typename W::Block, kWords, kFull>(x[r], count, dx, mx);
+    // The reference's term, rounding for rounding: isum * (dx * dy) [+ mx * sy].
+    __m256 term = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dx, dy));
+    if constexpr (W::kHasMin) term = _mm256_add_ps(term, _mm256_mul_ps(mx, sy));
+    acc[r] = _mm256_add_ps(acc[r], term);
+  }
+}
+
+float hsum(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
+int hsum_epi32(__m256i v) {
+  const __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  const __m128i t = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  return _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, _MM_SHUFFLE(1, 1, 1, 1))));
+}
+
+// Several rows read side by side are short streams (a row of 2048 Q4_0 weights is 18 cache
+// lines) that restart every few rows, too short for the hardware prefetchers to follow: a 4-row
+// GEMV from memory ran at half the speed of a 1-row one. So the multi-row kernels fetch the same
+// group of the rows two tiles further on (`ahead` bytes) while they compute this one. From memory
+// on Zen 4 this turned the 4-row kernels from 0.5-0.7x into 1.2-1.3x the one-row ones.
+template <typename Block, int R>
+void prefetch_group(const Block* const* x, size_t ahead) {
+  constexpr size_t kBytes = kGroup * sizeof(Block);
+  for (int r = 0; r < R; ++r) {
+    const char* p = reinterpret_cast<const char*>(x[r]) + ahead;
+    // Into L2 (prefetcht1): prefetcht0 helped far less (L1 fill buffers?). Inline asm: GCC 12
+    // drops _mm_prefetch / __builtin_prefetch from this fully unrolled loop.
+    for (size_t off = 0; off < kBytes; off += 64) __asm__ volatile("prefetcht1 %0" : : "m"(p[off]));
+  }
+}
+
+template <typename W, int R>
+void dot_rows(int64_t n, const void* const* xv, const void* yv, float* out,
+              size_t prefetch_ahead = 0) {
+  using Block = typename W::Block;
+  using YBlock = typename W::YBlock;
+  const int64_t nb = n / 32;
+  const Block* x[R];
+  for (int r = 0; r < R; ++r) x[r] = static_cast<const Block*>(xv[r]);
+  const auto* y = static_cast<const YBlock*>(yv);
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + kGroup <= nb; b += kGroup) {
+    const Block* xg[R];
+    for (int r = 0; r < R; ++r) xg[r] = x[r] + b;
+    if (prefetch_ahead != 0) prefetch_group<Block, R>(xg, prefetch_ahead);
+    group<W, R, true>(xg, y + b, kGroup, acc);
+  }
+  if (b < nb) {
+    const Block* xg[R];
+    for (int r = 0; r < R; ++r) xg[r] = x[r] + b;
+    group<W, R, false>(xg, y + b, static_cast<int>(nb - b), acc);
+  }
+  for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
+}
+
+template <typename W>
+float dot1(int64_t n, const void* x, const void* y) {
+  float s;
+  dot_rows<W, 1>(n, &x, y, &s);
+  return s;
+}
+
+// `rows` rows `stride` bytes apart, 4 at a time sharing the activation loads, y's scales and the
+// offset correction; each row's operations are those of dot1, so the results are identical.
+template <typename W>
+void dot_many(int64_t n, const void* x, size_t stride, int64_t rows, const void* y, float* out) {
+  constexpr int kRows = 4;
+  const auto* base = static_cast<const uint8_t*>(x);
+  int64_t r = 0;
+  for (; r + kRows <= rows; r += kRows) {
+    const void* xs[kRows];
+    for (int i = 0; i < kRows; ++i) xs[i] = base + static_cast<size_t>(r + i) * stride;
+    dot_rows<W, kRows>(n, xs, y, out + r, 2 * kRows * stride);
+  }
+  for (; r < rows; ++r) out[r] = dot1<W>(n, base + static_cast<size_t>(r) * stride, y);
+}
+
+// ---- float types: 4 × 8 lanes of FMA; the last n % 8 elements go through a zeroed buffer -----
+
+struct F32L {
+  using Elem = float;
+  static __m256 load(const Elem* p) { return _mm256_loadu_ps(p); }
+};
+struct F16L {
+  using Elem = uint16_t;
+  static __m256 load(const Elem* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+};
+struct BF16L {
+  using Elem = uint16_t;
+  static __m256 load(const Elem* p) {
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+  }
+};
+
+template <typename L>
+float dot_float(int64_t n, const void* xv, const void* yv) {
+  using Elem = typename L::Elem;
+  const auto* x = static_cast<const Elem*>(xv);
+  const auto* y = static_cast<const Elem*>(yv);
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    for (int k = 0; k < 4; ++k) {
+      acc[k] = _mm256_fmadd_ps(L::load(x + i + 8 * k), L::load(y + i + 8 * k), acc[k]);
+    }
+  }
+  for (; i + 8 <= n; i += 8) acc[0] = _mm256_fmadd_ps(L::load(x + i), L::load(y + i), acc[0]);
+  if (i < n) {
+    Elem xt[8] = {}, yt[8] = {};
+    std::memcpy(xt, x + i, static_cast<size_t>(n - i) * sizeof(Elem));
+    std::memcpy(yt, y + i, static_cast<size_t>(n - i) * sizeof(Elem));
+    acc[1] = _mm256_fmadd_ps(L::load(xt), L::load(yt), acc[1]);
+  }
+  return hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+}
+
+// ---- activation quantizers ----------------------------------------------------------------------
+
+__m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+float hmax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+
+// The reference's round_to_int8: roundf (ties away from zero) saturated to ±127, NaN -> 0.
+__m256i round_to_int8(__m256 v) {
+  const __m256 is_nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+  const __m256 c = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
+  __m256 t = _mm256_round_ps(c, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m256 frac = _mm256_sub_ps(c, t);  // exact
+  const __m256 one = _mm256_set1_ps(1.0f);
+  t = _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ), one));
+  t = _mm256_sub_ps(t, _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(-0.5f), _CMP_LE_OQ), one));
+  return _mm256_andnot_si256(_mm256_castps_si256(is_nan), _mm256_cvttps_epi32(t));
+}
+
+// Four vectors of 8 int32 in [-128, 127] -> 32 int8 in element order.
+__m256i pack_int8(__m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+  return _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+template <bool kSum>
+void quantize_q8_block(const float* x, uint16_t& d_out, int8_t* qs, uint16_t* s_out) {
+  __m256 v[4];
+  // max(|x|) skipping NaNs, as the reference's std::max(amax, |x|): vmaxps returns its second
+  // operand when the first is NaN.
+  __m256 m = _mm256_setzero_ps();
+  for (int k = 0; k < 4; ++k) {
+    v[k] = _mm256_loadu_ps(x + 8 * k);
+    m = _mm256_max_ps(abs_ps(v[k]), m);
+  }
+  const float d = hmax(m) / 127;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  d_out = float_to_half(d);
+  const __m256 vid = _mm256_set1_ps(id);
+  __m256i q[4];
+  for (int k = 0; k < 4; ++k) q[k] = round_to_int8(_mm256_mul_ps(v[k], vid));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs), pack_int8(q[0], q[1], q[2], q[3]));
+  if constexpr (kSum) {
+    const int sum =
+        hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+    *s_out = float_to_half(static_cast<float>(sum) * d);
+  }
+}
+
+}  // namespace
+
+float vec_dot_q8_0_q8_0(int64_t n, const void* x, const void* y) { return dot1<Q8_0W>(n, x, y); }
+float vec_dot_q4_0_q8_0(int64_t n, const void* x, const void* y) { return dot1<Q4_0W>(n, x, y); }
+float vec_dot_q5_0_q8_0(int64_t n, const void* x, const void* y) { return dot1<Q5_0W>(n, x, y); }
+float vec_dot_iq4_nl_q8_0(int64_t n, const void* x, const void* y) {
+  return dot1<IQ4_NLW>(n, x, y);
+}
+float vec_dot_q4_1_q8_1(int64_t n, const void* x, const void* y) { return dot1<Q4_1W>(n, x, y); }
+float vec_dot_q5_1_q8_1(int64_t n, const void* x, const void* y) { return dot1<Q5_1W>(n, x, y); }
+
+void vec_dot_q4_0_q8_0_rows(int64_t n, const void* x, size_t stride, int64_t rows, const void* y,
+                            float* out) {
+  dot_many<Q4_0W>(n, x, stride, rows, y, out);
+}
+void vec_dot_q5_0_q8_0_rows(int64_t n, const void* x, size_t stride, int64_t rows, const void* y,
+                            float* out) {
+  dot_many<Q5_0W>(n, x, stride, rows, y, out);
+}
+
+float vec_dot_f32(int64_t n, const void* x, const void* y) { return dot_float<F32L>(n, x, y); }
+float vec_dot_f16(int64_t n, const void* x, const void* y) { return dot_float<F16L>(n, x, y); }
+float vec_dot_bf16(int64_t n, const void* x, const void* y) { return dot_float<BF16L>(n, x, y); }
+
+void quantize_row_q8_0(const float* x, void* y, int64_t n) {
+  auto* out = static_cast<BlockQ8_0*>(y);
+  for (int64_t b = 0; b < n / 32; ++b) {
+    quantize_q8_block<false>(x + 32 * b, out[b].d, out[b].qs, nullptr);
+  }
+}
+
+void quantize_row_q8_1(const float* x, void* y, int64_t n) {
+  auto* out = static_cast<BlockQ8_1*>(y);
+  for (int64_t b = 0; b < n / 32; ++b) {
+    quantize_q8_block<true>(x + 32 * b, out[b].d, out[b].qs, &out[b].s);
+  }
+}
+
+void quantize_row_q8_K(const float* x, void* y, int64_t n) {
+  auto* out = static_cast<BlockQ8_K*>(y);
+  for (int64_t i = 0; i < n / quant::kQK_K; ++i, x += quant::kQK_K) {
+    BlockQ8_K& blk = out[i];
+    __m256 m = _mm256_setzero_ps();
+    for (int v = 0; v < 32; ++v) m = _mm256_max_ps(abs_ps(_mm256_loadu_ps(x + 8 * v)), m);
+    const float amax = hmax(m);
+    if (amax == 0.0f) {
+      std::memset(&blk, 0, sizeof blk);
+      continue;
+    }
+    // The first element of largest magnitude (a later tie does not replace it), with its sign.
+    float max = 0.0f;
+    for (int v = 0; v < 32; ++v) {
+      const int hit = _mm256_movemask_ps(
+          _mm256_cmp_ps(abs_ps(_mm256_loadu_ps(x + 8 * v)), _mm256_set1_ps(amax), _CMP_EQ_OQ));
+      if (hit != 0) {
+        max = x[8 * v + __builtin_ctz(static_cast<unsigned>(hit))];
+        break;
+      }
+    }
+    const float iscale = -127.0f / max;
+    const __m256 vs = _mm256_set1_ps(iscale);
+    for (int g = 0; g < 8; ++g) {  // 32 elements: two bsums
+      __m256i q[4];
+      for (int k = 0; k < 4; ++k) {
+        // nearest_int = vcvtps2dq (round to nearest even), then min(127, q). A NaN gives
+        // INT32_MIN, whose low byte (what the reference's int8 cast keeps) is 0.
+        const __m256i r =
+            _mm256_cvtps_epi32(_mm256_mul_ps(vs, _mm256_loadu_ps(x + 32 * g + 8 * k)));
+        const __m256i c = _mm256_min_epi32(r, _mm256_set1_epi32(127));
+        q[k] = _mm256_andnot_si256(_mm256_cmpeq_epi32(c, _mm256_set1_epi32(INT32_MIN)), c);
+      }
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(blk.qs + 32 * g),
+                          pack_int8(q[0], q[1], q[2], q[3]));
+      blk.bsums[2 * g] = static_cast<int16_t>(hsum_epi32(_mm256_add_epi32(q[0], q[1])));
+      blk.bsums[2 * g + 1] = static_cast<int16_t>(hsum_epi32(_mm256_add_epi32(q[2], q[3])));
+    }
+    blk.d = 1 / iscale;
+  }
+}
+
+void quantize_row_f16(const float* x, void* y, int64_t n) {
+  auto* out = static_cast<uint16_t*>(y);
+  int64_t i = 0;
+  // vcvtps2ph rounds to nearest even and quiets NaNs keeping their top payload bits, as
+  // quant::f32_to_fp16 does.
+  for (; i + 8 <= n; i += 8) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  }
+  for (; i < n; ++i) out[i] = float_to_half(x[i]);
+}
+
+// Integer rounding as quant::f32_to_bf16.
+void quantize_row_bf16(const float* x, void* y, int64_t n) {
+  auto* out = static_cast<uint16_t*>(y);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i b = _mm256_castps_si256(_mm256_loadu_ps(x + i));
+    const __m256i hi = _mm256_srli_epi32(b, 16);
+    const __m256i rounded = _mm256_srli_epi32(
+        _mm256_add_epi32(b, _mm256_add_epi32(_mm256_set1_epi32(0x7fff),
+                                             _mm256_and_si256(hi, _mm256_set1_epi32(1)))),
+        16);
+    // |b| > inf as signed compares: both sides are below 2^31.
+    const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x7fffffff)),
+                                           _mm256_set1_epi32(0x7f800000));
+    const __m256i r = _mm256_blendv_epi8(rounded, _mm256_or_si256(hi, _mm256_set1_epi32(64)), nan);
+    const __m256i packed =
+        _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), _MM_SHUFFLE(3, 1, 2, 0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm256_castsi256_si128(packed));
+  }
+  for (; i < n; ++i) {
+    uint32_t b;
+    std::memcpy(&b, x + i, sizeof b);
+    out[i] = (b & 0x7fffffffu) > 0x7f800000u
+                 ? static_cast<uint16_t>((b >> 16) | 64u)
+                 : static_cast<uint16_t>((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+  }
+}
+
+}  // namespace ktx::kernels::cpu::avx2
