@@ -245,12 +245,13 @@ void prefetch_group(const Block* const* x, size_t ahead) {
   constexpr size_t kBytes = kGroup * sizeof(Block);
   for (int r = 0; r < R; ++r) {
     const char* p = reinterpret_cast<const char*>(x[r]) + ahead;
-    // Into L2 (prefetcht1): prefetcht0 helped far less (L1 fill buffers?). Inline asm: GCC 12
-    // drops _mm_prefetch / __builtin_prefetch from this fully unrolled loop.
+    // Into L2 (prefetcht1; prefetcht0 gained far less here). Inline asm: GCC 12 drops
+    // _mm_prefetch / __builtin_prefetch from this fully unrolled loop.
     for (size_t off = 0; off < kBytes; off += 64) __asm__ volatile("prefetcht1 %0" : : "m"(p[off]));
   }
 }
 
+// R rows of n elements each (x[r]) dotted with one activation row y.
 template <typename W, int R>
 void dot_rows(int64_t n, const void* const* xv, const void* yv, float* out,
               size_t prefetch_ahead = 0) {

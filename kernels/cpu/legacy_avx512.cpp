@@ -226,11 +226,47 @@ struct HeadWords {
   }
 };
 
+// The same 16 head words with vpinsrw from memory, 8 per xmm: cheaper than HeadWords for the
+// 34- and 36-byte activation and Q8_0 blocks, whose span needs 4-5 permutes (18% more one-row
+// Q8_0 speed on Zen 4), dearer for the short blocks.
+template <typename Block, int kWords>
+void insert_head_words(const Block* blocks, __m256i* h) {
+  const auto* p = reinterpret_cast<const uint8_t*>(blocks);
+  auto word = [p](int lane, int w) {
+    uint16_t v;
+    std::memcpy(&v, p + kBlockOfLane[lane] * sizeof(Block) + 2 * w, 2);
+    return static_cast<int>(v);
+  };
+  for (int w = 0; w < kWords; ++w) {
+    __m128i lo = _mm_cvtsi32_si128(word(0, w)), hi = _mm_cvtsi32_si128(word(8, w));
+    lo = _mm_insert_epi16(lo, word(1, w), 1);
+    hi = _mm_insert_epi16(hi, word(9, w), 1);
+    lo = _mm_insert_epi16(lo, word(2, w), 2);
+    hi = _mm_insert_epi16(hi, word(10, w), 2);
+    lo = _mm_insert_epi16(lo, word(3, w), 3);
+    hi = _mm_insert_epi16(hi, word(11, w), 3);
+    lo = _mm_insert_epi16(lo, word(4, w), 4);
+    hi = _mm_insert_epi16(hi, word(12, w), 4);
+    lo = _mm_insert_epi16(lo, word(5, w), 5);
+    hi = _mm_insert_epi16(hi, word(13, w), 5);
+    lo = _mm_insert_epi16(lo, word(6, w), 6);
+    hi = _mm_insert_epi16(hi, word(14, w), 6);
+    lo = _mm_insert_epi16(lo, word(7, w), 7);
+    hi = _mm_insert_epi16(hi, word(15, w), 7);
+    h[w] = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+  }
+}
+
 // The f16 head halves of 16 blocks as floats in reduce4's lane order: d, and m or s where the
 // format has one (kWords = 2). Blocks at or past `count` give 0 and are not read.
 template <typename Block, int kWords, bool kFull>
 void load_scales(const Block* blocks, int count, __m512& d, __m512& m) {
-  if constexpr (kFull) {
+  if constexpr (kFull && HeadWords<sizeof(Block), kWords>::kPairs > 3) {
+    __m256i h[kWords];
+    insert_head_words<Block, kWords>(blocks, h);
+    d = _mm512_cvtph_ps(h[0]);
+    if constexpr (kWords == 2) m = _mm512_cvtph_ps(h[1]);
+  } else if constexpr (kFull) {
     const __m512i words = HeadWords<sizeof(Block), kWords>::load(blocks);
     d = _mm512_cvtph_ps(_mm512_castsi512_si256(words));
     if constexpr (kWords == 2) m = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(words, 1));
@@ -298,11 +334,18 @@ void group(const typename W::Block* const* x, const typename W::YBlock* y, int c
     // The reference's term, rounding for rounding: isum * (dx * dy) [+ mx * sy].
     __m512 term = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dx, dy));
     if constexpr (W::kHasMin) term = _mm512_add_ps(term, _mm512_mul_ps(mx, sy));
+#ifdef SEQ
+    alignas(64) float t[16];
+    _mm512_store_ps(t, term);
+    float sacc = _mm512_cvtss_f32(acc[r]);
+    for (int b = 0; b < count; ++b) sacc += t[4 * (b % 4) + b / 4];
+    acc[r] = _mm512_castps128_ps512(_mm_set_ss(sacc));
+#else
     acc[r] = _mm512_add_ps(acc[r], term);
+#endif
   }
 }
 
-// R rows of n elements each (x[r]) dotted with one activation row y.
 // Several rows read side by side are short streams (a row of 2048 Q4_0 weights is 18 cache
 // lines) that restart every few rows, too short for the hardware prefetchers to follow: a 4-row
 // GEMV from memory ran at half the speed of a 1-row one. So the multi-row kernels fetch the same
@@ -313,12 +356,13 @@ void prefetch_group(const Block* const* x, size_t ahead) {
   constexpr size_t kBytes = kGroup * sizeof(Block);
   for (int r = 0; r < R; ++r) {
     const char* p = reinterpret_cast<const char*>(x[r]) + ahead;
-    // Into L2 (prefetcht1): prefetcht0 helped far less (L1 fill buffers?). Inline asm: GCC 12
-    // drops _mm_prefetch / __builtin_prefetch from this fully unrolled loop.
+    // Into L2 (prefetcht1; prefetcht0 gained far less here). Inline asm: GCC 12 drops
+    // _mm_prefetch / __builtin_prefetch from this fully unrolled loop.
     for (size_t off = 0; off < kBytes; off += 64) __asm__ volatile("prefetcht1 %0" : : "m"(p[off]));
   }
 }
 
+// R rows of n elements each (x[r]) dotted with one activation row y.
 template <typename W, int R>
 void dot_rows(int64_t n, const void* const* xv, const void* yv, float* out,
               size_t prefetch_ahead = 0) {
