@@ -243,7 +243,7 @@ VecDotFn isa_vec_dot(Isa isa, TensorType t) {
   return nullptr;
 }
 
-VecDotRowsFn isa_vec_dot_rows(Isa isa, TensorType t) {
+VecDotRowsFn isa_vec_dot_rows(Isa isa, [[maybe_unused]] TensorType t) {
   if (!isa_available(isa)) return nullptr;
   switch (isa) {
     case Isa::kScalar:

@@ -334,15 +334,7 @@ void group(const typename W::Block* const* x, const typename W::YBlock* y, int c
     // The reference's term, rounding for rounding: isum * (dx * dy) [+ mx * sy].
     __m512 term = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dx, dy));
     if constexpr (W::kHasMin) term = _mm512_add_ps(term, _mm512_mul_ps(mx, sy));
-#ifdef SEQ
-    alignas(64) float t[16];
-    _mm512_store_ps(t, term);
-    float sacc = _mm512_cvtss_f32(acc[r]);
-    for (int b = 0; b < count; ++b) sacc += t[4 * (b % 4) + b / 4];
-    acc[r] = _mm512_castps128_ps512(_mm_set_ss(sacc));
-#else
     acc[r] = _mm512_add_ps(acc[r], term);
-#endif
   }
 }
 

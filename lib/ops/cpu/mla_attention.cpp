@@ -10,9 +10,11 @@
 // Option "absorb" = "auto" (default: whichever needs fewer multiply-adds for this batch),
 // "always" or "never". W_UK / W_UV come from attn_kv_b ([kv_lora_rank, n_head·(nope+v)]) or from
 // attn_k_b ([nope, kv_lora_rank, n_head]) and attn_v_b ([kv_lora_rank, v, n_head]) as newer
-// llama.cpp files split it. These small per-head products run in f32 on rows dequantized per
-// call (both forms then compute on the same numbers); the big projections use quantized
-// activations (linear.h). Work is parallel over heads.
+// llama.cpp files split it. These small per-head products run in f32 on copies dequantized once
+// at creation (a load-time repack: per head W_UK as [nope][rank] then W_UV as [v][rank]; f32
+// costs n_head·(nope+v)·rank·4 bytes per layer, 8 MiB for V2-Lite, 64 MiB for V3), so both forms
+// compute on the same numbers and decode converts no weights per token; the big projections use
+// quantized activations (linear.h). Work is parallel over heads.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -71,6 +73,7 @@ class MlaAttention final : public AttentionOp {
     } else {
       kv_b_ = &m.weight("kv_b");
     }
+    unpack_head_weights();
   }
 
   std::string impl_name() const override { return std::string(kName); }
@@ -92,8 +95,12 @@ class MlaAttention final : public AttentionOp {
   }
 
  private:
-  // Head h's W_UK as [nope][rank] and W_UV as [v][rank], dequantized to f32.
-  void head_weights(int64_t h, float* uk, float* uv, std::vector<float>& tmp) const;
+  // Fills head_w_: for every head, W_UK as [nope][rank] then W_UV as [v][rank], in f32.
+  void unpack_head_weights();
+  const float* head_uk(int64_t h) const {
+    return head_w_.data() + static_cast<size_t>(h * (nope_ + v_dim_) * rank_);
+  }
+  const float* head_uv(int64_t h) const { return head_uk(h) + static_cast<size_t>(nope_ * rank_); }
   void attend_absorbed(int64_t h, int64_t n, int64_t pos0, const float* q, float* o,
                        const runtime::LayerKvCache& cache) const;
   void attend_naive(int64_t h, int64_t n, int64_t pos0, const float* q, float* o,
@@ -109,6 +116,7 @@ class MlaAttention final : public AttentionOp {
   const gguf::TensorInfo* v_b_ = nullptr;
   WeightMatrix out_;
   Rope rope_;
+  std::vector<float> head_w_;
 };
 
 void MlaAttention::forward(ExecContext& ctx, const Batch& batch, const float* x, float* out,
@@ -175,50 +183,55 @@ void MlaAttention::forward(ExecContext& ctx, const Batch& batch, const float* x,
   matmul(pool, out_, n, o.data(), n_head_ * v_dim_, out, out_.rows);
 }
 
-void MlaAttention::head_weights(int64_t h, float* uk, float* uv, std::vector<float>& tmp) const {
-  if (kv_b_ != nullptr) {
-    // Rows h·(nope+v) + j: the first nope are W_UK's, the next v are W_UV's.
-    const size_t row_bytes = row_size(kv_b_->type, rank_);
-    const uint8_t* base = kv_b_->data + static_cast<size_t>(h * (nope_ + v_dim_)) * row_bytes;
-    for (int64_t j = 0; j < nope_ + v_dim_; ++j) {
-      float* dst = j < nope_ ? uk + j * rank_ : uv + (j - nope_) * rank_;
-      quant::dequantize_row(kv_b_->type, base + static_cast<size_t>(j) * row_bytes, dst, rank_);
+void MlaAttention::unpack_head_weights() {
+  head_w_.resize(static_cast<size_t>(n_head_ * (nope_ + v_dim_) * rank_));
+  std::vector<float> tmp;
+  for (int64_t h = 0; h < n_head_; ++h) {
+    float* uk = head_w_.data() + static_cast<size_t>(h * (nope_ + v_dim_) * rank_);
+    float* uv = uk + static_cast<size_t>(nope_ * rank_);
+    if (kv_b_ != nullptr) {
+      // Rows h·(nope+v) + j: the first nope are W_UK's, the next v are W_UV's.
+      const size_t row_bytes = row_size(kv_b_->type, rank_);
+      const uint8_t* base = kv_b_->data + static_cast<size_t>(h * (nope_ + v_dim_)) * row_bytes;
+      for (int64_t j = 0; j < nope_ + v_dim_; ++j) {
+        float* dst = j < nope_ ? uk + j * rank_ : uv + (j - nope_) * rank_;
+        quant::dequantize_row(kv_b_->type, base + static_cast<size_t>(j) * row_bytes, dst, rank_);
+      }
+      continue;
     }
-    return;
-  }
-  // attn_k_b slab h holds W_UK transposed ([rank][nope]); attn_v_b slab h is W_UV as is.
-  tmp.resize(static_cast<size_t>(rank_ * nope_));
-  const size_t kb_row = row_size(k_b_->type, nope_);
-  const uint8_t* kb = k_b_->data + static_cast<size_t>(h * rank_) * kb_row;
-  for (int64_t c = 0; c < rank_; ++c) {
-    quant::dequantize_row(k_b_->type, kb + static_cast<size_t>(c) * kb_row, tmp.data() + c * nope_,
-                          nope_);
-  }
-  for (int64_t c = 0; c < rank_; ++c) {
-    for (int64_t j = 0; j < nope_; ++j) uk[j * rank_ + c] = tmp[static_cast<size_t>(c * nope_ + j)];
-  }
-  const size_t vb_row = row_size(v_b_->type, rank_);
-  const uint8_t* vb = v_b_->data + static_cast<size_t>(h * v_dim_) * vb_row;
-  for (int64_t d = 0; d < v_dim_; ++d) {
-    quant::dequantize_row(v_b_->type, vb + static_cast<size_t>(d) * vb_row, uv + d * rank_, rank_);
+    // attn_k_b slab h holds W_UK transposed ([rank][nope]); attn_v_b slab h is W_UV as is.
+    tmp.resize(static_cast<size_t>(rank_ * nope_));
+    const size_t kb_row = row_size(k_b_->type, nope_);
+    const uint8_t* kb = k_b_->data + static_cast<size_t>(h * rank_) * kb_row;
+    for (int64_t c = 0; c < rank_; ++c) {
+      quant::dequantize_row(k_b_->type, kb + static_cast<size_t>(c) * kb_row,
+                            tmp.data() + c * nope_, nope_);
+    }
+    for (int64_t c = 0; c < rank_; ++c) {
+      for (int64_t j = 0; j < nope_; ++j)
+        uk[j * rank_ + c] = tmp[static_cast<size_t>(c * nope_ + j)];
+    }
+    const size_t vb_row = row_size(v_b_->type, rank_);
+    const uint8_t* vb = v_b_->data + static_cast<size_t>(h * v_dim_) * vb_row;
+    for (int64_t d = 0; d < v_dim_; ++d) {
+      quant::dequantize_row(v_b_->type, vb + static_cast<size_t>(d) * vb_row, uv + d * rank_,
+                            rank_);
+    }
   }
 }
 
 void MlaAttention::attend_absorbed(int64_t h, int64_t n, int64_t pos0, const float* q, float* o,
                                    const runtime::LayerKvCache& cache) const {
   const int64_t qk = nope_ + rope_dim_;
-  std::vector<float> uk(static_cast<size_t>(nope_ * rank_)),
-      uv(static_cast<size_t>(v_dim_ * rank_));
-  std::vector<float> tmp;
-  head_weights(h, uk.data(), uv.data(), tmp);
+  const float* uk = head_uk(h);
+  const float* uv = head_uv(h);
   std::vector<float> q_lat(static_cast<size_t>(rank_)), o_lat(static_cast<size_t>(rank_));
   std::vector<float> p(static_cast<size_t>(pos0 + n));
   for (int64_t t = 0; t < n; ++t) {
     const float* q_nope = q + (t * n_head_ + h) * qk;
     const float* q_pe = q_nope + nope_;
     std::fill(q_lat.begin(), q_lat.end(), 0.0f);
-    for (int64_t j = 0; j < nope_; ++j)
-      axpy_f32(q_nope[j], uk.data() + j * rank_, q_lat.data(), rank_);
+    for (int64_t j = 0; j < nope_; ++j) axpy_f32(q_nope[j], uk + j * rank_, q_lat.data(), rank_);
     const int64_t keys = pos0 + t + 1;  // causal: itself and everything before
     for (int64_t s = 0; s < keys; ++s) {
       p[static_cast<size_t>(s)] = scale_ * (dot_f32(q_lat.data(), cache.a_row(s), rank_) +
@@ -229,8 +242,7 @@ void MlaAttention::attend_absorbed(int64_t h, int64_t n, int64_t pos0, const flo
     for (int64_t s = 0; s < keys; ++s)
       axpy_f32(p[static_cast<size_t>(s)], cache.a_row(s), o_lat.data(), rank_);
     float* o_t = o + (t * n_head_ + h) * v_dim_;
-    for (int64_t d = 0; d < v_dim_; ++d)
-      o_t[d] = dot_f32(uv.data() + d * rank_, o_lat.data(), rank_);
+    for (int64_t d = 0; d < v_dim_; ++d) o_t[d] = dot_f32(uv + d * rank_, o_lat.data(), rank_);
   }
 }
 
@@ -238,18 +250,16 @@ void MlaAttention::attend_naive(int64_t h, int64_t n, int64_t pos0, const float*
                                 const runtime::LayerKvCache& cache) const {
   const int64_t qk = nope_ + rope_dim_;
   const int64_t end = pos0 + n;
-  std::vector<float> uk(static_cast<size_t>(nope_ * rank_)),
-      uv(static_cast<size_t>(v_dim_ * rank_));
-  std::vector<float> tmp;
-  head_weights(h, uk.data(), uv.data(), tmp);
+  const float* uk = head_uk(h);
+  const float* uv = head_uv(h);
   // Decompress this head's keys and values for every position the batch can see.
   std::vector<float> k_nope(static_cast<size_t>(end * nope_)), v(static_cast<size_t>(end * v_dim_));
   for (int64_t s = 0; s < end; ++s) {
     const float* c_kv = cache.a_row(s);
     for (int64_t j = 0; j < nope_; ++j)
-      k_nope[static_cast<size_t>(s * nope_ + j)] = dot_f32(uk.data() + j * rank_, c_kv, rank_);
+      k_nope[static_cast<size_t>(s * nope_ + j)] = dot_f32(uk + j * rank_, c_kv, rank_);
     for (int64_t d = 0; d < v_dim_; ++d)
-      v[static_cast<size_t>(s * v_dim_ + d)] = dot_f32(uv.data() + d * rank_, c_kv, rank_);
+      v[static_cast<size_t>(s * v_dim_ + d)] = dot_f32(uv + d * rank_, c_kv, rank_);
   }
   std::vector<float> p(static_cast<size_t>(end));
   for (int64_t t = 0; t < n; ++t) {
