@@ -235,70 +235,11 @@ int hsum_epi32(__m256i v) {
   return _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, _MM_SHUFFLE(1, 1, 1, 1))));
 }
 
-// Several rows read side by side are short streams (a row of 2048 Q4_0 weights is 18 cache
-// lines) that restart every few rows, too short for the hardware prefetchers to follow: a 4-row
-// GEMV from memory ran at half the speed of a 1-row one. So the multi-row kernels fetch the same
-// group of the rows two tiles further on (`ahead` bytes) while they compute this one. From memory
-// on Zen 4 this turned the 4-row kernels from 0.5-0.7x into 1.2-1.3x the one-row ones.
-template <typename Block, int R>
-void prefetch_group(const Block* const* x, size_t ahead) {
-  constexpr size_t kBytes = kGroup * sizeof(Block);
-  for (int r = 0; r < R; ++r) {
-    const char* p = reinterpret_cast<const char*>(x[r]) + ahead;
-    // Into L2 (prefetcht1; prefetcht0 gained far less here). Inline asm: GCC 12 drops
-    // _mm_prefetch / __builtin_prefetch from this fully unrolled loop.
-    for (size_t off = 0; off < kBytes; off += 64) __asm__ volatile("prefetcht1 %0" : : "m"(p[off]));
-  }
-}
-
-// R rows of n elements each (x[r]) dotted with one activation row y.
-template <typename W, int R>
-void dot_rows(int64_t n, const void* const* xv, const void* yv, float* out,
-              size_t prefetch_ahead = 0) {
-  using Block = typename W::Block;
-  using YBlock = typename W::YBlock;
-  const int64_t nb = n / 32;
-  const Block* x[R];
-  for (int r = 0; r < R; ++r) x[r] = static_cast<const Block*>(xv[r]);
-  const auto* y = static_cast<const YBlock*>(yv);
-  __m256 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
-  int64_t b = 0;
-  for (; b + kGroup <= nb; b += kGroup) {
-    const Block* xg[R];
-    for (int r = 0; r < R; ++r) xg[r] = x[r] + b;
-    if (prefetch_ahead != 0) prefetch_group<Block, R>(xg, prefetch_ahead);
-    group<W, R, true>(xg, y + b, kGroup, acc);
-  }
-  if (b < nb) {
-    const Block* xg[R];
-    for (int r = 0; r < R; ++r) xg[r] = x[r] + b;
-    group<W, R, false>(xg, y + b, static_cast<int>(nb - b), acc);
-  }
-  for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
-}
-
-template <typename W>
-float dot1(int64_t n, const void* x, const void* y) {
-  float s;
-  dot_rows<W, 1>(n, &x, y, &s);
-  return s;
-}
-
-// `rows` rows `stride` bytes apart, 4 at a time sharing the activation loads, y's scales and the
-// offset correction; each row's operations are those of dot1, so the results are identical.
-template <typename W>
-void dot_many(int64_t n, const void* x, size_t stride, int64_t rows, const void* y, float* out) {
-  constexpr int kRows = 4;
-  const auto* base = static_cast<const uint8_t*>(x);
-  int64_t r = 0;
-  for (; r + kRows <= rows; r += kRows) {
-    const void* xs[kRows];
-    for (int i = 0; i < kRows; ++i) xs[i] = base + static_cast<size_t>(r + i) * stride;
-    dot_rows<W, kRows>(n, xs, y, out + r, 2 * kRows * stride);
-  }
-  for (; r < rows; ++r) out[r] = dot1<W>(n, base + static_cast<size_t>(r) * stride, y);
-}
+// The row drivers shared with the AVX-512 tier, over this tier's accumulator.
+using Acc = __m256;
+inline Acc acc_zero() { return _mm256_setzero_ps(); }
+inline float acc_sum(Acc a) { return hsum(a); }
+#include "kernels/cpu/legacy_rows.inc"
 
 // ---- float types: 4 × 8 lanes of FMA; the last n % 8 elements go through a zeroed buffer -----
 
