@@ -84,7 +84,25 @@ std::unique_ptr<ops::Operator> create_op(const model::ModuleDesc& module,
                               device.name(), *why_not));
     }
   }
-  return impl->create(args);
+  std::unique_ptr<ops::Operator> op = impl->create(args);
+  // The interface is checked once here, so the forward pass can use a static cast.
+  bool implements = false;
+  switch (module.kind) {
+    case ModuleKind::kEmbedding: implements = dynamic_cast<ops::EmbeddingOp*>(op.get()); break;
+    case ModuleKind::kRmsNorm: implements = dynamic_cast<ops::RmsNormOp*>(op.get()); break;
+    case ModuleKind::kMlaAttention:
+    case ModuleKind::kGqaAttention: implements = dynamic_cast<ops::AttentionOp*>(op.get()); break;
+    case ModuleKind::kMlp: implements = dynamic_cast<ops::MlpOp*>(op.get()); break;
+    case ModuleKind::kMoeGate: implements = dynamic_cast<ops::MoeGateOp*>(op.get()); break;
+    case ModuleKind::kExperts: implements = dynamic_cast<ops::ExpertsOp*>(op.get()); break;
+    case ModuleKind::kLmHead: implements = dynamic_cast<ops::LmHeadOp*>(op.get()); break;
+  }
+  if (!op || !implements) {
+    throw Error(ErrorCode::kInternal,
+                fmt::format("module {}: operator '{}' does not implement the {} interface",
+                            module.name, impl->name, model::module_kind_name(module.kind)));
+  }
+  return op;
 }
 
 }  // namespace
@@ -186,13 +204,7 @@ runtime::KvCache Executor::make_kv_cache(int64_t n_ctx) const {
 template <class Op>
 Op& Executor::pick(const ModuleOps& m, int64_t n_tokens) const {
   ops::Operator* op = (n_tokens > 1 && m.prefill) ? m.prefill.get() : m.generate.get();
-  auto* typed = dynamic_cast<Op*>(op);
-  if (typed == nullptr) {
-    throw Error(ErrorCode::kInternal,
-                fmt::format("module {}: operator '{}' does not implement the {} interface",
-                            m.desc->name, op->impl_name(), model::module_kind_name(m.desc->kind)));
-  }
-  return *typed;
+  return *static_cast<Op*>(op);  // create_op checked the interface
 }
 
 void Executor::time(ModuleKind kind, std::chrono::steady_clock::time_point start) {
