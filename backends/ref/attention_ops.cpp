@@ -37,6 +37,8 @@ void check_cache(const runtime::LayerKvCache& cache, int64_t width_a, int64_t wi
                     cache.width_a > 0 ? cache.a.size() / static_cast<size_t>(cache.width_a) : 0,
                     width_a, width_b, end));
   }
+  require_device_array(cache.a.data(), end * width_a, "the cache's first array", impl);
+  require_device_array(cache.b.data(), end * width_b, "the cache's second array", impl);
 }
 
 void store(const double* v, int64_t n, float* dst) {
@@ -89,6 +91,8 @@ class MlaAttention final : public ops::AttentionOp {
     const int64_t dv = c_.v_head_dim, rank = c_.kv_lora_rank, qk = nope + rope;
     if (n <= 0) return;
     check_cache(cache, rank, rope, end, "ref.mla_attention");
+    require_device_array(x, n * kv_a_.cols(), "the input", impl_name());
+    require_device_array(out, n * kv_a_.cols(), "the output", impl_name());
     const std::vector<double> xd = widen(x, n * kv_a_.cols());
 
     std::vector<double> q(static_cast<size_t>(n * H * qk));
@@ -207,6 +211,8 @@ class GqaAttention final : public ops::AttentionOp {
     const int64_t H = c_.n_head, H_kv = c_.n_head_kv, hd = c_.head_dim;
     if (n <= 0) return;
     check_cache(cache, H_kv * hd, H_kv * hd, end, "ref.gqa_attention");
+    require_device_array(x, n * q_.cols(), "the input", impl_name());
+    require_device_array(out, n * q_.cols(), "the output", impl_name());
     const std::vector<double> xd = widen(x, n * q_.cols());
     std::vector<double> q(static_cast<size_t>(n * H * hd));
     std::vector<double> k(static_cast<size_t>(n * H_kv * hd)), v(k.size());
@@ -305,7 +311,7 @@ registry::OpImpl mla_attention_impl() {
   };
   return {"ref.mla_attention",
           ModuleKind::kMlaAttention,
-          DeviceKind::kCpu,
+          DeviceKind::kAccelerator,
           "reference: MLA, latent cache decompressed per head (non-absorbed), in double",
           check,
           [check](const OpCreateArgs& a) -> std::unique_ptr<ops::Operator> {
@@ -340,7 +346,7 @@ registry::OpImpl gqa_attention_impl() {
   };
   return {"ref.gqa_attention",
           ModuleKind::kGqaAttention,
-          DeviceKind::kCpu,
+          DeviceKind::kAccelerator,
           "reference: grouped-query attention over the K/V cache, in double",
           check,
           [check](const OpCreateArgs& a) -> std::unique_ptr<ops::Operator> {

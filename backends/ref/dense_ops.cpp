@@ -18,6 +18,9 @@ class Embedding final : public ops::EmbeddingOp {
   std::string impl_name() const override { return "ref.embedding"; }
 
   void forward(ops::ExecContext&, std::span<const int32_t> tokens, float* out) override {
+    // Token ids arrive in host memory (the interface says so); the output is device memory.
+    const auto n = static_cast<int64_t>(tokens.size());
+    require_device_array(out, n * table_.cols(), "the output", impl_name());
     std::vector<double> row(static_cast<size_t>(table_.cols()));
     for (size_t t = 0; t < tokens.size(); ++t) {
       table_.row(tokens[t], row.data());
@@ -36,6 +39,8 @@ class RmsNorm final : public ops::RmsNormOp {
 
   void forward(ops::ExecContext&, int64_t n, const float* x, float* out) override {
     const int64_t width = static_cast<int64_t>(w_.size());
+    require_device_array(x, n * width, "the input", impl_name());
+    require_device_array(out, n * width, "the output", impl_name());
     for (int64_t t = 0; t < n; ++t) {
       std::vector<double> v = widen(x + t * width, width);
       rms_norm(v.data(), w_.data(), width, eps_);
@@ -54,6 +59,8 @@ class LmHead final : public ops::LmHeadOp {
   std::string impl_name() const override { return "ref.lm_head"; }
 
   void forward(ops::ExecContext&, int64_t n, const float* x, float* logits) override {
+    require_device_array(x, n * w_.cols(), "the input", impl_name());
+    require_device_array(logits, n * w_.rows(), "the logits", impl_name());
     std::vector<double> y(static_cast<size_t>(n * w_.rows()));
     w_.matmul(n, widen(x, n * w_.cols()).data(), y.data());
     narrow(y, logits);
@@ -75,6 +82,8 @@ class Mlp final : public ops::MlpOp {
 
   void forward(ops::ExecContext&, int64_t n, const float* x, float* out) override {
     const int64_t n_embd = gate_.cols(), ff = gate_.rows();
+    require_device_array(x, n * n_embd, "the input", impl_name());
+    require_device_array(out, n * n_embd, "the output", impl_name());
     const std::vector<double> xd = widen(x, n * n_embd);
     std::vector<double> g(static_cast<size_t>(n * ff)), u(g.size());
     gate_.matmul(n, xd.data(), g.data());
@@ -115,7 +124,7 @@ registry::OpImpl embedding_impl() {
   };
   return {"ref.embedding",
           ModuleKind::kEmbedding,
-          DeviceKind::kCpu,
+          DeviceKind::kAccelerator,
           "reference: embedding rows dequantized to double",
           check,
           [check](const OpCreateArgs& a) -> std::unique_ptr<ops::Operator> {
@@ -134,7 +143,7 @@ registry::OpImpl rms_norm_impl() {
   };
   return {"ref.rms_norm",
           ModuleKind::kRmsNorm,
-          DeviceKind::kCpu,
+          DeviceKind::kAccelerator,
           "reference: RMSNorm in double",
           check,
           [check](const OpCreateArgs& a) -> std::unique_ptr<ops::Operator> {
@@ -152,7 +161,7 @@ registry::OpImpl lm_head_impl() {
   };
   return {"ref.lm_head",
           ModuleKind::kLmHead,
-          DeviceKind::kCpu,
+          DeviceKind::kAccelerator,
           "reference: output projection in double",
           check,
           [check](const OpCreateArgs& a) -> std::unique_ptr<ops::Operator> {
@@ -180,7 +189,7 @@ registry::OpImpl mlp_impl() {
   };
   return {"ref.mlp",
           ModuleKind::kMlp,
-          DeviceKind::kCpu,
+          DeviceKind::kAccelerator,
           "reference: SwiGLU feed-forward in double",
           check,
           [check](const OpCreateArgs& a) -> std::unique_ptr<ops::Operator> {

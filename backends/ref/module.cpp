@@ -1,13 +1,16 @@
 // libktx-backend-ref.so: the reference backend as a loadable module — the two entry points, its
-// one device (the host CPU, "cpu"), plain host buffers, no streams, and the eight ref.*
-// operators. It exists to prove the module mechanism end to end and to give every other
-// backend an independent yardstick (docs/BACKENDS.md).
+// one device "ref:0" with memory of its own (host memory underneath, but reachable by ktx only
+// through this table's buffers and copies, which device_memory.cpp enforces), no streams, and
+// the eight ref.* operators. It exists to prove the module mechanism end to end — a plan that
+// mixes cpu and ref:0 moves activations between two memories exactly as one mixing cpu and
+// cuda:0 does — and to give every other backend an independent yardstick (docs/BACKENDS.md).
 #include <unistd.h>
 
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <string>
 
 #include "ktx/backend.h"
 #include "ref.h"
@@ -17,8 +20,10 @@ namespace ktx::backends::ref {
 namespace {
 
 int device_count(void*) { return 1; }
-const char* device_name(void*, int) { return "cpu"; }
-const char* device_description(void*, int) { return "host CPU (reference operators, double)"; }
+const char* device_name(void*, int) { return "ref:0"; }
+const char* device_description(void*, int) {
+  return "reference device: host CPU, memory of its own, operators in double";
+}
 
 int device_memory(void*, int, uint64_t* free_bytes, uint64_t* total_bytes) {
   const long page = sysconf(_SC_PAGESIZE), total = sysconf(_SC_PHYS_PAGES),
@@ -29,13 +34,26 @@ int device_memory(void*, int, uint64_t* free_bytes, uint64_t* total_bytes) {
   return 0;
 }
 
-void* buffer_alloc(void*, int, size_t size) {
-  if (size > SIZE_MAX - 64) return nullptr;
-  return std::aligned_alloc(64, size == 0 ? 64 : (size + 63) / 64 * 64);
-}
-void buffer_free(void*, int, void* ptr) { std::free(ptr); }
-int copy(void*, int, void* dst, const void* src, size_t size, ktx_copy_kind, ktx_backend_stream) {
-  if (size != 0) std::memcpy(dst, src, size);
+void* buffer_alloc(void*, int, size_t size) { return device_alloc(size); }
+void buffer_free(void*, int, void* ptr) { device_free(ptr); }
+
+thread_local std::string last_error_text;
+const char* last_error(void*) { return last_error_text.c_str(); }
+
+// Copies check that the device side is device memory, like a real device's copy would fail on
+// a host pointer.
+int copy(void*, int, void* dst, const void* src, size_t size, ktx_copy_kind kind,
+         ktx_backend_stream) {
+  if (size == 0) return 0;
+  const bool ok = kind == KTX_COPY_HOST_TO_DEVICE ? is_device_memory(dst, size)
+                  : kind == KTX_COPY_DEVICE_TO_HOST
+                      ? is_device_memory(src, size)
+                      : is_device_memory(dst, size) && is_device_memory(src, size);
+  if (!ok) {
+    last_error_text = "the device side of the copy is not ref:0 memory";
+    return 1;
+  }
+  std::memcpy(dst, src, size);
   return 0;
 }
 
@@ -82,7 +100,7 @@ const ktx_backend_v1 kTable = {
     nullptr,
     nullptr,
     nullptr,
-    nullptr,  // last_error: nothing here fails but allocation
+    last_error,
     register_operators,
     get_proc_address,
     nullptr,  // release: no state

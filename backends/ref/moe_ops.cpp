@@ -35,6 +35,9 @@ class MoeGate final : public ops::MoeGateOp {
   void forward(ops::ExecContext&, int64_t n, const float* x, int32_t* ids,
                float* weights) override {
     const int64_t n_expert = w_.rows(), k = c_.n_expert_used;
+    require_device_array(x, n * w_.cols(), "the input", impl_name());
+    require_device_array(ids, n * k, "the expert ids", impl_name());
+    require_device_array(weights, n * k, "the expert weights", impl_name());
     std::vector<double> logits(static_cast<size_t>(n * n_expert));
     w_.matmul(n, widen(x, n * w_.cols()).data(), logits.data());
     for (int64_t t = 0; t < n; ++t) {
@@ -107,6 +110,10 @@ class Experts final : public ops::ExpertsOp {
   void submit(ops::ExecContext&, int64_t n, const float* x, const int32_t* ids,
               const float* weights, float* out) override {
     const int64_t n_embd = gate_.cols(), ff = gate_.rows() / n_expert_;
+    require_device_array(x, n * n_embd, "the input", impl_name());
+    require_device_array(ids, n * k_, "the expert ids", impl_name());
+    require_device_array(weights, n * k_, "the expert weights", impl_name());
+    require_device_array(out, n * n_embd, "the output", impl_name());
     std::vector<double> g(static_cast<size_t>(ff)), u(g.size()), y(static_cast<size_t>(n_embd));
     for (int64_t t = 0; t < n; ++t) {
       const std::vector<double> xt = widen(x + t * n_embd, n_embd);
@@ -147,7 +154,7 @@ registry::OpImpl moe_gate_impl() {
   };
   return {"ref.moe_gate",
           ModuleKind::kMoeGate,
-          DeviceKind::kCpu,
+          DeviceKind::kAccelerator,
           "reference: MoE router (softmax / sigmoid + bias, groups, top-k) in double",
           check,
           [check](const OpCreateArgs& a) -> std::unique_ptr<ops::Operator> {
@@ -170,7 +177,7 @@ registry::OpImpl experts_impl() {
   };
   return {"ref.experts",
           ModuleKind::kExperts,
-          DeviceKind::kCpu,
+          DeviceKind::kAccelerator,
           "reference: routed experts, synchronous, in double",
           check,
           [check](const OpCreateArgs& a) -> std::unique_ptr<ops::Operator> {

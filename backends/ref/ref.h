@@ -1,6 +1,7 @@
 // The reference backend's shared pieces: weights read row by row (dequantized with
 // ktx::quant::dequantize_row, widened to double), rotary embedding, small double-precision
-// helpers, the check() builder, and the factories of the eight ref.* operators. Everything here
+// helpers, the check() builder, the device's memory, and the factories of the eight ref.*
+// operators. They run on the backend's own device, ref:0 (see module.cpp). Everything here
 // is written for clarity and independence from lib/ops/cpu, never for speed: no threads, no
 // SIMD, no activation quantization.
 #pragma once
@@ -83,6 +84,19 @@ class Check {
   std::string impl_;
   std::optional<std::string> error_;
 };
+
+// The device ref:0: buffers from device_alloc (64-byte aligned; freed with device_free) are
+// recorded, and require_device_memory throws ktx::Error (kInternal) naming `what` unless
+// [p, p + bytes) lies inside one of them (device_memory.cpp says why).
+void* device_alloc(size_t size);
+void device_free(void* p);
+bool is_device_memory(const void* p, size_t bytes);
+void require_device_memory(const void* p, size_t bytes, std::string_view what,
+                           std::string_view impl);
+template <class T>
+void require_device_array(const T* p, int64_t count, std::string_view what, std::string_view impl) {
+  require_device_memory(p, static_cast<size_t>(count) * sizeof(T), what, impl);
+}
 
 // Throws ktx::Error(kUnsupported) with the check's message, if any.
 void throw_if(const std::optional<std::string>& why);

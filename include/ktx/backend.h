@@ -36,7 +36,7 @@ extern "C" {
 #endif
 
 /* The table version this header declares; a module's table must carry exactly this number. */
-#define KTX_BACKEND_API_VERSION 1u
+#define KTX_BACKEND_API_VERSION 2u
 
 /* The entry points a module exports, and their names for dlsym. */
 typedef int (*ktx_backend_score_fn)(void);

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "ktx/error.h"
 
@@ -27,30 +28,29 @@ struct Executor::LayerOps {
   ModuleOps* attn_norm = nullptr;
   ModuleOps* attn = nullptr;
   ModuleOps* ffn_norm = nullptr;
-  ModuleOps* mlp = nullptr;     // dense layers
-  ModuleOps* gate = nullptr;    // MoE layers
+  ModuleOps* mlp = nullptr;   // dense layers
+  ModuleOps* gate = nullptr;  // MoE layers
   ModuleOps* experts = nullptr;
   ModuleOps* shared = nullptr;  // optional
 };
 
-// Activations for one batch, grown on demand and reused between calls.
+// Activations for one batch, each followed across devices (activation.h), grown on demand and
+// reused between calls. The residual stream h is updated on the host: the plugin table has no
+// arithmetic of its own, so an accelerator's module output comes back for the add (for decode
+// that is n_embd floats per module; a backend-side add is future work for the CUDA backend).
 struct Executor::Buffers {
-  std::vector<float> h, x, attn_out, ffn_out, routed, last;
-  std::vector<int32_t> ids;
-  std::vector<float> weights;
+  explicit Buffers(const registry::BackendSet* backends)
+      : h(backends, &stats),
+        x(backends, &stats),
+        attn_out(backends, &stats),
+        ffn_out(backends, &stats),
+        routed(backends, &stats),
+        ids(backends, &stats),
+        weights(backends, &stats),
+        logits(backends, &stats) {}
 
-  void reserve(int64_t n_tokens, const model::ModelConfig& c) {
-    const size_t act = static_cast<size_t>(n_tokens * c.n_embd);
-    for (auto* v : {&h, &x, &attn_out, &ffn_out, &routed}) {
-      if (v->size() < act) v->resize(act);
-    }
-    last.resize(static_cast<size_t>(c.n_embd));
-    const size_t k = static_cast<size_t>(n_tokens * std::max<int64_t>(c.n_expert_used, 1));
-    if (ids.size() < k) {
-      ids.resize(k);
-      weights.resize(k);
-    }
-  }
+  TransferStats stats;
+  Activation h, x, attn_out, ffn_out, routed, ids, weights, logits;
 };
 
 namespace {
@@ -71,7 +71,7 @@ std::unique_ptr<ops::Operator> create_op(const model::ModuleDesc& module,
                             model::module_kind_name(module.kind), impl->name,
                             model::module_kind_name(impl->kind), placement.why));
   }
-  if (impl->device_kind != device.kind) {
+  if (!registry::runs_on(*impl, device)) {
     throw Error(ErrorCode::kInvalidArgument,
                 fmt::format("module {}: '{}' cannot run on {} ({})", module.name, impl->name,
                             device.name(), placement.why));
@@ -88,14 +88,28 @@ std::unique_ptr<ops::Operator> create_op(const model::ModuleDesc& module,
   // The interface is checked once here, so the forward pass can use a static cast.
   bool implements = false;
   switch (module.kind) {
-    case ModuleKind::kEmbedding: implements = dynamic_cast<ops::EmbeddingOp*>(op.get()); break;
-    case ModuleKind::kRmsNorm: implements = dynamic_cast<ops::RmsNormOp*>(op.get()); break;
+    case ModuleKind::kEmbedding:
+      implements = dynamic_cast<ops::EmbeddingOp*>(op.get());
+      break;
+    case ModuleKind::kRmsNorm:
+      implements = dynamic_cast<ops::RmsNormOp*>(op.get());
+      break;
     case ModuleKind::kMlaAttention:
-    case ModuleKind::kGqaAttention: implements = dynamic_cast<ops::AttentionOp*>(op.get()); break;
-    case ModuleKind::kMlp: implements = dynamic_cast<ops::MlpOp*>(op.get()); break;
-    case ModuleKind::kMoeGate: implements = dynamic_cast<ops::MoeGateOp*>(op.get()); break;
-    case ModuleKind::kExperts: implements = dynamic_cast<ops::ExpertsOp*>(op.get()); break;
-    case ModuleKind::kLmHead: implements = dynamic_cast<ops::LmHeadOp*>(op.get()); break;
+    case ModuleKind::kGqaAttention:
+      implements = dynamic_cast<ops::AttentionOp*>(op.get());
+      break;
+    case ModuleKind::kMlp:
+      implements = dynamic_cast<ops::MlpOp*>(op.get());
+      break;
+    case ModuleKind::kMoeGate:
+      implements = dynamic_cast<ops::MoeGateOp*>(op.get());
+      break;
+    case ModuleKind::kExperts:
+      implements = dynamic_cast<ops::ExpertsOp*>(op.get());
+      break;
+    case ModuleKind::kLmHead:
+      implements = dynamic_cast<ops::LmHeadOp*>(op.get());
+      break;
   }
   if (!op || !implements) {
     throw Error(ErrorCode::kInternal,
@@ -108,14 +122,33 @@ std::unique_ptr<ops::Operator> create_op(const model::ModuleDesc& module,
 }  // namespace
 
 Executor::Executor(const model::ModelConfig& config, const std::vector<model::ModuleDesc>& modules,
-                   const Plan& plan, const registry::OperatorRegistry& registry)
-    : config_(config), buffers_(std::make_unique<Buffers>()) {
+                   const Plan& plan, const registry::OperatorRegistry& registry,
+                   const registry::BackendSet* backends)
+    : config_(config), backends_(backends), buffers_(std::make_unique<Buffers>(backends)) {
   layers_.resize(static_cast<size_t>(config.n_layer));
   for (const model::ModuleDesc& module : modules) {
     const Placement* placement = plan.find(module.name);
     if (placement == nullptr) {
       throw Error(ErrorCode::kInvalidArgument,
                   fmt::format("the plan has no placement for module {}", module.name));
+    }
+    for (const registry::Device& d : {placement->generate_device, placement->prefill_device}) {
+      if (!d.is_cpu() && (backends == nullptr || !backends->locate(d))) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    fmt::format("module {}: device {} is not served by any loaded backend ({})",
+                                module.name, d.name(), placement->why));
+      }
+    }
+    const bool attention =
+        module.kind == ModuleKind::kMlaAttention || module.kind == ModuleKind::kGqaAttention;
+    if (attention && placement->prefill_device != placement->generate_device) {
+      // The cache lives where the attention runs; one cache in two memories is not supported.
+      throw Error(ErrorCode::kUnsupported,
+                  fmt::format("module {}: attention on {} for generation but {} for prefill: its "
+                              "KV cache can live on one device only; give both phases the same "
+                              "device ({})",
+                              module.name, placement->generate_device.name(),
+                              placement->prefill_device.name(), placement->why));
     }
     auto ops = std::make_unique<ModuleOps>();
     ops->desc = &module;
@@ -138,8 +171,12 @@ Executor::Executor(const model::ModelConfig& config, const std::vector<model::Mo
       return layer;
     };
     switch (module.kind) {
-      case ModuleKind::kEmbedding: embed_ = m; break;
-      case ModuleKind::kLmHead: lm_head_ = m; break;
+      case ModuleKind::kEmbedding:
+        embed_ = m;
+        break;
+      case ModuleKind::kLmHead:
+        lm_head_ = m;
+        break;
       case ModuleKind::kRmsNorm:
         if (layer == nullptr) {
           final_norm_ = m;
@@ -150,9 +187,15 @@ Executor::Executor(const model::ModelConfig& config, const std::vector<model::Mo
         }
         break;
       case ModuleKind::kMlaAttention:
-      case ModuleKind::kGqaAttention: need_layer()->attn = m; break;
-      case ModuleKind::kMoeGate: need_layer()->gate = m; break;
-      case ModuleKind::kExperts: need_layer()->experts = m; break;
+      case ModuleKind::kGqaAttention:
+        need_layer()->attn = m;
+        break;
+      case ModuleKind::kMoeGate:
+        need_layer()->gate = m;
+        break;
+      case ModuleKind::kExperts:
+        need_layer()->experts = m;
+        break;
       case ModuleKind::kMlp:
         if (module.name.size() >= 15 &&
             module.name.compare(module.name.size() - 15, 15, ".shared_experts") == 0) {
@@ -187,7 +230,8 @@ runtime::KvCache Executor::make_kv_cache(int64_t n_ctx) const {
   runtime::KvCache cache;
   cache.n_ctx = n_ctx;
   cache.layers.resize(static_cast<size_t>(config_.n_layer));
-  for (runtime::LayerKvCache& l : cache.layers) {
+  for (size_t il = 0; il < cache.layers.size(); ++il) {
+    runtime::LayerKvCache& l = cache.layers[il];
     if (config_.arch == model::Architecture::kDeepseek2) {
       l.width_a = config_.kv_lora_rank;
       l.width_b = config_.qk_rope_head_dim;
@@ -195,11 +239,32 @@ runtime::KvCache Executor::make_kv_cache(int64_t n_ctx) const {
       l.width_a = config_.n_head_kv * config_.head_dim;
       l.width_b = config_.n_head_kv * config_.head_dim;
     }
-    l.a.assign(static_cast<size_t>(n_ctx * l.width_a), 0.0f);
-    l.b.assign(static_cast<size_t>(n_ctx * l.width_b), 0.0f);
+    const registry::Device& device = layers_[il].attn->generate_device;
+    allocate_cache(l.a, device, static_cast<size_t>(n_ctx * l.width_a));
+    allocate_cache(l.b, device, static_cast<size_t>(n_ctx * l.width_b));
   }
   return cache;
 }
+
+void Executor::allocate_cache(runtime::FloatArray& array, const registry::Device& device,
+                              size_t n) const {
+  if (device.is_cpu()) {
+    array.assign(n, 0.0f);
+    return;
+  }
+  const registry::DeviceHandle where = *backends_->locate(device);  // checked at construction
+  const size_t bytes = std::max<size_t>(n, 1) * sizeof(float);
+  auto* data = static_cast<float*>(where.backend->alloc(where.index, bytes));
+  array.adopt(data, n, [where](float* p) { where.backend->free(where.index, p); });
+  // Zeroed like host caches, so a read past the filled positions is never garbage.
+  const std::vector<uint8_t> zeros(std::min<size_t>(bytes, size_t{1} << 20), 0);
+  for (size_t off = 0; off < bytes; off += zeros.size()) {
+    where.backend->copy(where.index, reinterpret_cast<uint8_t*>(data) + off, zeros.data(),
+                        std::min(zeros.size(), bytes - off), KTX_COPY_HOST_TO_DEVICE);
+  }
+}
+
+const TransferStats& Executor::transfers() const { return buffers_->stats; }
 
 template <class Op>
 Op& Executor::pick(const ModuleOps& m, int64_t n_tokens) const {
@@ -208,8 +273,7 @@ Op& Executor::pick(const ModuleOps& m, int64_t n_tokens) const {
 }
 
 void Executor::time(ModuleKind kind, std::chrono::steady_clock::time_point start) {
-  const double s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   for (KindTiming& t : timings_) {
     if (t.kind == kind) {
       t.seconds += s;
@@ -220,6 +284,7 @@ void Executor::time(ModuleKind kind, std::chrono::steady_clock::time_point start
 
 void Executor::reset_timings() {
   for (KindTiming& t : timings_) t = {t.kind, 0, 0};
+  buffers_->stats = {};
 }
 
 void Executor::forward(ops::ExecContext& ctx, std::span<const int32_t> tokens, int64_t pos0,
@@ -232,72 +297,120 @@ void Executor::forward(ops::ExecContext& ctx, std::span<const int32_t> tokens, i
                             pos0 + n - 1, cache.n_ctx));
   }
   Buffers& b = *buffers_;
-  b.reserve(n, config_);
   const int64_t d = config_.n_embd;
+  const auto act = static_cast<size_t>(n * d);  // floats of one [n][n_embd] activation
+  const auto routes = static_cast<size_t>(n * std::max<int64_t>(config_.n_expert_used, 1));
+  const registry::Device cpu = registry::Device::cpu();
+  auto on = [n](const ModuleOps& m) -> const registry::Device& { return m.device(n); };
   using clock = std::chrono::steady_clock;
 
   auto t0 = clock::now();
-  pick<ops::EmbeddingOp>(*embed_, n).forward(ctx, tokens, b.h.data());
+  pick<ops::EmbeddingOp>(*embed_, n).forward(ctx, tokens, b.h.write_as<float>(on(*embed_), act));
   time(ModuleKind::kEmbedding, t0);
+
+  // out = h + a (+ c): the residual add, on the host (see Buffers).
+  auto add_to_residual = [&](Activation& a, Activation* c) {
+    const float* av = a.read_as<float>(cpu, act);
+    const float* cv = c != nullptr ? c->read_as<float>(cpu, act) : nullptr;
+    float* h = b.h.update_as<float>(cpu, act);
+    if (cv == nullptr) {
+      for (size_t i = 0; i < act; ++i) h[i] += av[i];
+    } else {
+      for (size_t i = 0; i < act; ++i) h[i] += av[i] + cv[i];
+    }
+  };
+  // Runs a norm module on its device: x = norm(rows of h).
+  auto norm = [&](const ModuleOps& m, int64_t rows, size_t first_row) {
+    const registry::Device& dev = on(m);
+    const float* in = b.h.read_as<float>(dev, act) + first_row * static_cast<size_t>(d);
+    pick<ops::RmsNormOp>(m, n).forward(ctx, rows, in,
+                                       b.x.write_as<float>(dev, static_cast<size_t>(rows * d)));
+  };
 
   const ops::Batch batch{n, pos0};
   for (size_t l = 0; l < layers_.size(); ++l) {
     const LayerOps& L = layers_[l];
     t0 = clock::now();
-    pick<ops::RmsNormOp>(*L.attn_norm, n).forward(ctx, n, b.h.data(), b.x.data());
+    norm(*L.attn_norm, n, 0);
     time(ModuleKind::kRmsNorm, t0);
 
     t0 = clock::now();
-    pick<ops::AttentionOp>(*L.attn, n).forward(ctx, batch, b.x.data(), b.attn_out.data(),
-                                                cache.layers[l]);
+    {
+      const registry::Device& dev = on(*L.attn);
+      const float* x = b.x.read_as<float>(dev, act);
+      pick<ops::AttentionOp>(*L.attn, n)
+          .forward(ctx, batch, x, b.attn_out.write_as<float>(dev, act), cache.layers[l]);
+    }
     time(L.attn->desc->kind, t0);
-    for (int64_t i = 0; i < n * d; ++i) b.h[i] += b.attn_out[i];
+    add_to_residual(b.attn_out, nullptr);
 
     t0 = clock::now();
-    pick<ops::RmsNormOp>(*L.ffn_norm, n).forward(ctx, n, b.h.data(), b.x.data());
+    norm(*L.ffn_norm, n, 0);
     time(ModuleKind::kRmsNorm, t0);
 
     if (L.mlp != nullptr) {
       t0 = clock::now();
-      pick<ops::MlpOp>(*L.mlp, n).forward(ctx, n, b.x.data(), b.ffn_out.data());
+      const registry::Device& dev = on(*L.mlp);
+      const float* x = b.x.read_as<float>(dev, act);
+      pick<ops::MlpOp>(*L.mlp, n).forward(ctx, n, x, b.ffn_out.write_as<float>(dev, act));
       time(ModuleKind::kMlp, t0);
-      for (int64_t i = 0; i < n * d; ++i) b.h[i] += b.ffn_out[i];
+      add_to_residual(b.ffn_out, nullptr);
       continue;
     }
     t0 = clock::now();
-    pick<ops::MoeGateOp>(*L.gate, n).forward(ctx, n, b.x.data(), b.ids.data(), b.weights.data());
+    {
+      const registry::Device& dev = on(*L.gate);
+      const float* x = b.x.read_as<float>(dev, act);
+      pick<ops::MoeGateOp>(*L.gate, n)
+          .forward(ctx, n, x, b.ids.write_as<int32_t>(dev, routes),
+                   b.weights.write_as<float>(dev, routes));
+    }
     time(ModuleKind::kMoeGate, t0);
-    // Routed experts start on the CPU pool. Shared experts placed on a GPU run meanwhile; on the
-    // CPU they would only compete for the same cores and memory bandwidth, so they run after the
-    // join with the whole pool.
+    // Routed experts start on the CPU pool. Shared experts placed on an accelerator run
+    // meanwhile; on the CPU they would only compete for the same cores and memory bandwidth, so
+    // they run after the join with the whole pool.
     t0 = clock::now();
     auto& experts = pick<ops::ExpertsOp>(*L.experts, n);
-    experts.submit(ctx, n, b.x.data(), b.ids.data(), b.weights.data(), b.routed.data());
-    const bool shared_overlaps =
-        L.shared != nullptr && L.shared->device(n).kind != registry::DeviceKind::kCpu;
-    if (shared_overlaps) {
-      pick<ops::MlpOp>(*L.shared, n).forward(ctx, n, b.x.data(), b.ffn_out.data());
+    {
+      const registry::Device& dev = on(*L.experts);
+      const float* x = b.x.read_as<float>(dev, act);
+      const int32_t* ids = b.ids.read_as<int32_t>(dev, routes);
+      const float* w = b.weights.read_as<float>(dev, routes);
+      experts.submit(ctx, n, x, ids, w, b.routed.write_as<float>(dev, act));
     }
+    auto run_shared = [&] {
+      const registry::Device& dev = on(*L.shared);
+      const float* x = b.x.read_as<float>(dev, act);
+      pick<ops::MlpOp>(*L.shared, n).forward(ctx, n, x, b.ffn_out.write_as<float>(dev, act));
+    };
+    const bool shared_overlaps = L.shared != nullptr && !on(*L.shared).is_cpu();
+    if (shared_overlaps) run_shared();
     experts.wait(ctx);
     time(ModuleKind::kExperts, t0);
     if (L.shared != nullptr && !shared_overlaps) {
       t0 = clock::now();
-      pick<ops::MlpOp>(*L.shared, n).forward(ctx, n, b.x.data(), b.ffn_out.data());
+      run_shared();
       time(ModuleKind::kMlp, t0);
     }
-    for (int64_t i = 0; i < n * d; ++i) {
-      b.h[i] += b.routed[i] + (L.shared != nullptr ? b.ffn_out[i] : 0.0f);
-    }
+    add_to_residual(b.routed, L.shared != nullptr ? &b.ffn_out : nullptr);
   }
 
   // Only the rows whose logits are wanted go through the final norm and the head.
   const int64_t n_out = all_logits ? n : 1;
-  const float* rows = all_logits ? b.h.data() : b.h.data() + (n - 1) * d;
   t0 = clock::now();
-  pick<ops::RmsNormOp>(*final_norm_, n_out).forward(ctx, n_out, rows, b.x.data());
+  norm(*final_norm_, n_out, static_cast<size_t>(all_logits ? 0 : n - 1));
   time(ModuleKind::kRmsNorm, t0);
   t0 = clock::now();
-  pick<ops::LmHeadOp>(*lm_head_, n_out).forward(ctx, n_out, b.x.data(), logits);
+  const registry::Device& head = on(*lm_head_);
+  const float* x = b.x.read_as<float>(head, static_cast<size_t>(n_out * d));
+  const auto n_logits = static_cast<size_t>(n_out * config_.n_vocab);
+  if (head.is_cpu()) {
+    pick<ops::LmHeadOp>(*lm_head_, n_out).forward(ctx, n_out, x, logits);
+  } else {
+    pick<ops::LmHeadOp>(*lm_head_, n_out)
+        .forward(ctx, n_out, x, b.logits.write_as<float>(head, n_logits));
+    b.logits.read_into(logits, n_logits * sizeof(float));
+  }
   time(ModuleKind::kLmHead, t0);
 }
 

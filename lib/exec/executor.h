@@ -14,10 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "exec/activation.h"
 #include "exec/plan.h"
 #include "model/config.h"
 #include "model/module_tree.h"
 #include "ops/operator.h"
+#include "registry/backend_loader.h"
 #include "registry/registry.h"
 #include "runtime/kv_cache.h"
 
@@ -33,15 +35,18 @@ struct KindTiming {
 class Executor {
  public:
   // Creates one operator per module (two when its prefill and generation devices differ).
-  // Throws ktx::Error naming the module when the plan misses it or names an implementation the
-  // registry lacks or whose check() refuses.
+  // Throws ktx::Error naming the module when the plan misses it, names an implementation the
+  // registry lacks or whose check() refuses, or places it on a device no backend in `backends`
+  // serves (null: the CPU only). `backends` must outlive the executor.
   Executor(const model::ModelConfig& config, const std::vector<model::ModuleDesc>& modules,
-           const Plan& plan, const registry::OperatorRegistry& registry);
+           const Plan& plan, const registry::OperatorRegistry& registry,
+           const registry::BackendSet* backends = nullptr);
   ~Executor();
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
 
-  // An empty cache for `n_ctx` positions with the widths each layer's attention needs.
+  // An empty cache for `n_ctx` positions with the widths each layer's attention needs, in the
+  // memory of the device that runs that layer's attention.
   runtime::KvCache make_kv_cache(int64_t n_ctx) const;
 
   // Evaluates `tokens` at positions pos0.. (the cache must hold pos0 earlier positions) and
@@ -51,6 +56,8 @@ class Executor {
                runtime::KvCache& cache, float* logits, bool all_logits);
 
   const std::vector<KindTiming>& timings() const { return timings_; }
+  // Activation bytes copied between the host and accelerators since the last reset_timings().
+  const TransferStats& transfers() const;
   void reset_timings();
 
  private:
@@ -61,8 +68,10 @@ class Executor {
   template <class Op>
   Op& pick(const ModuleOps& m, int64_t n_tokens) const;
   void time(model::ModuleKind kind, std::chrono::steady_clock::time_point start);
+  void allocate_cache(runtime::FloatArray& array, const registry::Device& device, size_t n) const;
 
   const model::ModelConfig& config_;
+  const registry::BackendSet* backends_;
   std::vector<std::unique_ptr<ModuleOps>> modules_;
   ModuleOps* embed_ = nullptr;
   ModuleOps* final_norm_ = nullptr;

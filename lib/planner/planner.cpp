@@ -59,7 +59,7 @@ std::optional<HotExperts> hot_experts(const exec::Placement& p, const ModuleCost
   HotExperts hot;
   if (auto d = p.options.find("gpu_experts_device"); d != p.options.end()) {
     std::optional<Device> parsed = registry::parse_device(d->second);
-    if (!parsed || parsed->kind != DeviceKind::kCuda) {
+    if (!parsed || parsed->backend != "cuda") {
       throw Error(ErrorCode::kInvalidArgument,
                   fmt::format("{}: gpu_experts_device '{}' is not a GPU", p.module, d->second));
     }

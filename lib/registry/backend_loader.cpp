@@ -245,6 +245,27 @@ const Backend* BackendSet::find(std::string_view name) const {
   return nullptr;
 }
 
+std::vector<Device> BackendSet::devices() const {
+  std::vector<Device> out;
+  for (const auto& b : backends) {
+    for (int i = 0; i < b->device_count(); ++i) {
+      std::optional<Device> d = parse_device(b->device(i).name);  // checked when loaded
+      if (d && std::find(out.begin(), out.end(), *d) == out.end()) out.push_back(*d);
+    }
+  }
+  return out;
+}
+
+std::optional<DeviceHandle> BackendSet::locate(const Device& device) const {
+  if (device.is_cpu()) return std::nullopt;
+  const Backend* b = find(device.backend);
+  if (b == nullptr) return std::nullopt;
+  for (int i = 0; i < b->device_count(); ++i) {
+    if (b->device(i).name == device.name()) return DeviceHandle{b, i};
+  }
+  return std::nullopt;
+}
+
 std::vector<std::string> BackendSet::warnings() const {
   std::vector<std::string> out;
   for (const BackendRefusal& r : refused) {
@@ -532,6 +553,10 @@ class BackendLoader {
       return false;
     }
     backend->name_ = table->name;
+    if (std::optional<std::string> bad = bad_device_names(*backend)) {
+      refuse(path, fmt::format("{}: backend '{}' refused: {}", path, backend->name_, *bad), true);
+      return false;
+    }
     if (const Backend* other = set_.find(backend->name_)) {
       refuse(path,
              fmt::format("{}: a backend named '{}' is already loaded ({})", path, backend->name_,
@@ -552,6 +577,27 @@ class BackendLoader {
     }
     set_.backends.push_back(std::move(backend));
     return true;
+  }
+
+  // Rule files and plans name devices "cpu" or "<backend>:<index>"; a module's devices must be
+  // named so, or nothing could place work on them (and two modules could claim one name).
+  static std::optional<std::string> bad_device_names(const Backend& backend) {
+    const int n = backend.device_count();
+    if (n < 0) return fmt::format("device_count() returned {}", n);
+    std::set<std::string> seen;
+    for (int i = 0; i < n; ++i) {
+      const char* raw = backend.table().device_name(backend.table().ctx, i);
+      const std::string name = raw != nullptr ? raw : "";
+      std::optional<Device> d = parse_device(name);
+      if (!d || (!d->is_cpu() && d->backend != backend.name())) {
+        return fmt::format("its device {} is named '{}'; expected cpu or {}:<index>", i, name,
+                           backend.name());
+      }
+      if (!seen.insert(name).second) {
+        return fmt::format("two of its devices are named '{}'", name);
+      }
+    }
+    return std::nullopt;
   }
 
   static const char* missing_slot(const ktx_backend_v1& t) {

@@ -12,6 +12,7 @@
 
 #include "ktx/backend.h"
 #include "ktx/error.h"
+#include "registry/device.h"
 #include "registry/registry.h"
 
 namespace ktx::registry {
@@ -98,6 +99,12 @@ struct BackendLoadOptions {
   bool search_default_dirs = true;
 };
 
+// An accelerator as its backend's table knows it: the backend and its device index there.
+struct DeviceHandle {
+  const Backend* backend = nullptr;
+  int index = 0;
+};
+
 // The backends of one registry, built-in CPU first. Keep it alive as long as the operators
 // created from it.
 struct BackendSet {
@@ -105,6 +112,10 @@ struct BackendSet {
   std::vector<BackendRefusal> refused;
 
   const Backend* find(std::string_view name) const;
+  // Every device of every backend, "cpu" first, each once: what rule files may name here.
+  std::vector<Device> devices() const;
+  // The backend and table index serving an accelerator; nullopt for the CPU or an unknown device.
+  std::optional<DeviceHandle> locate(const Device& device) const;
   std::vector<std::string> warnings() const;  // the refusals that are warnings, in order
 };
 

@@ -10,9 +10,9 @@ namespace ktx::registry {
 
 void OperatorRegistry::add(OpImpl impl) {
   if (impl.name.empty() || !impl.create) {
-    throw Error(ErrorCode::kInvalidArgument,
-                fmt::format("operator implementation '{}' needs a name and a create function",
-                            impl.name));
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("operator implementation '{}' needs a name and a create function", impl.name));
   }
   if (impls_.count(impl.name) != 0) {
     throw Error(ErrorCode::kInvalidArgument,
@@ -41,9 +41,21 @@ std::vector<const OpImpl*> OperatorRegistry::for_kind(model::ModuleKind kind) co
   return out;
 }
 
-const OpImpl* OperatorRegistry::default_for(model::ModuleKind kind, DeviceKind device) const {
-  const char* backend = device == DeviceKind::kCpu ? "cpu" : "cuda";
-  return find(fmt::format("{}.{}", backend, model::module_kind_name(kind)));
+const OpImpl* OperatorRegistry::default_for(model::ModuleKind kind, const Device& device) const {
+  return find(fmt::format("{}.{}", device_family(device), model::module_kind_name(kind)));
+}
+
+std::string device_family(const OpImpl& impl) {
+  if (impl.device_kind == DeviceKind::kCpu) return "cpu";
+  return impl.name.substr(0, impl.name.find('.'));
+}
+
+std::string device_family(const Device& device) {
+  return device.kind == DeviceKind::kCpu ? std::string("cpu") : device.backend;
+}
+
+bool runs_on(const OpImpl& impl, const Device& device) {
+  return device_family(impl) == device_family(device);
 }
 
 }  // namespace ktx::registry

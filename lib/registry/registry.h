@@ -34,13 +34,22 @@ struct OpCreateArgs {
 struct OpImpl {
   std::string name;  // "cpu.mla": backend name, a dot, the implementation
   model::ModuleKind kind;
-  DeviceKind device_kind;    // the devices it runs on
-  std::string description;   // one line for `ktx plan` and docs
+  // The devices it runs on: kCpu, the host (any backend may offer host operators); kAccelerator,
+  // the devices of the backend that registered it (the name's prefix: cuda.mla on cuda:N).
+  DeviceKind device_kind;
+  std::string description;  // one line for `ktx plan` and docs
   // nullopt when it can run this module on this device with these options; otherwise why not
   // ("blk.3.attn_kv_b.weight is IQ2_XXS, which cpu.mla cannot read").
   std::function<std::optional<std::string>(const OpCreateArgs&)> check;
   std::function<std::unique_ptr<ops::Operator>(const OpCreateArgs&)> create;
 };
+
+// "cpu" for host operators, else the backend prefix of the name ("cuda" for cuda.mla).
+std::string device_family(const OpImpl& impl);
+// The family of devices a device belongs to: "cpu", or its backend ("cuda" for cuda:1).
+std::string device_family(const Device& device);
+// Whether `impl` can be placed on `device` at all (its type checks come later, in check()).
+bool runs_on(const OpImpl& impl, const Device& device);
 
 class OperatorRegistry {
  public:
@@ -50,9 +59,9 @@ class OperatorRegistry {
   std::vector<const OpImpl*> all() const;           // sorted by name
   std::vector<const OpImpl*> for_kind(model::ModuleKind kind) const;
 
-  // The implementation used when no rule names one: "<backend>.<kind name>" where backend is
-  // "cpu" or "cuda", e.g. "cpu.mla_attention".
-  const OpImpl* default_for(model::ModuleKind kind, DeviceKind device) const;
+  // The implementation used when no rule names one: "<family>.<kind name>" where the family is
+  // "cpu" for the host and the owning backend's name for an accelerator ("cuda.mla_attention").
+  const OpImpl* default_for(model::ModuleKind kind, const Device& device) const;
 
  private:
   std::map<std::string, OpImpl, std::less<>> impls_;

@@ -15,6 +15,7 @@ namespace {
 using detail::did_you_mean;
 using detail::join;
 using registry::Device;
+using registry::device_family;
 using registry::DeviceKind;
 using registry::OperatorRegistry;
 using registry::OpImpl;
@@ -22,8 +23,6 @@ using registry::OpImpl;
 [[noreturn]] void fail(const std::string& where, const std::string& what) {
   throw Error(ErrorCode::kInvalidFile, fmt::format("{}: {}", where, what));
 }
-
-std::string_view backend_name(DeviceKind kind) { return kind == DeviceKind::kCpu ? "cpu" : "cuda"; }
 
 bool backend_loaded(const OperatorRegistry& registry, std::string_view backend) {
   for (const OpImpl* impl : registry.all()) {
@@ -37,8 +36,15 @@ bool backend_loaded(const OperatorRegistry& registry, std::string_view backend) 
 
 // Why `name` is not in the registry, in the words a user can act on.
 std::string missing_op(const OperatorRegistry& registry, const std::string& name) {
-  if (name.starts_with("cuda.") && !backend_loaded(registry, "cuda")) {
+  const std::string backend = name.substr(0, name.find('.'));
+  if (backend == "cuda" && !backend_loaded(registry, "cuda")) {
     return fmt::format("operator {} is not registered: the CUDA backend is not loaded", name);
+  }
+  if (backend != "cpu" && backend != name && !backend_loaded(registry, backend)) {
+    return fmt::format(
+        "operator {} is not registered: no backend named '{}' is loaded (give its module, "
+        "libktx-backend-{}.so, with --backend PATH or KTX_BACKEND_PATH)",
+        name, backend, backend);
   }
   std::vector<std::string> names;
   for (const OpImpl* impl : registry.all()) names.push_back(impl->name);
@@ -91,7 +97,9 @@ RuleTarget resolve_rule(const Rule& rule, const OperatorRegistry& registry,
   if (!rule.op.empty()) {
     t.op = registry.find(rule.op);
     if (t.op == nullptr) fail(at(rule, rule.op_line), missing_op(registry, rule.op));
-    if (t.op->device_kind == DeviceKind::kCuda) fallback_device = Device::cuda(0);
+    if (t.op->device_kind == DeviceKind::kAccelerator) {
+      fallback_device = Device::accelerator(device_family(*t.op), 0);
+    }
   } else if (rule.ktransformers) {
     fallback_device = Device::cuda(0);  // KTransformers' default device
   }
@@ -103,8 +111,8 @@ RuleTarget resolve_rule(const Rule& rule, const OperatorRegistry& registry,
                    : rule.device       ? device_line
                                        : t.generate_line;
   if (rule.op.empty() && rule.class_kind) {
-    const std::string implied = fmt::format("{}.{}", backend_name(t.generate.kind),
-                                            model::module_kind_name(*rule.class_kind));
+    const std::string implied =
+        fmt::format("{}.{}", device_family(t.generate), model::module_kind_name(*rule.class_kind));
     if (registry.find(implied) == nullptr) {
       fail(at(rule, rule.op_line), fmt::format("{} (for KTransformers' {})",
                                                missing_op(registry, implied), rule.replace_class));
@@ -124,23 +132,23 @@ RuleTarget resolve_rule(const Rule& rule, const OperatorRegistry& registry,
 
 void check_device_kind(const Rule& rule, RuleTarget& t, const OpImpl& op,
                        std::vector<std::string>* warnings) {
-  if (op.device_kind != t.generate.kind) {
+  if (!registry::runs_on(op, t.generate)) {
     fail(at(rule, t.generate_line),
          fmt::format("operator {} runs on {} devices, but generate_device is {}", op.name,
-                     backend_name(op.device_kind), t.generate.name()));
+                     device_family(op), t.generate.name()));
   }
-  if (op.device_kind != t.prefill.kind) {
+  if (!registry::runs_on(op, t.prefill)) {
     if (!rule.ktransformers) {
       fail(at(rule, t.prefill_line),
            fmt::format("operator {} runs on {} devices, but prefill_device is {} (one operator "
                        "serves both phases; give both the same kind of device)",
-                       op.name, backend_name(op.device_kind), t.prefill.name()));
+                       op.name, device_family(op), t.prefill.name()));
     }
     if (!t.prefill_fallback_warned && warnings != nullptr) {
       warnings->push_back(fmt::format(
           "{}: prefill_device {} ignored: {} runs on {}, so prefill runs on {} too (KTransformers "
           "used a second operator for prefill)",
-          at(rule, t.prefill_line), t.prefill.name(), op.name, backend_name(op.device_kind),
+          at(rule, t.prefill_line), t.prefill.name(), op.name, device_family(op),
           t.generate.name()));
     }
     t.prefill_fallback_warned = true;
@@ -235,7 +243,7 @@ exec::Plan apply_rules(const RuleSet& rules, const std::vector<model::ModuleDesc
     if (op == nullptr) {
       const model::ModuleKind kind = rule->class_kind.value_or(module.kind);
       const std::string name =
-          fmt::format("{}.{}", backend_name(target->generate.kind), model::module_kind_name(kind));
+          fmt::format("{}.{}", device_family(target->generate), model::module_kind_name(kind));
       op = registry.find(name);
       if (op == nullptr) {
         fail(at(*rule, op_line),

@@ -123,7 +123,8 @@ class Parser {
     const std::string text = scalar(node, line, what);
     std::optional<registry::Device> d = registry::parse_device(text);
     if (!d)
-      fail(line, fmt::format("{}: '{}' is not a device; write cpu, cuda or cuda:N", what, text));
+      fail(line, fmt::format("{}: '{}' is not a device; write cpu, cuda, cuda:N or <backend>:N",
+                             what, text));
     return *d;
   }
 

@@ -52,12 +52,12 @@ Model::Model(gguf::File file, const ModelOptions& options)
   if (options.rules_path.empty()) {
     plan_ = exec::default_cpu_plan(modules_, registry_);
   } else {
-    // Only the CPU exists until a GPU backend is loaded.
-    plan_ = rules::apply_rules(rules::load_rules(options.rules_path), modules_, config_,
-                               registry_, {registry::Device::cpu()}, &warnings_);
+    // The devices rule files may name: the CPU and those of the backend modules loaded.
+    plan_ = rules::apply_rules(rules::load_rules(options.rules_path), modules_, config_, registry_,
+                               backends_.devices(), &warnings_);
   }
   if (options.prefault) prefault(file_, options.progress);
-  executor_ = std::make_unique<exec::Executor>(config_, modules_, plan_, registry_);
+  executor_ = std::make_unique<exec::Executor>(config_, modules_, plan_, registry_, &backends_);
   try {
     tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::from_gguf(file_));
   } catch (const Error& e) {
@@ -74,9 +74,8 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelOptions& 
 
 const Tokenizer& Model::tokenizer() const {
   if (!tokenizer_) {
-    throw Error(ErrorCode::kUnsupported,
-                fmt::format("{}: no usable tokenizer: {}", file_.paths().front(),
-                            tokenizer_error_));
+    throw Error(ErrorCode::kUnsupported, fmt::format("{}: no usable tokenizer: {}",
+                                                     file_.paths().front(), tokenizer_error_));
   }
   return *tokenizer_;
 }
@@ -91,6 +90,11 @@ void Model::forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& cach
 std::vector<exec::KindTiming> Model::timings() const {
   std::lock_guard<std::mutex> lock(forward_mutex_);
   return executor_->timings();
+}
+
+exec::TransferStats Model::transfers() const {
+  std::lock_guard<std::mutex> lock(forward_mutex_);
+  return executor_->transfers();
 }
 
 void Model::reset_timings() {

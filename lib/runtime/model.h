@@ -70,6 +70,8 @@ class Model {
 
   // Per-kind time spent in forward calls so far.
   std::vector<exec::KindTiming> timings() const;
+  // Activation bytes copied between the host and accelerators since the last reset_timings().
+  exec::TransferStats transfers() const;
   void reset_timings();
 
  private:

@@ -21,11 +21,16 @@
 #define kDefectInitNull 7     // ktx_backend_init returns NULL
 #define kDefectBadName 8      // an operator outside "<name>."
 #define kDefectMissingSlot 9  // no buffer_alloc
+#define kDefectDeviceName 10  // its device is named "gpu0", not "cpu" or "<name>:<index>"
 
 namespace {
 
 int device_count(void*) { return 1; }
+#if KTX_TEST_DEFECT == kDefectDeviceName
+const char* device_name(void*, int) { return "gpu0"; }
+#else
 const char* device_name(void*, int) { return "cpu"; }
+#endif
 [[maybe_unused]] void* buffer_alloc(void*, int, size_t size) {
   return std::malloc(size == 0 ? 1 : size);
 }

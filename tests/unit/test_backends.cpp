@@ -99,7 +99,7 @@ std::string write_ref_rules(const fs::path& dir) {
   for (const char* kind : {"embedding", "rms_norm", "mla_attention", "gqa_attention", "mlp",
                            "moe_gate", "experts", "lm_head"}) {
     out << "- match: {name: '.*', kind: " << kind << "}\n"
-        << "  replace: {op: ref." << kind << ", device: cpu}\n";
+        << "  replace: {op: ref." << kind << ", device: 'ref:0'}\n";
   }
   return file.string();
 }
@@ -135,14 +135,14 @@ TEST_CASE("the reference backend module loads and registers its operators", "[ba
   for (const std::string& name : expected) {
     const ktx::registry::OpImpl* impl = registry.find(name);
     REQUIRE(impl != nullptr);
-    CHECK(impl->device_kind == ktx::registry::DeviceKind::kCpu);
+    CHECK(impl->device_kind == ktx::registry::DeviceKind::kAccelerator);  // on ref:0
     CHECK(name == "ref." + std::string(ktx::model::module_kind_name(impl->kind)));
   }
   CHECK(registry.find("cpu.mla_attention") != nullptr);  // the built-in backend is still there
 
   REQUIRE(ref->device_count() == 1);
   const ktx::registry::BackendDeviceInfo dev = ref->device(0);
-  CHECK(dev.name == "cpu");
+  CHECK(dev.name == "ref:0");
   REQUIRE(dev.total_bytes.has_value());
   CHECK(*dev.total_bytes > 0);
   CHECK(*dev.free_bytes <= *dev.total_bytes);
@@ -223,6 +223,137 @@ TEST_CASE("every module on ref.* gives the logits of cpu.* and of the golden ref
   }
 }
 
+// KTransformers' usual split, with ref:0 standing where the GPU would: embeddings, norms,
+// attention, dense and shared MLPs and the head on the device; router and routed experts on the
+// CPU. Activations cross between the two memories at every boundary.
+std::string write_split_rules(const fs::path& dir) {
+  const fs::path file = dir / "split.yaml";
+  std::ofstream(file) << "- match: {kind: [moe_gate, experts]}\n"
+                         "  replace: {device: cpu}\n"
+                         "- match: {name: '.*'}\n"
+                         "  replace: {device: 'ref:0'}\n";
+  return file.string();
+}
+
+TEST_CASE("a plan mixing cpu and ref:0 moves activations and gives the golden logits",
+          "[backends][golden]") {
+  TempDir tmp;
+  const std::string rules = write_split_rules(tmp.path);
+  for (const char* name : {"ds2_lite", "ds2_v3", "llama_gqa", "ds2_lite_q4_k"}) {
+    INFO(name);
+    ModelOptions cpu_options;
+    cpu_options.n_threads = 2;
+    auto cpu_model = Model::load(golden(name), cpu_options);
+    ModelOptions split_options = cpu_options;
+    split_options.rules_path = rules;
+    split_options.backend_paths = {KTX_REF_BACKEND};
+    auto split = Model::load(golden(name), split_options);
+    size_t on_device = 0, on_cpu = 0;
+    for (const ktx::exec::Placement& p : split->plan().placements) {
+      INFO(p.module);
+      const bool routed = p.module.ends_with(".mlp.gate") || p.module.ends_with(".mlp.experts");
+      CHECK(p.generate_device.name() == (routed ? "cpu" : "ref:0"));
+      (routed ? on_cpu : on_device) += 1;
+    }
+    CHECK(on_device > 0);
+
+    Session cpu_session(cpu_model, 16), split_session(split, 16);
+    split->reset_timings();
+    const std::vector<float> cpu_logits = cpu_session.eval_all(kTokens);
+    const std::vector<float> split_logits = split_session.eval_all(kTokens);
+    const std::vector<float> want = read_npy(golden(name, ".logits.npy"));
+    // Routed experts and router in cpu.* (activation-quantized for quantized weights), the rest
+    // in double: between the two single-backend results.
+    const bool quantized = std::string(name).find("q4_k") != std::string::npos;
+    CHECK(max_diff(split_logits, want) < (quantized ? 0.1f : 1e-4f));
+    CHECK(max_diff(split_logits, cpu_logits) < (quantized ? 0.1f : 2e-3f));
+    const ktx::exec::TransferStats moved = split->transfers();
+    CHECK(moved.to_device_copies > 0);
+    CHECK(moved.to_host_copies > 0);
+    CHECK(cpu_model->transfers().to_device_bytes == 0);  // all on the host: nothing moves
+    CHECK(cpu_model->transfers().to_host_bytes == 0);
+
+    // Decode steps over the cache on ref:0 give the batch's rows.
+    Session steps(split, 16);
+    const size_t n_vocab = static_cast<size_t>(split->config().n_vocab);
+    for (size_t i = 0; i < kTokens.size(); ++i) {
+      auto logits = steps.eval({&kTokens[i], 1});
+      const std::vector<float> got(logits.begin(), logits.end());
+      const std::vector<float> row(
+          split_logits.begin() + static_cast<std::ptrdiff_t>(i * n_vocab),
+          split_logits.begin() + static_cast<std::ptrdiff_t>((i + 1) * n_vocab));
+      CHECK(max_diff(got, row) < 1e-4f);
+    }
+    // Rewinding and evaluating again reuses the device cache from the rewound position.
+    steps.rewind(4);
+    auto again = steps.eval({&kTokens[4], 1});
+    const std::vector<float> got(again.begin(), again.end());
+    const std::vector<float> row(split_logits.begin() + static_cast<std::ptrdiff_t>(4 * n_vocab),
+                                 split_logits.begin() + static_cast<std::ptrdiff_t>(5 * n_vocab));
+    CHECK(max_diff(got, row) < 1e-4f);
+  }
+}
+
+TEST_CASE("ref:0 operators refuse host pointers; rules naming an absent device fail",
+          "[backends]") {
+  OperatorRegistry registry;
+  BackendSet set = load_only(registry, {KTX_REF_BACKEND});
+  auto model = Model::load(golden("ds2_lite"), {});
+  const ktx::model::ModuleDesc* norm = nullptr;
+  for (const ktx::model::ModuleDesc& m : model->modules()) {
+    if (m.name == "model.norm") norm = &m;
+  }
+  REQUIRE(norm != nullptr);
+  const ktx::registry::OpImpl* impl = registry.find("ref.rms_norm");
+  REQUIRE(impl != nullptr);
+  const ktx::registry::OpOptions none;
+  const ktx::registry::Device ref0 = ktx::registry::Device::accelerator("ref", 0);
+  CHECK(impl->check({*norm, model->config(), ktx::registry::Device::cpu(), none})
+            .value_or("")
+            .find("runs on device ref:0 only, not cpu") != std::string::npos);
+  REQUIRE_FALSE(impl->check({*norm, model->config(), ref0, none}));
+  auto op = impl->create({*norm, model->config(), ref0, none});
+  auto* rms = dynamic_cast<ktx::ops::RmsNormOp*>(op.get());
+  REQUIRE(rms != nullptr);
+  const int64_t d = model->config().n_embd;
+  std::vector<float> host(static_cast<size_t>(d), 1.0f), out(host.size());
+  ktx::ops::ExecContext ctx;
+  try {
+    rms->forward(ctx, 1, host.data(), out.data());
+    FAIL("a host pointer was accepted");
+  } catch (const ktx::Error& e) {
+    CHECK(e.code() == ktx::ErrorCode::kInternal);
+    CHECK_THAT(e.what(), Catch::Matchers::Contains("the input") &&
+                             Catch::Matchers::Contains("is not in the memory of device ref:0"));
+  }
+  // Device buffers are accepted, and copies check their device side.
+  const ktx::registry::Backend* ref = set.find("ref");
+  REQUIRE(ref != nullptr);
+  const size_t bytes = host.size() * sizeof(float);
+  void* in_dev = ref->alloc(0, bytes);
+  void* out_dev = ref->alloc(0, bytes);
+  ref->copy(0, in_dev, host.data(), bytes, KTX_COPY_HOST_TO_DEVICE);
+  rms->forward(ctx, 1, static_cast<const float*>(in_dev), static_cast<float*>(out_dev));
+  ref->copy(0, out.data(), out_dev, bytes, KTX_COPY_DEVICE_TO_HOST);
+  for (float v : out) CHECK(std::isfinite(v));
+  CHECK_THROWS_WITH(ref->copy(0, out.data(), host.data(), bytes, KTX_COPY_DEVICE_TO_HOST),
+                    Catch::Matchers::Contains("not ref:0 memory"));
+  ref->free(0, in_dev);
+  ref->free(0, out_dev);
+
+  // A rule naming a device that no loaded backend has says which ones exist.
+  TempDir tmp;
+  const fs::path device_rule = tmp.path / "device.yaml";
+  std::ofstream(device_rule) << "- match: {kind: rms_norm}\n  replace: {device: 'ref:3'}\n";
+  ModelOptions options;
+  options.rules_path = device_rule.string();
+  options.backend_paths = {KTX_REF_BACKEND};
+  CHECK_THROWS_WITH(Model::load(golden("ds2_lite"), options),
+                    Catch::Matchers::Contains(device_rule.string() + ":2") &&
+                        Catch::Matchers::Contains("ref:3 does not exist here") &&
+                        Catch::Matchers::Contains("ref:0"));
+}
+
 TEST_CASE("broken backend modules are refused with a message naming the file", "[backends]") {
   TempDir tmp;
   const std::string garbage = (tmp.path / "libktx-backend-garbage.so").string();
@@ -238,7 +369,7 @@ TEST_CASE("broken backend modules are refused with a message naming the file", "
       {garbage, {"cannot load backend module: ", "libktx-backend-garbage.so"}},
       {test_module("noinit"), {"not a ktx backend module: it does not export ktx_backend_init"}},
       {test_module("badversion"),
-       {"built for ktx backend API version 999, this ktx has version 1"}},
+       {"built for ktx backend API version 999, this ktx has version 2"}},
       {test_module("size0"), {"backend table is 0 bytes (struct_size), expected at least"}},
       {test_module("score0"), {"cannot run on this machine (ktx_backend_score() returned 0)"}},
       {test_module("throws"),
@@ -246,10 +377,13 @@ TEST_CASE("broken backend modules are refused with a message naming the file", "
         "on purpose"}},
       {test_module("dup"), {"duplicate operator names: 'test_dup.rms_norm' is offered twice"}},
       {test_module("fails"), {"it reported: no usable device found (test)"}},
-      {test_module("initnull"), {"ktx_backend_init(1) returned NULL"}},
+      {test_module("initnull"), {"ktx_backend_init(2) returned NULL"}},
       {test_module("badname"),
        {"operator 'cpu.rms_norm_from_a_module' is not named 'test_badname.<implementation>'"}},
       {test_module("noalloc"), {"backend table lacks the required slot buffer_alloc"}},
+      {test_module("devname"),
+       {"backend 'test_devname' refused: its device 0 is named 'gpu0'; expected cpu or "
+        "test_devname:<index>"}},
   };
   for (const Case& c : cases) {
     INFO(c.path);

@@ -133,7 +133,7 @@ struct Backend {
   std::optional<std::string> check(ModuleKind kind, const ModuleDesc& m,
                                    const model::ModelConfig& c, const registry::OpOptions& o = {},
                                    registry::Device d = registry::Device::cpu()) const {
-    const registry::OpImpl* impl = reg.default_for(kind, registry::DeviceKind::kCpu);
+    const registry::OpImpl* impl = reg.default_for(kind, registry::Device::cpu());
     REQUIRE(impl != nullptr);
     return impl->check(registry::OpCreateArgs{m, c, d, o});
   }
@@ -141,7 +141,7 @@ struct Backend {
   template <typename Op>
   std::unique_ptr<Op> create(ModuleKind kind, const ModuleDesc& m, const model::ModelConfig& c,
                              const registry::OpOptions& o = {}) const {
-    const registry::OpImpl* impl = reg.default_for(kind, registry::DeviceKind::kCpu);
+    const registry::OpImpl* impl = reg.default_for(kind, registry::Device::cpu());
     REQUIRE(impl != nullptr);
     const registry::OpCreateArgs args{m, c, registry::Device::cpu(), o};
     const auto why = impl->check(args);
@@ -1059,7 +1059,7 @@ TEST_CASE("cpu.mla_attention: both forms, both kv_b flavours, against the naive 
     const double cache_tol = f32 ? 1e-5 : kMirrorTol;  // before any softmax: no flips seen
     CHECK(rel_error(caches[0].a.data(), ref_ckv.data(), L * s.c.kv_lora_rank) < cache_tol);
     CHECK(rel_error(caches[0].b.data(), ref_kpe.data(), L * s.c.qk_rope_head_dim) < cache_tol);
-    CHECK(std::isnan(caches[0].a[static_cast<size_t>(L * s.c.kv_lora_rank)]));  // untouched
+    CHECK(std::isnan(caches[0].a.data()[L * s.c.kv_lora_rank]));  // untouched
   }
 }
 
@@ -1247,7 +1247,7 @@ TEST_CASE("register_cpu_operators: one cpu.<kind> per module kind", "[cpu_ops]")
   for (ModuleKind kind : {ModuleKind::kEmbedding, ModuleKind::kRmsNorm, ModuleKind::kMlaAttention,
                           ModuleKind::kGqaAttention, ModuleKind::kMlp, ModuleKind::kMoeGate,
                           ModuleKind::kExperts, ModuleKind::kLmHead}) {
-    const registry::OpImpl* impl = backend.reg.default_for(kind, registry::DeviceKind::kCpu);
+    const registry::OpImpl* impl = backend.reg.default_for(kind, registry::Device::cpu());
     REQUIRE(impl != nullptr);
     CHECK(impl->name == "cpu." + std::string(model::module_kind_name(kind)));
     CHECK(impl->kind == kind);
@@ -1420,7 +1420,7 @@ TEST_CASE("tiny GGUF models run end to end on the CPU operators", "[cpu_ops]") {
       run.config = model::ModelConfig::from_gguf(file);
       run.tree = model::build_module_tree(run.config, file);
       for (const ModuleDesc& m : run.tree) {
-        const registry::OpImpl* impl = backend.reg.default_for(m.kind, registry::DeviceKind::kCpu);
+        const registry::OpImpl* impl = backend.reg.default_for(m.kind, registry::Device::cpu());
         REQUIRE(impl != nullptr);
         const registry::OpOptions none;
         const registry::OpCreateArgs args{m, run.config, registry::Device::cpu(), none};

@@ -64,7 +64,8 @@ OperatorRegistry make_registry(bool with_cuda) {
   for (ModuleKind k : kKinds) {
     r.add(fake_op(fmt::format("cpu.{}", ktx::model::module_kind_name(k)), k, DeviceKind::kCpu));
     if (with_cuda) {
-      r.add(fake_op(fmt::format("cuda.{}", ktx::model::module_kind_name(k)), k, DeviceKind::kCuda));
+      r.add(fake_op(fmt::format("cuda.{}", ktx::model::module_kind_name(k)), k,
+                    DeviceKind::kAccelerator));
     }
   }
   return r;
@@ -441,7 +442,7 @@ TEST_CASE("rules: bad regexes, kinds and device names are errors", "[rules]") {
                     "embedding, rms_norm, mla_attention, gqa_attention, mlp, moe_gate, experts, "
                     "lm_head");
   check_parse_error("- match: {kind: mlp}\n  replace:\n    device: gpu\n", 3,
-                    "device: 'gpu' is not a device; write cpu, cuda or cuda:N");
+                    "device: 'gpu' is not a device; write cpu, cuda, cuda:N or <backend>:N");
   check_parse_error("- match: {kind: mlp}\n  replace:\n    kwargs:\n      prefill_device: cuda:x\n",
                     4, "prefill_device: 'cuda:x' is not a device");
 }

@@ -185,7 +185,7 @@ Hardware describe_hardware(const Args& args) {
 // plan describes hardware that need not be this machine's, and for a preset (no file, no data)
 // the CPU ones too.
 struct PlanningRegistry {
-  registry::BackendSet backends;      // declared first: outlives the operators registered from it
+  registry::BackendSet backends;  // declared first: outlives the operators registered from it
   registry::OperatorRegistry registry;
 };
 
@@ -199,7 +199,8 @@ void planning_registry(bool have_file, PlanningRegistry& out) {
       const std::string name = fmt::format("{}.{}", backend, model::module_kind_name(kind));
       if (registry.find(name) != nullptr) continue;
       registry.add(
-          {name, kind, backend[1] == 'p' ? registry::DeviceKind::kCpu : registry::DeviceKind::kCuda,
+          {name, kind,
+           backend[1] == 'p' ? registry::DeviceKind::kCpu : registry::DeviceKind::kAccelerator,
            "planning stand-in",
            [](const registry::OpCreateArgs&) { return std::optional<std::string>(); },
            [name](const registry::OpCreateArgs&) -> std::unique_ptr<ops::Operator> {
