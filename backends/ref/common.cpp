@@ -132,10 +132,17 @@ void softmax(double* x, int64_t n) {
 
 // --- checks ----------------------------------------------------------------------------------
 
-Check::Check(const registry::OpCreateArgs& args, std::string_view impl) : args_(args), impl_(impl) {
-  if (!args.options.empty()) {
-    error_ = fmt::format("{} takes no options, got '{}'", impl_, args.options.begin()->first);
-  } else if (args.device.name() != "ref:0") {
+Check::Check(const registry::OpCreateArgs& args, std::string_view impl,
+             std::initializer_list<std::string_view> allowed)
+    : args_(args), impl_(impl) {
+  for (const auto& [key, value] : args.options) {
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      error_ = allowed.size() == 0 ? fmt::format("{} takes no options, got '{}'", impl_, key)
+                                   : fmt::format("{} does not know option '{}'", impl_, key);
+      return;
+    }
+  }
+  if (args.device.name() != "ref:0") {
     error_ = fmt::format("{} runs on device ref:0 only, not {}", impl_, args.device.name());
   }
 }

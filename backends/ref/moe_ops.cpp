@@ -7,12 +7,16 @@
 //   ids = top-k by selection (ties: lower id); weights = the unbiased scores of those experts,
 //   divided by their sum (at least 2^-14, as llama.cpp clamps) when expert_weights_norm, times
 //   expert_weights_scale.
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <limits>
 #include <memory>
 #include <numeric>
 
+#include "ktx/error.h"
 #include "ops/operator.h"
 #include "ref.h"
 
@@ -99,12 +103,14 @@ class MoeGate final : public ops::MoeGateOp {
 // submit() computes everything; wait() has nothing left to do.
 class Experts final : public ops::ExpertsOp {
  public:
-  Experts(const model::ModuleDesc& m, const model::ModelConfig& c)
+  // `served`: the experts this operator may be sent (option experts), empty for all.
+  Experts(const model::ModuleDesc& m, const model::ModelConfig& c, std::vector<bool> served)
       : gate_(m.weight("gate_exps")),
         up_(m.weight("up_exps")),
         down_(m.weight("down_exps")),
         n_expert_(c.n_expert),
-        k_(c.n_expert_used) {}
+        k_(c.n_expert_used),
+        served_(std::move(served)) {}
   std::string impl_name() const override { return "ref.experts"; }
 
   void submit(ops::ExecContext&, int64_t n, const float* x, const int32_t* ids,
@@ -120,6 +126,13 @@ class Experts final : public ops::ExpertsOp {
       std::vector<double> acc(static_cast<size_t>(n_embd), 0.0);
       for (int64_t j = 0; j < k_; ++j) {
         const int64_t e = ids[t * k_ + j];
+        if (e == kNoExpert) continue;
+        if (e < 0 || e >= n_expert_ || (!served_.empty() && !served_[static_cast<size_t>(e)])) {
+          throw Error(ErrorCode::kInternal,
+                      fmt::format("ref.experts: token {} is routed to expert {}, which this "
+                                  "operator does not serve",
+                                  t, e));
+        }
         gate_.block(e, n_expert_).matmul(1, xt.data(), g.data());
         up_.block(e, n_expert_).matmul(1, xt.data(), u.data());
         for (int64_t i = 0; i < ff; ++i) g[i] = silu(g[i]) * u[i];
@@ -134,6 +147,7 @@ class Experts final : public ops::ExpertsOp {
  private:
   Rows gate_, up_, down_;
   int64_t n_expert_, k_;
+  std::vector<bool> served_;
 };
 
 }  // namespace
@@ -163,10 +177,34 @@ registry::OpImpl moe_gate_impl() {
           }};
 }
 
+// Option experts: "3,17,42" — the part of a split experts module this operator serves.
+std::vector<bool> served_experts(const OpCreateArgs& a) {
+  auto it = a.options.find("experts");
+  if (it == a.options.end()) return {};
+  std::vector<bool> served(static_cast<size_t>(a.config.n_expert), false);
+  std::string_view list = it->second;
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    const std::string_view item = list.substr(0, comma);
+    int64_t id = -1;
+    auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), id);
+    if (ec != std::errc() || end != item.data() + item.size() || id < 0 ||
+        id >= a.config.n_expert) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("ref.experts: option experts entry '{}' is not an expert number "
+                              "below {}",
+                              item, a.config.n_expert));
+    }
+    served[static_cast<size_t>(id)] = true;
+    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+  }
+  return served;
+}
+
 registry::OpImpl experts_impl() {
   auto check = [](const OpCreateArgs& a) {
     const model::ModelConfig& c = a.config;
-    return Check(a, "ref.experts")
+    return Check(a, "ref.experts", {"experts"})
         .role("gate_exps")
         .role("up_exps")
         .role("down_exps")
@@ -182,7 +220,7 @@ registry::OpImpl experts_impl() {
           check,
           [check](const OpCreateArgs& a) -> std::unique_ptr<ops::Operator> {
             throw_if(check(a));
-            return std::make_unique<Experts>(a.module, a.config);
+            return std::make_unique<Experts>(a.module, a.config, served_experts(a));
           }};
 }
 

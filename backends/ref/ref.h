@@ -71,7 +71,9 @@ void softmax(double* x, int64_t n);
 // Builds an OpImpl::check answer: the first failure wins.
 class Check {
  public:
-  Check(const registry::OpCreateArgs& args, std::string_view impl);
+  // Refuses every option but those in `allowed`.
+  Check(const registry::OpCreateArgs& args, std::string_view impl,
+        std::initializer_list<std::string_view> allowed = {});
   // The role must exist (unless optional) and be of a type dequantize_row reads.
   Check& role(std::string_view role, bool optional = false);
   // When present, the role has exactly this shape (GGUF order, trailing 1s ignored).

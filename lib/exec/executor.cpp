@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "exec/expert_split.h"
 #include "ktx/error.h"
 
 namespace ktx::exec {
@@ -18,6 +19,11 @@ struct Executor::ModuleOps {
   std::unique_ptr<ops::Operator> prefill;   // null when it is the same operator as `generate`
   registry::Device generate_device;
   registry::Device prefill_device;
+  // Routed experts split between devices (expert_split.h): the operator serving the hot
+  // experts on `hot_device`, and which experts are hot. Null when the module is not split.
+  std::unique_ptr<ops::Operator> hot;
+  registry::Device hot_device;
+  std::vector<uint8_t> is_hot;  // [n_expert]
 
   const registry::Device& device(int64_t n_tokens) const {
     return n_tokens > 1 ? prefill_device : generate_device;
@@ -47,10 +53,15 @@ struct Executor::Buffers {
         routed(backends, &stats),
         ids(backends, &stats),
         weights(backends, &stats),
-        logits(backends, &stats) {}
+        logits(backends, &stats),
+        cold_ids(backends, &stats),
+        hot_ids(backends, &stats),
+        hot_routed(backends, &stats) {}
 
   TransferStats stats;
   Activation h, x, attn_out, ffn_out, routed, ids, weights, logits;
+  // Split experts only: each part's routes (the other part's marked kNoExpert), its output.
+  Activation cold_ids, hot_ids, hot_routed;
 };
 
 namespace {
@@ -119,6 +130,49 @@ std::unique_ptr<ops::Operator> create_op(const model::ModuleDesc& module,
   return op;
 }
 
+// The second operator of a split experts module: the default experts implementation of the
+// hot device's backend, told which experts it serves.
+struct HotExperts {
+  std::unique_ptr<ops::Operator> op;
+  registry::Device device;
+  std::vector<uint8_t> is_hot;  // [n_expert]
+};
+
+HotExperts hot_experts(const model::ModuleDesc& module, const ExpertSplit& split,
+                       const model::ModelConfig& config, const Placement& placement,
+                       const registry::OperatorRegistry& registry,
+                       const registry::BackendSet* backends) {
+  if (!placement.generate_device.is_cpu() || !placement.prefill_device.is_cpu()) {
+    throw Error(ErrorCode::kUnsupported,
+                fmt::format("module {}: {} splits experts between the CPU and an accelerator, but "
+                            "the module itself is placed on {} ({})",
+                            module.name, kGpuExpertsOption, placement.generate_device.name(),
+                            placement.why));
+  }
+  if (backends == nullptr || !backends->locate(split.device)) {
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("module {}: {} {} is not served by any loaded backend ({})", module.name,
+                    kGpuExpertsDeviceOption, split.device.name(), placement.why));
+  }
+  const registry::OpImpl* impl = registry.default_for(ModuleKind::kExperts, split.device);
+  const std::string impl_name = fmt::format("{}.experts", registry::device_family(split.device));
+  Placement hot;
+  hot.module = placement.module;
+  hot.impl = impl != nullptr ? impl->name : impl_name;
+  hot.generate_device = hot.prefill_device = split.device;
+  std::string list;
+  for (int64_t id : split.ids) list += fmt::format("{}{}", list.empty() ? "" : ",", id);
+  hot.options = {{"experts", list}};
+  hot.why = fmt::format("{} of {}", kGpuExpertsOption, placement.why);
+  HotExperts out;
+  out.op = create_op(module, config, hot, split.device, registry);
+  out.device = split.device;
+  out.is_hot.assign(static_cast<size_t>(config.n_expert), 0);
+  for (int64_t id : split.ids) out.is_hot[static_cast<size_t>(id)] = 1;
+  return out;
+}
+
 }  // namespace
 
 Executor::Executor(const model::ModelConfig& config, const std::vector<model::ModuleDesc>& modules,
@@ -154,9 +208,20 @@ Executor::Executor(const model::ModelConfig& config, const std::vector<model::Mo
     ops->desc = &module;
     ops->generate_device = placement->generate_device;
     ops->prefill_device = placement->prefill_device;
-    ops->generate = create_op(module, config, *placement, placement->generate_device, registry);
-    if (placement->prefill_device != placement->generate_device) {
-      ops->prefill = create_op(module, config, *placement, placement->prefill_device, registry);
+    const std::optional<ExpertSplit> split = module.kind == ModuleKind::kExperts
+                                                 ? expert_split(*placement, config.n_expert)
+                                                 : std::nullopt;
+    Placement own = *placement;
+    if (split) own.options = without_expert_split(placement->options);
+    ops->generate = create_op(module, config, own, own.generate_device, registry);
+    if (own.prefill_device != own.generate_device) {
+      ops->prefill = create_op(module, config, own, own.prefill_device, registry);
+    }
+    if (split) {
+      HotExperts hot = hot_experts(module, *split, config, *placement, registry, backends);
+      ops->hot = std::move(hot.op);
+      ops->hot_device = hot.device;
+      ops->is_hot = std::move(hot.is_hot);
     }
     ModuleOps* m = ops.get();
     modules_.push_back(std::move(ops));
@@ -371,12 +436,34 @@ void Executor::forward(ops::ExecContext& ctx, std::span<const int32_t> tokens, i
     // they run after the join with the whole pool.
     t0 = clock::now();
     auto& experts = pick<ops::ExpertsOp>(*L.experts, n);
+    ops::ExpertsOp* hot =
+        L.experts->hot ? static_cast<ops::ExpertsOp*>(L.experts->hot.get()) : nullptr;
+    Activation* cold_ids = &b.ids;
+    if (hot != nullptr) {
+      // Each part sees only its own routes; the other part's are kNoExpert.
+      const int32_t* all = b.ids.read_as<int32_t>(cpu, routes);
+      int32_t* c = b.cold_ids.write_as<int32_t>(cpu, routes);
+      int32_t* h = b.hot_ids.write_as<int32_t>(cpu, routes);
+      for (size_t i = 0; i < routes; ++i) {
+        const bool is_hot = L.experts->is_hot[static_cast<size_t>(all[i])] != 0;
+        c[i] = is_hot ? ops::ExpertsOp::kNoExpert : all[i];
+        h[i] = is_hot ? all[i] : ops::ExpertsOp::kNoExpert;
+      }
+      cold_ids = &b.cold_ids;
+    }
     {
       const registry::Device& dev = on(*L.experts);
       const float* x = b.x.read_as<float>(dev, act);
-      const int32_t* ids = b.ids.read_as<int32_t>(dev, routes);
+      const int32_t* ids = cold_ids->read_as<int32_t>(dev, routes);
       const float* w = b.weights.read_as<float>(dev, routes);
       experts.submit(ctx, n, x, ids, w, b.routed.write_as<float>(dev, act));
+    }
+    if (hot != nullptr) {
+      const registry::Device& dev = L.experts->hot_device;
+      const float* x = b.x.read_as<float>(dev, act);
+      const int32_t* ids = b.hot_ids.read_as<int32_t>(dev, routes);
+      const float* w = b.weights.read_as<float>(dev, routes);
+      hot->submit(ctx, n, x, ids, w, b.hot_routed.write_as<float>(dev, act));
     }
     auto run_shared = [&] {
       const registry::Device& dev = on(*L.shared);
@@ -385,6 +472,7 @@ void Executor::forward(ops::ExecContext& ctx, std::span<const int32_t> tokens, i
     };
     const bool shared_overlaps = L.shared != nullptr && !on(*L.shared).is_cpu();
     if (shared_overlaps) run_shared();
+    if (hot != nullptr) hot->wait(ctx);
     experts.wait(ctx);
     time(ModuleKind::kExperts, t0);
     if (L.shared != nullptr && !shared_overlaps) {
@@ -392,6 +480,7 @@ void Executor::forward(ops::ExecContext& ctx, std::span<const int32_t> tokens, i
       run_shared();
       time(ModuleKind::kMlp, t0);
     }
+    if (hot != nullptr) add_to_residual(b.hot_routed, nullptr);
     add_to_residual(b.routed, L.shared != nullptr ? &b.ffn_out : nullptr);
   }
 

@@ -72,6 +72,12 @@ class ExpertsOp : public Operator {
   // out[t] = sum_j w[t][j] * expert_{ids[t][j]}(x[t]). submit() may return before the work is
   // done (CPU experts run on the pool while the caller computes the shared experts); wait()
   // finishes it. The inputs must stay valid until wait() returns.
+  //
+  // An id of kNoExpert marks an unused route: it costs nothing and its weight is ignored. The
+  // executor uses it when one module's experts are split between devices (placement option
+  // gpu_experts): each part sees only its own routes. The part on the accelerator is created
+  // with option experts: "3,17,42", the experts it will be sent, and may load only those.
+  static constexpr int32_t kNoExpert = -1;
   virtual void submit(ExecContext& ctx, int64_t n_tokens, const float* x,
                       const int32_t* expert_ids, const float* expert_weights, float* out) = 0;
   virtual void wait(ExecContext& ctx) = 0;

@@ -11,6 +11,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "exec/expert_split.h"
 #include "ktx/error.h"
 
 namespace ktx::planner {
@@ -48,38 +49,9 @@ std::string group_name(const ModuleCost& c) {
 }
 
 // The routed experts a placement serves on a GPU (options gpu_experts / gpu_experts_device).
-struct HotExperts {
-  Device device = Device::cuda(0);
-  std::vector<int64_t> ids;
-};
-
-std::optional<HotExperts> hot_experts(const exec::Placement& p, const ModuleCost& c) {
-  auto it = p.options.find("gpu_experts");
-  if (it == p.options.end() || c.kind != ModuleKind::kExperts) return std::nullopt;
-  HotExperts hot;
-  if (auto d = p.options.find("gpu_experts_device"); d != p.options.end()) {
-    std::optional<Device> parsed = registry::parse_device(d->second);
-    if (!parsed || parsed->backend != "cuda") {
-      throw Error(ErrorCode::kInvalidArgument,
-                  fmt::format("{}: gpu_experts_device '{}' is not a GPU", p.module, d->second));
-    }
-    hot.device = *parsed;
-  }
-  std::string_view list = it->second;
-  while (!list.empty()) {
-    const size_t comma = list.find(',');
-    const std::string_view item = list.substr(0, comma);
-    int64_t id = -1;
-    auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), id);
-    if (ec != std::errc() || end != item.data() + item.size() || id < 0 || id >= c.n_expert) {
-      throw Error(ErrorCode::kInvalidArgument,
-                  fmt::format("{}: gpu_experts entry '{}' is not an expert number below {}",
-                              p.module, item, c.n_expert));
-    }
-    hot.ids.push_back(id);
-    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
-  }
-  return hot;
+std::optional<exec::ExpertSplit> hot_experts(const exec::Placement& p, const ModuleCost& c) {
+  if (c.kind != ModuleKind::kExperts) return std::nullopt;
+  return exec::expert_split(p, c.n_expert);
 }
 
 std::vector<double> expert_shares(const ModuleCost& c, const RoutingStats* routing) {
@@ -146,7 +118,7 @@ PlanReport evaluate_plan(const exec::Plan& plan, const std::vector<ModuleCost>& 
                   fmt::format("the plan has no placement for module {}", c.name));
     }
     const exec::Placement& p = *found->second;
-    const std::optional<HotExperts> hot = hot_experts(p, c);
+    const std::optional<exec::ExpertSplit> hot = hot_experts(p, c);
 
     struct Part {
       Device device;
@@ -365,8 +337,8 @@ PlanReport plan_placement(const std::vector<ModuleCost>& costs, const PlannerOpt
         ids += fmt::format("{}{}", ids.empty() ? "" : ",", e);
         covered += shares[i][static_cast<size_t>(e)];
       }
-      p.options["gpu_experts"] = ids;
-      p.options["gpu_experts_device"] = gpu.name();
+      p.options[exec::kGpuExpertsOption] = ids;
+      p.options[exec::kGpuExpertsDeviceOption] = gpu.name();
       p.why = fmt::format(
           "cpu, with its {} busiest experts ({:.1f}% of its routing) in spare "
           "memory on {}",

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <tuple>
 
+#include "exec/expert_split.h"
 #include "ktx/error.h"
 #include "rules/rules.h"
 #include "rules/suggest.h"
@@ -162,7 +163,11 @@ void run_checks(const std::string& where, const OpImpl& op, const model::ModuleD
   std::vector<Device> devices{p.generate_device};
   if (p.prefill_device != p.generate_device) devices.push_back(p.prefill_device);
   for (const Device& d : devices) {
-    registry::OpCreateArgs args{module, config, d, p.options};
+    // A split experts module's gpu_experts options are the executor's, not the operator's.
+    const registry::OpOptions options = module.kind == model::ModuleKind::kExperts
+                                            ? exec::without_expert_split(p.options)
+                                            : p.options;
+    registry::OpCreateArgs args{module, config, d, options};
     if (std::optional<std::string> why = op.check(args)) {
       const std::string msg =
           fmt::format("operator {} cannot run {} on {}: {}", op.name, module.name, d.name(), *why);

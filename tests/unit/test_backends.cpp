@@ -1,6 +1,7 @@
 // Backend modules: the reference backend (libktx-backend-ref.so) loads, registers ref.* and gives
 // the golden models' logits through a rule file that puts every module on it; broken modules
 // (tests/backends/) are each refused with their own message while ktx carries on.
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -291,6 +292,52 @@ TEST_CASE("a plan mixing cpu and ref:0 moves activations and gives the golden lo
     const std::vector<float> row(split_logits.begin() + static_cast<std::ptrdiff_t>(4 * n_vocab),
                                  split_logits.begin() + static_cast<std::ptrdiff_t>(5 * n_vocab));
     CHECK(max_diff(got, row) < 1e-4f);
+  }
+}
+
+TEST_CASE("routed experts split between cpu and ref:0 (gpu_experts) give the same logits",
+          "[backends][golden]") {
+  TempDir tmp;
+  for (const char* name : {"ds2_lite", "ds2_v3", "ds2_lite_q4_k"}) {
+    INFO(name);
+    ModelOptions cpu_options;
+    cpu_options.n_threads = 2;
+    auto cpu_model = Model::load(golden(name), cpu_options);
+    const int64_t n_expert = cpu_model->config().n_expert;
+    REQUIRE(n_expert >= 4);
+    // Half the experts (the even ones) on ref:0, the rest on the CPU.
+    std::string hot;
+    for (int64_t e = 0; e < n_expert; e += 2) hot += fmt::format("{}{}", hot.empty() ? "" : ",", e);
+    const fs::path rules = tmp.path / "split-experts.yaml";
+    std::ofstream(rules) << "- match: {kind: experts}\n"
+                         << "  replace:\n"
+                         << "    device: cpu\n"
+                         << "    kwargs: {gpu_experts: '" << hot
+                         << "', gpu_experts_device: 'ref:0'}\n";
+    ModelOptions split_options = cpu_options;
+    split_options.rules_path = rules.string();
+    split_options.backend_paths = {KTX_REF_BACKEND};
+    auto split = Model::load(golden(name), split_options);
+    Session a(cpu_model, 16), b(split, 16);
+    const std::vector<float> want = a.eval_all(kTokens);
+    const std::vector<float> got = b.eval_all(kTokens);
+    // The hot half runs in double (ref.*), the cold half as cpu.experts does.
+    const bool quantized = std::string(name).find("q4_k") != std::string::npos;
+    CHECK(max_diff(got, want) < (quantized ? 0.1f : 2e-3f));
+    CHECK(max_diff(got, read_npy(golden(name, ".logits.npy"))) < (quantized ? 0.1f : 2e-3f));
+    CHECK(split->transfers().to_device_copies > 0);
+  }
+  SECTION("bad options are errors naming the module") {
+    const fs::path rules = tmp.path / "bad.yaml";
+    std::ofstream(rules)
+        << "- match: {kind: experts}\n"
+        << "  replace: {kwargs: {gpu_experts: '1,99', gpu_experts_device: 'ref:0'}}\n";
+    ModelOptions options;
+    options.rules_path = rules.string();
+    options.backend_paths = {KTX_REF_BACKEND};
+    CHECK_THROWS_WITH(Model::load(golden("ds2_lite"), options),
+                      Catch::Matchers::Contains("model.layers.1.mlp.experts: gpu_experts entry "
+                                                "'99' is not an expert number below"));
   }
 }
 

@@ -103,9 +103,13 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
   run->n = n;
   run->out = out;
 
-  // Group the (token, weight) assignments by expert: a counting sort, token order kept.
+  // Group the (token, weight) assignments by expert: a counting sort, token order kept. Routes
+  // marked kNoExpert (served by another device's part of this module) are skipped.
   std::vector<int64_t> count(static_cast<size_t>(n_expert_) + 1, 0);
+  int64_t n_assign = 0;
   for (int64_t i = 0; i < n * k_; ++i) {
+    if (ids[i] == kNoExpert) continue;
+    ++n_assign;
     if (ids[i] < 0 || ids[i] >= n_expert_) {
       throw Error(ErrorCode::kInvalidArgument,
                   fmt::format("{}: token {} is routed to expert {}, outside [0, {})", kName, i / k_,
@@ -122,10 +126,10 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
     run->active.push_back(e);
     run->first.push_back(run->first.back() + c);
   }
-  const int64_t n_assign = n * k_;
   run->token.resize(static_cast<size_t>(n_assign));
   run->weight.resize(static_cast<size_t>(n_assign));
-  for (int64_t i = 0; i < n_assign; ++i) {
+  for (int64_t i = 0; i < n * k_; ++i) {
+    if (ids[i] == kNoExpert) continue;
     const int64_t at = slot[static_cast<size_t>(ids[i])]++;
     run->token[static_cast<size_t>(at)] = static_cast<int32_t>(i / k_);
     run->weight[static_cast<size_t>(at)] = weights[i];
