@@ -76,14 +76,16 @@ def llamacpp_copy(path: pathlib.Path) -> pathlib.Path:
 class LlamaCpp:
     """One llama.cpp model + context, through the C functions llama-cpp-python exposes."""
 
-    def __init__(self, path: pathlib.Path, threads: int, n_ctx: int, n_batch: int):
+    def __init__(self, path: pathlib.Path, threads: int, n_ctx: int, n_batch: int,
+                 verbose: bool = False):
         import llama_cpp as L
 
         self.L = L
         # llama.cpp logs every graph it builds; printing that on each decode step would be
         # measured as llama.cpp's time.
-        self._quiet = L.llama_log_callback(lambda level, text, user_data: None)
-        L.llama_log_set(self._quiet, ctypes.c_void_p())
+        if not verbose:
+            self._quiet = L.llama_log_callback(lambda level, text, user_data: None)
+            L.llama_log_set(self._quiet, ctypes.c_void_p())
         L.llama_backend_init()
         mparams = L.llama_model_default_params()
         mparams.use_mmap = True
@@ -161,6 +163,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--ktx", type=pathlib.Path, default=ROOT / "build/bin/ktx")
+    ap.add_argument("--verbose", action="store_true", help="show llama.cpp's log")
     args = ap.parse_args()
 
     try:
@@ -171,7 +174,7 @@ def main() -> int:
         return 2
 
     path = llamacpp_copy(args.model)
-    engine = LlamaCpp(path, args.threads, args.p + args.n + 16, args.p)
+    engine = LlamaCpp(path, args.threads, args.p + args.n + 16, args.p, args.verbose)
     rng = np.random.default_rng(args.seed)
     # Ids 1.. : some vocabularies reserve 0; both engines get exactly these.
     prompt = [int(t) for t in rng.integers(1, engine.n_vocab, size=args.p)]

@@ -347,7 +347,13 @@ class Layout {
     }
     put("general.file_type", gguf::Value::uint32(file_type));
     put("general.quantization_version", gguf::Value::uint32(2));  // GGML_QNT_VERSION
-    if (!s_.tokenizer_from.empty()) copy_tokenizer(w);
+    if (!s_.tokenizer_from.empty()) {
+      copy_tokenizer(w);
+    } else {
+      // Random weights have no vocabulary. Saying so the way llama.cpp reads it (its "no vocab"
+      // type) lets llama.cpp load these files too, for comparisons on the same bytes.
+      put("tokenizer.ggml.model", gguf::Value::string("none"));
+    }
     for (const auto& [name, value] : s_.set_keys) w.set_metadata(name, value);
   }
 
@@ -442,7 +448,6 @@ class Layout {
 };
 
 // --- types --------------------------------------------------------------------------------------
-
 
 void fit_row(TensorDef& d, RowFallback policy) {
   RandomTensor& t = d.out;

@@ -110,6 +110,12 @@ Tokenizer Tokenizer::from_gguf(const gguf::File& file) {
     impl->model = Model::kBytePairEncoding;
   } else if (model_name == "llama") {
     impl->model = Model::kSentencePiece;
+  } else if (model_name == "none" || model_name == "no_vocab") {
+    // llama.cpp's spelling of "this model has no vocabulary" (random-weight test models).
+    throw Error(ErrorCode::kUnsupported,
+                fmt::format("{}{} = \"{}\": the model has no vocabulary; give token ids instead "
+                            "of text",
+                            prefix, kModel, model_name));
   } else {
     throw Error(ErrorCode::kUnsupported,
                 fmt::format("{}{} = \"{}\" is not supported; ktx implements \"gpt2\" (byte-level "

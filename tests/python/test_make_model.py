@@ -70,7 +70,9 @@ def test_deepseek2_q4_k_m(tmp_path, ktx_bin):
                        "rope.scaling.factor": 40.0, "vocab_size": 512}.items():
         assert field(r, "deepseek2." + key) == pytest.approx(value), key
     assert "deepseek2.attention.q_lora_rank" not in r.fields
-    assert not any(k.startswith("tokenizer.") for k in r.fields)
+    # No vocabulary, said the way llama.cpp reads it; nothing else of a tokenizer.
+    assert field(r, "tokenizer.ggml.model") == "none"
+    assert [k for k in r.fields if k.startswith("tokenizer.")] == ["tokenizer.ggml.model"]
 
     ts = tensors(r)
     assert [t.name for t in r.tensors] == deepseek2_names(3, 1)

@@ -448,6 +448,11 @@ TEST_CASE("tokenizer: missing or inconsistent metadata names the file and key", 
     expect(v, ErrorCode::kUnsupported, {"\"bert\"", "gpt2", "llama"});
   }
   {
+    auto v = bpe_vocab();
+    v.keys["tokenizer.ggml.model"] = Value::string("none");
+    expect(v, ErrorCode::kUnsupported, {"\"none\"", "has no vocabulary", "token ids"});
+  }
+  {
     auto v = bpe_vocab("tekken");
     expect(v, ErrorCode::kUnsupported,
            {"tokenizer.ggml.pre", "tekken", "deepseek-v3", "smollm", "qwen2", "llama-bpe",
