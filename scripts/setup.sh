@@ -11,6 +11,7 @@ DEBIAN_PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libfmt-dev libabsl-dev catch2 libdnnl-dev libyaml-cpp-dev libpcre2-dev libbenchmark-dev
   pybind11-dev python3-dev
+  python3-venv  # scripts/test.sh installs the Python package into a scratch virtual environment
 )
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do

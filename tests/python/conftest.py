@@ -23,3 +23,16 @@ def rng(request):
     # Printed on failure by pytest, so a failing draw can be replayed.
     print(f"{request.node.name}: seed {seed}")
     return np.random.default_rng(seed)
+
+
+@pytest.fixture(scope="session")
+def default_model_path():
+    """SmolLM2-135M-Instruct (scripts/default_model.py says where the setup put it)."""
+    import subprocess
+    import sys
+
+    script = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "default_model.py"
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.fail(r.stderr)
+    return r.stdout.strip()
