@@ -458,21 +458,30 @@ void Executor::forward(ops::ExecContext& ctx, std::span<const int32_t> tokens, i
       const float* w = b.weights.read_as<float>(dev, routes);
       experts.submit(ctx, n, x, ids, w, b.routed.write_as<float>(dev, act));
     }
-    if (hot != nullptr) {
-      const registry::Device& dev = L.experts->hot_device;
-      const float* x = b.x.read_as<float>(dev, act);
-      const int32_t* ids = b.hot_ids.read_as<int32_t>(dev, routes);
-      const float* w = b.weights.read_as<float>(dev, routes);
-      hot->submit(ctx, n, x, ids, w, b.hot_routed.write_as<float>(dev, act));
-    }
     auto run_shared = [&] {
       const registry::Device& dev = on(*L.shared);
       const float* x = b.x.read_as<float>(dev, act);
       pick<ops::MlpOp>(*L.shared, n).forward(ctx, n, x, b.ffn_out.write_as<float>(dev, act));
     };
     const bool shared_overlaps = L.shared != nullptr && !on(*L.shared).is_cpu();
-    if (shared_overlaps) run_shared();
-    if (hot != nullptr) hot->wait(ctx);
+    try {
+      if (hot != nullptr) {
+        const registry::Device& dev = L.experts->hot_device;
+        const float* x = b.x.read_as<float>(dev, act);
+        const int32_t* ids = b.hot_ids.read_as<int32_t>(dev, routes);
+        const float* w = b.weights.read_as<float>(dev, routes);
+        hot->submit(ctx, n, x, ids, w, b.hot_routed.write_as<float>(dev, act));
+      }
+      if (shared_overlaps) run_shared();
+      if (hot != nullptr) hot->wait(ctx);
+    } catch (...) {
+      // The CPU part still runs on the pool over these buffers: finish it before they can go.
+      try {
+        experts.wait(ctx);
+      } catch (...) {
+      }
+      throw;
+    }
     experts.wait(ctx);
     time(ModuleKind::kExperts, t0);
     if (L.shared != nullptr && !shared_overlaps) {
