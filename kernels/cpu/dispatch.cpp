@@ -176,6 +176,18 @@ VecDotFn avx512_vec_dot(T t){KTX_TIER_VEC_DOT(avx512)} VecDotRowsFn avx512_vec_d
       return avx512::vec_dot_q8_0_q8_0_rows;
     case T::IQ4_NL:
       return avx512::vec_dot_iq4_nl_q8_0_rows;
+    case T::Q2_K:
+      return avx512::vec_dot_q2_K_q8_K_rows;
+    case T::Q3_K:
+      return avx512::vec_dot_q3_K_q8_K_rows;
+    case T::Q4_K:
+      return avx512::vec_dot_q4_K_q8_K_rows;
+    case T::Q5_K:
+      return avx512::vec_dot_q5_K_q8_K_rows;
+    case T::Q6_K:
+      return avx512::vec_dot_q6_K_q8_K_rows;
+    case T::IQ4_XS:
+      return avx512::vec_dot_iq4_xs_q8_K_rows;
     default:
       return nullptr;
   }

@@ -50,6 +50,17 @@ namespace ktx::kernels::cpu {
 #define KTX_DECLARE_ROWS_KERNEL(name) \
   void name(int64_t n, const void* x, size_t stride, int64_t rows, const void* y, float* out);
 
+// K-quants and IQ4_XS (k_quants_rows.inc): the reference's float steps then run once per
+// super-block for a whole tile of rows, one row per vector lane. AVX-512 only: the AVX2 tier's
+// one-row kernels were faster than its tiles (k_quants_avx2.cpp).
+#define KTX_DECLARE_K_ROWS_KERNELS                \
+  KTX_DECLARE_ROWS_KERNEL(vec_dot_q2_K_q8_K_rows) \
+  KTX_DECLARE_ROWS_KERNEL(vec_dot_q3_K_q8_K_rows) \
+  KTX_DECLARE_ROWS_KERNEL(vec_dot_q4_K_q8_K_rows) \
+  KTX_DECLARE_ROWS_KERNEL(vec_dot_q5_K_q8_K_rows) \
+  KTX_DECLARE_ROWS_KERNEL(vec_dot_q6_K_q8_K_rows) \
+  KTX_DECLARE_ROWS_KERNEL(vec_dot_iq4_xs_q8_K_rows)
+
 namespace avx512 {
 KTX_DECLARE_ISA_KERNELS
 KTX_DECLARE_ROWS_KERNEL(vec_dot_q8_0_q8_0_rows)
@@ -58,6 +69,7 @@ KTX_DECLARE_ROWS_KERNEL(vec_dot_q5_0_q8_0_rows)
 KTX_DECLARE_ROWS_KERNEL(vec_dot_iq4_nl_q8_0_rows)
 KTX_DECLARE_ROWS_KERNEL(vec_dot_q4_1_q8_1_rows)
 KTX_DECLARE_ROWS_KERNEL(vec_dot_q5_1_q8_1_rows)
+KTX_DECLARE_K_ROWS_KERNELS
 }  // namespace avx512
 
 // With 16 ymm registers, 4 rows pay only for the formats with an offset to share (Q8_0, IQ4_NL,
@@ -70,6 +82,26 @@ KTX_DECLARE_ROWS_KERNEL(vec_dot_q5_0_q8_0_rows)
 
 #undef KTX_DECLARE_ISA_KERNELS
 #undef KTX_DECLARE_ROWS_KERNEL
+#undef KTX_DECLARE_K_ROWS_KERNELS
+
+// GEMM kernels for batches (gemm.h's GemmFn / GemmPackFn), AVX-512 VNNI only:
+// gemm_kquants_avx512.cpp (× Q8_K panels) and gemm_legacy_avx512.cpp (× Q8_0 panels).
+#define KTX_DECLARE_GEMM_KERNEL(name)                                                    \
+  void name(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels, \
+            int64_t tokens, float* out, size_t ldo);
+namespace avx512 {
+KTX_DECLARE_GEMM_KERNEL(gemm_q4_K)
+KTX_DECLARE_GEMM_KERNEL(gemm_q5_K)
+KTX_DECLARE_GEMM_KERNEL(gemm_q6_K)
+KTX_DECLARE_GEMM_KERNEL(gemm_iq4_xs)
+KTX_DECLARE_GEMM_KERNEL(gemm_q4_0)
+KTX_DECLARE_GEMM_KERNEL(gemm_q5_0)
+KTX_DECLARE_GEMM_KERNEL(gemm_q8_0)
+KTX_DECLARE_GEMM_KERNEL(gemm_iq4_nl)
+void gemm_pack_q8_K(int64_t n, const void* const* y, int64_t count, void* panel);
+void gemm_pack_q8_0(int64_t n, const void* const* y, int64_t count, void* panel);
+}  // namespace avx512
+#undef KTX_DECLARE_GEMM_KERNEL
 
 // BF16 × BF16 with vdpbf16ps (legacy_avx512_bf16.cpp), for CPUs with AVX512_BF16.
 namespace avx512bf16 {

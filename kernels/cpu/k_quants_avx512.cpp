@@ -4,10 +4,11 @@
 // emit VBMI code the tier does not require.
 //
 // Every kernel forms the reference's integer sums of a super-block exactly, then scales them with
-// the reference's float operations (exact_dot below), so results are bit-identical to
-// lib/quant/k_quants.cpp and iq4.cpp — and to the AVX2 kernels.
+// the reference's float operations (exact_dot below, or k_quants_rows.inc for tiles of rows), so
+// results are bit-identical to lib/quant/k_quants.cpp and iq4.cpp — and to the AVX2 kernels.
 //
-// One zmm holds 64 weight codes whose activations are 64 consecutive Q8_K bytes (plain loads):
+// One zmm holds 64 weight codes whose activations are 64 Q8_K bytes (consecutive, or for Q4_K and
+// Q5_K two runs of 32 regrouped once per super-block, see K4Kernel):
 //
 //   codes (u8, decoded so they are unsigned) × activations (s8) -> vpdpbusd -> 16 dwords, each
 //   the sum of 4 products of one sub-block; |dword| <= 4 * 63 * 128 < 2^15 for every K-quant
@@ -22,6 +23,7 @@
 // the minimums, these kernels also for the offsets of Q3_K, Q6_K and IQ4_XS.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -69,18 +71,35 @@ struct BlockSums {
   __m256i isum, msum;
 };
 
+// A kernel is an object with load(const BlockQ8_K&) -> Y, the activations of one super-block as
+// it reads them, and sums(const Block&, const Y&) -> BlockSums. Kernels that read the
+// activations straight from memory wrap a function of (block, Q8_K block) in this.
+template <typename F>
+struct FromMemory {
+  F f;
+  const BlockQ8_K& load(const BlockQ8_K& y) const { return y; }
+  template <typename Block>
+  BlockSums sums(const Block& b, const BlockQ8_K& y) const {
+    return f(b, y);
+  }
+};
+template <typename F>
+FromMemory<F> from_memory(F f) {
+  return {f};
+}
+
 // Σ_blocks isum * (d * yd) - msum * (dmin * yd), rounded as the reference rounds it. Two
 // super-blocks share one horizontal reduction and one vector of products (each lane rounds as
 // the reference's scalar multiply does); the block terms are then added in the reference's order.
 // `halves(block)` gives the block's f16 d (low 16 bits) and dmin (high 16 bits, or 0).
-template <bool kHasMin, typename Block, typename Sums, typename Halves>
-float exact_dot(int64_t n, const Block* x, const BlockQ8_K* y, Sums sums, Halves halves) {
+template <bool kHasMin, typename Block, typename Kernel, typename Halves>
+float exact_dot(int64_t n, const Block* x, const BlockQ8_K* y, const Kernel& k, Halves halves) {
   float sum = 0.0f;
   const int64_t nb = n / kQK_K;
   int64_t i = 0;
   for (; i + 1 < nb; i += 2) {
-    const BlockSums a = sums(x[i], y[i]);
-    const BlockSums b = sums(x[i + 1], y[i + 1]);
+    const BlockSums a = k.sums(x[i], k.load(y[i]));
+    const BlockSums b = k.sums(x[i + 1], k.load(y[i + 1]));
     const __m256i h =
         _mm256_hadd_epi32(_mm256_hadd_epi32(a.isum, a.msum), _mm256_hadd_epi32(b.isum, b.msum));
     const __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
@@ -95,7 +114,7 @@ float exact_dot(int64_t n, const Block* x, const BlockQ8_K* y, Sums sums, Halves
     sum += _mm_cvtss_f32(_mm_movehl_ps(t, t));
   }
   if (i < nb) {  // an odd last super-block
-    const BlockSums a = sums(x[i], y[i]);
+    const BlockSums a = k.sums(x[i], k.load(y[i]));
     const __m256i h = _mm256_hadd_epi32(a.isum, a.msum);  // [i01 i23 m01 m23 | i45 i67 m45 m67]
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));  // [I I M M]
@@ -139,21 +158,6 @@ struct alignas(64) Table64 {
   int8_t b[64];
 };
 
-// vpshufb controls for 32-element sub-blocks (Q4_K, Q5_K, whose 8 scale words sit in every
-// lane). Vector k holds sub-blocks 2k (bytes 0..31) and 2k+1 (32..63); after vpdpbusd and
-// vpackssdw of vectors 2h and 2h+1, lane L has 4 words of one of sub-blocks 4h, 4h+2 (L < 2) or
-// 4h+1, 4h+3 (L >= 2) followed by 4 of the other.
-constexpr Table64 make_pairs_control(int h) {
-  Table64 t{};
-  for (int i = 0; i < 64; ++i) {
-    const int lane = i / 16, word = (i % 16) / 2;
-    const int sub = 4 * h + (lane >= 2 ? 1 : 0) + (word >= 4 ? 2 : 0);
-    t.b[i] = static_cast<int8_t>(2 * sub + i % 2);
-  }
-  return t;
-}
-constexpr Table64 kPairsControl[2] = {make_pairs_control(0), make_pairs_control(1)};
-
 // vpermw indices for 16-element sub-blocks (Q2_K, Q3_K, Q6_K, 16 scale words). Vector u holds
 // sub-blocks 4u..4u+3, one per 128-bit lane; after vpdpbusd and vpackssdw of vectors 2j and
 // 2j+1, lane L has 4 words of sub-block 8j + L then 4 of sub-block 8j + 4 + L.
@@ -196,62 +200,106 @@ inline __m256i scaled_sums(const __m512i d[4], __m512i s01, __m512i s23) {
 
 // ---- Q4_K / Q5_K ----------------------------------------------------------------------------
 
-// The 8 six-bit scales and 8 six-bit mins of a Q4_K/Q5_K super-block as bytes [s0..s7 m0..m7].
+// The 8 six-bit scales and 8 six-bit mins of a Q4_K/Q5_K super-block as bytes
+// [s0..s3 m0..m3 s4..s7 m4..m7] (k4_scale_byte, k4_min_byte). Two 64-bit halves built with scalar
+// ALU ops: the vector shuffle ports are what the K-quant kernels run out of first on Zen 4, so
+// the unpacking stays off them.
 inline __m128i k4_scales_mins(const uint8_t* s) {
-  uint32_t w[3];
-  std::memcpy(w, s, sizeof w);
+  uint64_t lo;
+  uint32_t w2;
+  std::memcpy(&lo, s, 8);
+  std::memcpy(&w2, s + 8, 4);
   // Sub-blocks 0..3: scale and min are the low 6 bits of bytes 0..3 and 4..7.
-  const uint32_t sc_lo = w[0] & 0x3f3f3f3fu, mn_lo = w[1] & 0x3f3f3f3fu;
+  const uint64_t low = lo & 0x3f3f3f3f3f3f3f3full;
   // Sub-blocks 4..7: low 4 bits from bytes 8..11 (scale low nibble, min high nibble), top 2 bits
   // from bits 6..7 of bytes 0..3 (scales) and 4..7 (mins), shifted down to bits 4..5.
-  const uint32_t sc_hi = (w[2] & 0x0f0f0f0fu) | ((w[0] >> 2) & 0x30303030u);
-  const uint32_t mn_hi = ((w[2] >> 4) & 0x0f0f0f0fu) | ((w[1] >> 2) & 0x30303030u);
-  return _mm_set_epi32(static_cast<int>(mn_hi), static_cast<int>(mn_lo), static_cast<int>(sc_hi),
-                       static_cast<int>(sc_lo));
+  const uint64_t nibbles = (w2 | (static_cast<uint64_t>(w2 >> 4) << 32)) & 0x0f0f0f0f0f0f0f0full;
+  const uint64_t high = nibbles | ((lo >> 2) & 0x3030303030303030ull);
+  return _mm_set_epi64x(static_cast<int64_t>(high), static_cast<int64_t>(low));
 }
 
-// Σ_j min_j * (bsums[2j] + bsums[2j+1]) in 8 lanes: each min is repeated for its two 16-sums.
-inline __m256i k4_min_sums(__m128i scales_mins, const BlockQ8_K& y) {
-  const __m128i dup = _mm_set_epi8(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
-  const __m256i mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(scales_mins, dup));
-  return _mm256_madd_epi16(load_bsums(y), mins);
-}
+constexpr int k4_scale_byte(int sub) { return sub < 4 ? sub : sub + 4; }
+constexpr int k4_min_byte(int sub) { return sub < 4 ? sub + 4 : sub + 8; }
 
-// Q4_K and Q5_K share everything but the fifth bit.
-template <bool kFifthBit, typename Block>
-float dot_k4(int64_t n, const Block* x, const BlockQ8_K* y) {
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
-  const __m512i sixteen = _mm512_set1_epi8(16);
-  const __m512i control01 = table(kPairsControl[0]), control23 = table(kPairsControl[1]);
-  __m512i fifth_bit[4];
-  for (int k = 0; k < 4; ++k) {
-    // Q5_K: the fifth bit of element e is bit e/32 of qh[e%32]; sub-blocks 2k and 2k+1 use bits
-    // 2k (lower half) and 2k+1 (upper half).
-    fifth_bit[k] = halves_bytes(1 << (2 * k), 1 << (2 * k + 1));
+// vpshufb controls that turn k4_scales_mins (in every 128-bit lane) straight into zero-extended
+// words: the scales in the order the sub-block sums have after vpackssdw (below), and the mins
+// repeated for their two 16-element bsums.
+constexpr Table64 make_k4_scale_control(int half) {
+  Table64 t{};
+  for (int i = 0; i < 64; ++i) {
+    const int lane = i / 16, word = (i % 16) / 2;
+    // vpackssdw(d[2h], d[2h+1]): lane L holds 4 words of d[2h]'s lane L, then 4 of d[2h+1]'s;
+    // d[2h] covers sub-blocks 4h (lanes 0, 1) and 4h+2 (lanes 2, 3), d[2h+1] 4h+1 and 4h+3.
+    const int sub = 4 * half + (lane >= 2 ? 2 : 0) + (word >= 4 ? 1 : 0);
+    t.b[i] = static_cast<int8_t>(i % 2 == 0 ? k4_scale_byte(sub) : 0x80);
   }
-  auto sums = [&](const Block& b, const BlockQ8_K& yb) {
-    const __m128i sm = k4_scales_mins(b.scales);
-    const __m512i scales = _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(sm));  // s0..s7 per lane
+  return t;
+}
+constexpr Table64 kK4ScaleControl[2] = {make_k4_scale_control(0), make_k4_scale_control(1)};
+constexpr Table64 make_k4_min_control() {
+  Table64 t{};
+  for (int i = 0; i < 64; ++i) {
+    const int bsum = (i / 16) % 2 * 8 + (i % 16) / 2;  // the ymm's word = its bsums index
+    t.b[i] = static_cast<int8_t>(i % 2 == 0 ? k4_min_byte(bsum / 2) : 0x80);
+  }
+  return t;
+}
+constexpr Table64 kK4MinControl = make_k4_min_control();
+
+// Q4_K and Q5_K share everything but the fifth bit. 64 bytes of qs at a time: the low nibbles of
+// qs[64k..64k+31] are sub-block 4k, of qs[64k+32..64k+63] sub-block 4k+2, the high nibbles
+// 4k+1 and 4k+3. So one load, an AND and a shift give 128 codes, where broadcasting 32 bytes
+// to both halves took two shifts; the activations are regrouped to match once per super-block
+// (load(), shared by every row of a tile).
+template <bool kFifthBit, typename Block>
+struct K4Kernel {
+  struct Y {
+    __m512i lo[2], hi[2];  // [y 128k+0..31 | 128k+64..95], [y 128k+32..63 | 128k+96..127]
+    __m256i bsums;
+  };
+  __m512i m4 = _mm512_set1_epi8(0x0F);
+  __m512i sixteen = _mm512_set1_epi8(16);
+  __m512i scale_control[2] = {table(kK4ScaleControl[0]), table(kK4ScaleControl[1])};
+  __m256i min_control = _mm512_castsi512_si256(table(kK4MinControl));
+  // Q5_K: the fifth bit of element e is bit e/32 (its sub-block) of qh[e%32].
+  __m512i fifth_bit[4] = {halves_bytes(1 << 0, 1 << 2), halves_bytes(1 << 1, 1 << 3),
+                          halves_bytes(1 << 4, 1 << 6), halves_bytes(1 << 5, 1 << 7)};
+
+  Y load(const BlockQ8_K& yb) const {
+    Y y;
+    for (int k = 0; k < 2; ++k) {
+      const __m512i a = load64(yb.qs + 128 * k), b = load64(yb.qs + 128 * k + 64);
+      y.lo[k] = _mm512_shuffle_i64x2(a, b, 0x44);  // a's lanes 0, 1, then b's lanes 0, 1
+      y.hi[k] = _mm512_shuffle_i64x2(a, b, 0xEE);  // lanes 2, 3 of each
+    }
+    y.bsums = load_bsums(yb);
+    return y;
+  }
+
+  BlockSums sums(const Block& b, const Y& y) const {
+    const __m512i sm = _mm512_broadcast_i32x4(k4_scales_mins(b.scales));
     __m512i qh = _mm512_setzero_si512();
     if constexpr (kFifthBit) qh = bcast32(b.qh);
     __m512i d[4];
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; ++k) {
-      // qs[32k..32k+31] hold sub-block 2k in their low and 2k+1 in their high nibbles: the same
-      // 32 bytes in both halves, the upper half shifted down, match 64 consecutive activations.
-      __m512i q = bcast32(b.qs + 32 * k);
-      q = _mm512_and_si512(_mm512_mask_srli_epi16(q, kUpperWords, q, 4), m4);
+#pragma GCC unroll 2
+    for (int k = 0; k < 2; ++k) {
+      const __m512i q = load64(b.qs + 64 * k);
+      __m512i lo = _mm512_and_si512(q, m4);
+      __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
       if constexpr (kFifthBit) {
-        q = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(qh, fifth_bit[k]), q, sixteen);
+        lo = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(qh, fifth_bit[2 * k]), lo, sixteen);
+        hi = _mm512_mask_add_epi8(hi, _mm512_test_epi8_mask(qh, fifth_bit[2 * k + 1]), hi, sixteen);
       }
-      d[k] = dpbusd(q, load64(yb.qs + 64 * k));
+      d[2 * k] = dpbusd(lo, y.lo[k]);
+      d[2 * k + 1] = dpbusd(hi, y.hi[k]);
     }
-    return BlockSums{scaled_sums(d, _mm512_shuffle_epi8(scales, control01),
-                                 _mm512_shuffle_epi8(scales, control23)),
-                     k4_min_sums(sm, yb)};
-  };
-  return exact_dot<true>(n, x, y, sums, [](const Block& b) { return load_u32(&b.d); });
-}
+    // Σ_j min_j * (bsums[2j] + bsums[2j+1]) in 8 lanes.
+    const __m256i mins = _mm256_shuffle_epi8(_mm512_castsi512_si256(sm), min_control);
+    return BlockSums{scaled_sums(d, _mm512_shuffle_epi8(sm, scale_control[0]),
+                                 _mm512_shuffle_epi8(sm, scale_control[1])),
+                     _mm256_madd_epi16(y.bsums, mins)};
+  }
+};
 
 // ---- Q2_K / Q3_K: 2-bit fields, 16-element sub-blocks ---------------------------------------
 
@@ -275,12 +323,12 @@ inline __m256i q3_scales(const uint8_t* s) {
   return _mm256_cvtepi8_epi16(_mm_sub_epi8(bytes, _mm_set1_epi8(32)));
 }
 
-float dot_q2_K(int64_t n, const BlockQ2_K* x, const BlockQ8_K* y) {
+auto q2_K_sums() {
   const __m512i m3 = _mm512_set1_epi8(3);
   const __m128i m4 = _mm_set1_epi8(0x0F);
   const __m512i shifts[2] = {two_bit_shifts(0), two_bit_shifts(1)};
   const __m512i index0 = table(kLanesIndex[0]), index1 = table(kLanesIndex[1]);
-  auto sums = [&](const BlockQ2_K& b, const BlockQ8_K& yb) {
+  return [=](const BlockQ2_K& b, const BlockQ8_K& yb) {
     // scales[j]: scale in the low nibble, min in the high nibble.
     const __m128i raw = load16(b.scales);
     const __m512i scales = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(raw, m4)));
@@ -296,10 +344,9 @@ float dot_q2_K(int64_t n, const BlockQ2_K* x, const BlockQ8_K* y) {
                                  _mm512_permutexvar_epi16(index1, scales)),
                      _mm256_madd_epi16(load_bsums(yb), mins)};
   };
-  return exact_dot<true>(n, x, y, sums, [](const BlockQ2_K& b) { return load_u32(&b.d); });
 }
 
-float dot_q3_K(int64_t n, const BlockQ3_K* x, const BlockQ8_K* y) {
+auto q3_K_sums() {
   const __m512i m3 = _mm512_set1_epi8(3);
   const __m512i four = _mm512_set1_epi8(4);
   const __m512i shifts[2] = {two_bit_shifts(0), two_bit_shifts(1)};
@@ -309,7 +356,7 @@ float dot_q3_K(int64_t n, const BlockQ3_K* x, const BlockQ8_K* y) {
     // Element 128h + 32p + j has its high bit at bit 4h + p of hmask[j]; u = 2h + v, p = 2v, 2v+1.
     high_bit[u] = halves_bytes(1 << (2 * u), 1 << (2 * u + 1));
   }
-  auto sums = [&](const BlockQ3_K& b, const BlockQ8_K& yb) {
+  return [=](const BlockQ3_K& b, const BlockQ8_K& yb) {
     const __m256i scales16 = q3_scales(b.scales);
     const __m512i scales = _mm512_castsi256_si512(scales16);
     const __m512i hmask = bcast32(b.hmask);
@@ -328,21 +375,33 @@ float dot_q3_K(int64_t n, const BlockQ3_K* x, const BlockQ8_K* y) {
                                      _mm512_permutexvar_epi16(index1, scales));
     return BlockSums{_mm256_sub_epi32(isum, offset), _mm256_setzero_si256()};
   };
-  return exact_dot<false>(n, x, y, sums, [](const BlockQ3_K& b) { return uint32_t{b.d}; });
 }
 
 // ---- Q6_K -----------------------------------------------------------------------------------
 
-float dot_q6_K(int64_t n, const BlockQ6_K* x, const BlockQ8_K* y) {
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
-  const __m512i m30 = _mm512_set1_epi8(0x30);
+// The activations stay in registers across the rows of a tile (load()).
+struct Q6KKernel {
+  struct Y {
+    __m512i q[4];  // y.qs in order
+    __m256i bsums;
+  };
+  __m512i m4 = _mm512_set1_epi8(0x0F);
+  __m512i m30 = _mm512_set1_epi8(0x30);
   // Elements 128h + 0..63 take the low nibbles of ql[64h..64h+63]; their high bit pairs are
   // pairs 0 (first 32) and 1 (next 32) of qh[32h..32h+31], moved to bits 4..5 by shifting left
   // 4 and 2. Elements 128h + 64..127 take the high nibbles; pairs 2 and 3, shifted right 0 and 2.
   // (16-bit shifts: bits crossing into the neighbouring byte fall outside its 0x30.)
-  const __m512i shl = halves_words(4, 2), shr = halves_words(0, 2);
-  const __m512i index0 = table(kLanesIndex[0]), index1 = table(kLanesIndex[1]);
-  auto sums = [&](const BlockQ6_K& b, const BlockQ8_K& yb) {
+  __m512i shl = halves_words(4, 2), shr = halves_words(0, 2);
+  __m512i index[2] = {table(kLanesIndex[0]), table(kLanesIndex[1])};
+
+  Y load(const BlockQ8_K& yb) const {
+    Y y;
+    for (int k = 0; k < 4; ++k) y.q[k] = load64(yb.qs + 64 * k);
+    y.bsums = load_bsums(yb);
+    return y;
+  }
+
+  BlockSums sums(const BlockQ6_K& b, const Y& y) const {
     const __m256i scales16 = _mm256_cvtepi8_epi16(load16(b.scales));
     const __m512i scales = _mm512_castsi256_si512(scales16);
     __m512i d[4];
@@ -355,17 +414,16 @@ float dot_q6_K(int64_t n, const BlockQ6_K* x, const BlockQ8_K* y) {
                                          _mm512_and_si512(_mm512_sllv_epi16(qh, shl), m30));
       const __m512i c1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
                                          _mm512_and_si512(_mm512_srlv_epi16(qh, shr), m30));
-      d[2 * h] = dpbusd(c0, load64(yb.qs + 128 * h));
-      d[2 * h + 1] = dpbusd(c1, load64(yb.qs + 128 * h + 64));
+      d[2 * h] = dpbusd(c0, y.q[2 * h]);
+      d[2 * h + 1] = dpbusd(c1, y.q[2 * h + 1]);
     }
     // The -32 of every code: 32 * Σ scale * bsum.
-    const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(load_bsums(yb), scales16), 5);
-    const __m256i isum = scaled_sums(d, _mm512_permutexvar_epi16(index0, scales),
-                                     _mm512_permutexvar_epi16(index1, scales));
+    const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(y.bsums, scales16), 5);
+    const __m256i isum = scaled_sums(d, _mm512_permutexvar_epi16(index[0], scales),
+                                     _mm512_permutexvar_epi16(index[1], scales));
     return BlockSums{_mm256_sub_epi32(isum, offset), _mm256_setzero_si256()};
-  };
-  return exact_dot<false>(n, x, y, sums, [](const BlockQ6_K& b) { return uint32_t{b.d}; });
-}
+  }
+};
 
 // ---- IQ4_XS ---------------------------------------------------------------------------------
 
@@ -383,7 +441,7 @@ inline __m256i iq4_xs_scales(const BlockIQ4_XS& b) {
   return _mm256_sub_epi32(_mm256_or_si256(lo4, _mm256_slli_epi32(hi2, 4)), _mm256_set1_epi32(32));
 }
 
-float dot_iq4_xs(int64_t n, const BlockIQ4_XS* x, const BlockQ8_K* y) {
+auto iq4_xs_sums() {
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   // The levels plus 128 (1..241) are unsigned, so vpdpbusd takes them directly; the 128 comes
   // back below as 128 * Σ scale * bsum.
@@ -395,7 +453,7 @@ float dot_iq4_xs(int64_t n, const BlockIQ4_XS* x, const BlockQ8_K* y) {
     pair_index[k] =
         _mm512_mask_blend_epi32(0xFF00, _mm512_set1_epi32(2 * k), _mm512_set1_epi32(2 * k + 1));
   }
-  auto sums = [&](const BlockIQ4_XS& b, const BlockQ8_K& yb) {
+  return [=](const BlockIQ4_XS& b, const BlockQ8_K& yb) {
     const __m256i scales8 = iq4_xs_scales(b);
     const __m512i scales = _mm512_castsi256_si512(scales8);
     __m512i acc = _mm512_setzero_si512();
@@ -416,28 +474,44 @@ float dot_iq4_xs(int64_t n, const BlockIQ4_XS* x, const BlockQ8_K* y) {
     const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(load_bsums(yb), scales_w), 7);
     return BlockSums{_mm256_sub_epi32(fold(acc), offset), _mm256_setzero_si256()};
   };
-  return exact_dot<false>(n, x, y, sums, [](const BlockIQ4_XS& b) { return uint32_t{b.d}; });
 }
+
+// ---- entry points ---------------------------------------------------------------------------
+
+// A block's f16 d (low 16 bits) and dmin (high 16 bits; 0 for formats without minimums).
+template <typename Block>
+uint32_t d_dmin(const Block& b) {
+  return load_u32(&b.d);
+}
+template <typename Block>
+uint32_t d_only(const Block& b) {
+  return uint32_t{b.d};
+}
+
+// With 32 zmm registers, 8 rows a tile.
+constexpr int kTile = 8;
+#include "kernels/cpu/k_quants_rows.inc"
 
 }  // namespace
 
-float vec_dot_q2_K_q8_K(int64_t n, const void* x, const void* y) {
-  return dot_q2_K(n, static_cast<const BlockQ2_K*>(x), static_cast<const BlockQ8_K*>(y));
-}
-float vec_dot_q3_K_q8_K(int64_t n, const void* x, const void* y) {
-  return dot_q3_K(n, static_cast<const BlockQ3_K*>(x), static_cast<const BlockQ8_K*>(y));
-}
-float vec_dot_q4_K_q8_K(int64_t n, const void* x, const void* y) {
-  return dot_k4<false>(n, static_cast<const BlockQ4_K*>(x), static_cast<const BlockQ8_K*>(y));
-}
-float vec_dot_q5_K_q8_K(int64_t n, const void* x, const void* y) {
-  return dot_k4<true>(n, static_cast<const BlockQ5_K*>(x), static_cast<const BlockQ8_K*>(y));
-}
-float vec_dot_q6_K_q8_K(int64_t n, const void* x, const void* y) {
-  return dot_q6_K(n, static_cast<const BlockQ6_K*>(x), static_cast<const BlockQ8_K*>(y));
-}
-float vec_dot_iq4_xs_q8_K(int64_t n, const void* x, const void* y) {
-  return dot_iq4_xs(n, static_cast<const BlockIQ4_XS*>(x), static_cast<const BlockQ8_K*>(y));
-}
+// One format's one-row and multi-row kernels.
+#define KTX_K_KERNELS(name, Block, has_min, sums, halves)                                        \
+  float vec_dot_##name##_q8_K(int64_t n, const void* x, const void* y) {                         \
+    return exact_dot<has_min>(n, static_cast<const Block*>(x), static_cast<const BlockQ8_K*>(y), \
+                              sums, [](const Block& b) { return halves<Block>(b); });            \
+  }                                                                                              \
+  void vec_dot_##name##_q8_K_rows(int64_t n, const void* x, size_t stride, int64_t rows,         \
+                                  const void* y, float* out) {                                   \
+    exact_dot_many<kTile, has_min, Block>(n, x, stride, rows, y, out, sums,                      \
+                                          [](const Block& b) { return halves<Block>(b); });      \
+  }
+
+KTX_K_KERNELS(q2_K, BlockQ2_K, true, from_memory(q2_K_sums()), d_dmin)
+KTX_K_KERNELS(q3_K, BlockQ3_K, false, from_memory(q3_K_sums()), d_only)
+KTX_K_KERNELS(q4_K, BlockQ4_K, true, (K4Kernel<false, BlockQ4_K>{}), d_dmin)
+KTX_K_KERNELS(q5_K, BlockQ5_K, true, (K4Kernel<true, BlockQ5_K>{}), d_dmin)
+KTX_K_KERNELS(q6_K, BlockQ6_K, false, Q6KKernel{}, d_only)
+KTX_K_KERNELS(iq4_xs, BlockIQ4_XS, false, from_memory(iq4_xs_sums()), d_only)
+#undef KTX_K_KERNELS
 
 }  // namespace ktx::kernels::cpu::avx512

@@ -13,6 +13,7 @@
 // One group is 8 blocks, one ymm each; a hadd tree leaves the 8 block sums in block order.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 

@@ -20,6 +20,7 @@
 // once per group and shared by all rows of a multi-row call.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 

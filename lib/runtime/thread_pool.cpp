@@ -1,19 +1,28 @@
-// ThreadPool: persistent workers that sleep on a condition variable and claim chunks of the
-// active jobs through an atomic counter. Jobs form a short list (job_ is its head): the
-// asynchronous one from submit() and, while it runs, the caller's parallel_for jobs, which are
-// put in front so that a waiting caller is served first. So CPU-only decode can run the shared
-// experts (parallel_for) while the routed experts (submit) are in flight, and idle workers help
-// with both.
+// ThreadPool: persistent workers that claim chunks of the active jobs through an atomic counter.
+// Jobs form a short list (job_ is its head): the asynchronous one from submit() and, while it
+// runs, the caller's parallel_for jobs, which are put in front so that a waiting caller is served
+// first. So CPU-only decode can run the shared experts (parallel_for) while the routed experts
+// (submit) are in flight, and idle workers help with both.
+//
+// Waking costs: a worker that has just finished spins (pause loop) for spin_us_ before it sleeps
+// on a futex (std::atomic::wait), so during decode, where jobs follow each other within
+// microseconds, posting a job is a counter increment and no system call; a sleeping worker takes
+// a futex wake (tens of microseconds in a VM).
 #include "runtime/thread_pool.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 
 #include "ktx/error.h"
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 namespace ktx::runtime {
 
@@ -21,32 +30,82 @@ namespace {
 // Set on the pool's own workers: a parallel_for issued from inside a task runs inline instead of
 // waiting on workers that may all be busy with the enclosing job (which would deadlock).
 thread_local const ThreadPool* t_worker_of = nullptr;
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ volatile("yield");
+#endif
+}
+
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  const long n = std::strtol(v, &end, 10);
+  return (*end == '\0' && n >= 0 && n <= 1000000) ? static_cast<int>(n) : fallback;
+}
+
+// The CPUs this process may run on, in order (empty where that cannot be known).
+std::vector<int> allowed_cpus() {
+  std::vector<int> cpus;
+#if defined(__linux__)
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    for (int c = 0; c < CPU_SETSIZE; ++c) {
+      if (CPU_ISSET(c, &set)) cpus.push_back(c);
+    }
+  }
+#endif
+  return cpus;
+}
+
+void pin_to(int cpu) {
+#if defined(__linux__)
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  sched_setaffinity(0, sizeof set, &set);  // best effort: a refusal leaves the thread unpinned
+#else
+  (void)cpu;
+#endif
+}
+
 }  // namespace
 
 struct ThreadPool::Job {
-  std::function<void(int64_t, int64_t)> fn;
+  const std::function<void(int64_t, int64_t)>* fn = nullptr;
+  std::function<void(int64_t, int64_t)> owned;  // submit(): the job keeps its callable
   int64_t n = 0;
-  int64_t chunk = 1;
-  int64_t n_chunks = 0;
-  std::atomic<int64_t> next{0};     // next chunk to claim; may overshoot n_chunks
+  int64_t grain = 1;
+  int64_t split = 4;                // chunks are (what is left) / split, at least grain
+  std::atomic<int64_t> next{0};     // first unclaimed index
   std::atomic<bool> failed{false};  // after the first exception, remaining chunks are skipped
   std::exception_ptr error;         // the first exception (written once, guarded by `failed`)
   int active = 0;                   // workers inside run_chunks (guarded by the pool mutex)
   bool async = false;               // from submit(): owned by the list, freed by wait()
   Job* next_job = nullptr;          // the list of running jobs (guarded by the pool mutex)
 
-  bool has_unclaimed() const { return next.load(std::memory_order_relaxed) < n_chunks; }
+  bool has_unclaimed() const { return next.load(std::memory_order_relaxed) < n; }
+
+  // Claims [begin, end): a share of what is left, rounded down to whole grains (but at least
+  // one), so chunk edges stay on grain multiples and only the last chunk is short.
+  bool claim(int64_t& begin, int64_t& end) {
+    int64_t c = next.load(std::memory_order_relaxed);
+    for (;;) {
+      if (c >= n) return false;
+      const int64_t left = n - c;
+      const int64_t size = std::min(left, std::max(grain, left / split / grain * grain));
+      if (next.compare_exchange_weak(c, c + size, std::memory_order_relaxed)) {
+        begin = c;
+        end = c + size;
+        return true;
+      }
+    }
+  }
 };
-
-namespace {
-
-// Chunks of at least `grain` items, and about four per thread so that uneven chunks balance out.
-int64_t chunk_size(int64_t n, int64_t grain, int threads) {
-  const int64_t target = (n + 4 * threads - 1) / (4 * static_cast<int64_t>(threads));
-  return std::max<int64_t>({grain, target, 1});
-}
-
-}  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads) {
   if (n_threads < 1) {
@@ -54,25 +113,42 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads) {
                 fmt::format("ThreadPool: n_threads = {}, expected at least 1 (the caller counts)",
                             n_threads));
   }
+  spin_us_ = env_int("KTX_SPIN_US", 200);
+  // Pinned workers keep their caches and their NUMA node; with more threads than CPUs pinning
+  // would stack threads on one CPU, so the scheduler decides then.
+  const std::vector<int> cpus = allowed_cpus();
+  pinned_ = n_threads > 1 && env_int("KTX_PIN", 1) != 0 && cpus.size() > 1 &&
+            static_cast<size_t>(n_threads) <= cpus.size();
   workers_.reserve(static_cast<size_t>(n_threads - 1));
-  for (int i = 0; i + 1 < n_threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  for (int i = 0; i + 1 < n_threads; ++i) {
+    const int cpu = pinned_ ? cpus[static_cast<size_t>(i + 1)] : -1;
+    workers_.emplace_back([this, cpu] { worker_loop(cpu); });
+  }
 }
 
 ThreadPool::~ThreadPool() {
   {
-    std::unique_lock lock(mutex_);
-    // An asynchronous job nobody waited for: start no more of its chunks, and let the ones
-    // running finish before the workers go.
-    for (Job* j = job_; j != nullptr; j = j->next_job) j->next.store(j->n_chunks);
-    done_.wait(lock, [this] {
-      for (Job* j = job_; j != nullptr; j = j->next_job) {
-        if (j->active > 0) return false;
-      }
-      return true;
-    });
-    stopping_ = true;
+    std::lock_guard lock(mutex_);
+    // An asynchronous job nobody waited for: start no more of its chunks; the running ones
+    // finish before the workers go (they leave the job before they look at stopping_).
+    for (Job* j = job_; j != nullptr; j = j->next_job) j->next.store(j->n);
   }
-  wake_.notify_all();
+  for (;;) {
+    uint32_t seen;
+    {
+      std::lock_guard lock(mutex_);
+      bool busy = false;
+      for (Job* j = job_; j != nullptr; j = j->next_job) busy = busy || j->active > 0;
+      if (!busy) {
+        stopping_ = true;
+        break;
+      }
+      seen = left_.load();
+    }
+    idle(left_, seen, left_sleepers_);
+  }
+  posted_.fetch_add(1);
+  posted_.notify_all();
   for (std::thread& t : workers_) t.join();
   for (Job* j = job_; j != nullptr;) {  // only an asynchronous job can be left
     Job* next = j->next_job;
@@ -81,15 +157,36 @@ ThreadPool::~ThreadPool() {
   }
 }
 
+// Spins until `word` moves off `seen` or spin_us_ passes, then sleeps until it moves. Callers
+// read `seen` before they last looked for their condition, so a change in between is never lost;
+// `sleepers` (seq_cst on both sides, as the posters' increment of `word`) tells the posters
+// whether a wake-up call is needed.
+void ThreadPool::idle(std::atomic<uint32_t>& word, uint32_t seen,
+                      std::atomic<int>& sleepers) const {
+  if (spin_us_ > 0) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us_);
+    for (int i = 1;; ++i) {
+      if (word.load(std::memory_order_acquire) != seen) return;
+      cpu_relax();
+      if (i % 64 == 0) {
+        if (std::chrono::steady_clock::now() >= until) break;
+        // Every few microseconds: a thread that shares this CPU (the caller, when the system put
+        // it here, or another process) gets it back at once instead of after a time slice.
+        std::this_thread::yield();
+      }
+    }
+  }
+  sleepers.fetch_add(1);
+  word.wait(seen);
+  sleepers.fetch_sub(1);
+}
+
 void ThreadPool::run_chunks(Job& job) {
-  for (;;) {
-    const int64_t c = job.next.fetch_add(1, std::memory_order_relaxed);
-    if (c >= job.n_chunks) return;
+  int64_t begin, end;
+  while (job.claim(begin, end)) {
     if (job.failed.load(std::memory_order_relaxed)) continue;
-    const int64_t begin = c * job.chunk;
-    const int64_t end = std::min(job.n, begin + job.chunk);
     try {
-      job.fn(begin, end);
+      (*job.fn)(begin, end);
     } catch (...) {
       bool expected = false;
       if (job.failed.compare_exchange_strong(expected, true)) job.error = std::current_exception();
@@ -97,86 +194,108 @@ void ThreadPool::run_chunks(Job& job) {
   }
 }
 
-void ThreadPool::worker_loop(int /*index*/) {
+ThreadPool::Job* ThreadPool::find_job() {
+  for (Job* j = job_; j != nullptr; j = j->next_job) {
+    if (j->has_unclaimed()) return j;
+  }
+  return nullptr;
+}
+
+void ThreadPool::worker_loop(int cpu) {
+  if (cpu >= 0) pin_to(cpu);
   t_worker_of = this;
-  std::unique_lock lock(mutex_);
   for (;;) {
+    const uint32_t seen = posted_.load();
     Job* job = nullptr;
-    wake_.wait(lock, [&] {
-      for (Job* j = job_; j != nullptr; j = j->next_job) {
-        if (j->has_unclaimed()) {
-          job = j;
-          return true;
+    {
+      std::lock_guard lock(mutex_);
+      job = find_job();
+      if (job == nullptr && stopping_) return;
+      if (job != nullptr) ++job->active;
+    }
+    if (job == nullptr) {
+      idle(posted_, seen, posted_sleepers_);
+      continue;
+    }
+    run_chunks(*job);
+    {
+      std::lock_guard lock(mutex_);
+      --job->active;
+    }
+    // After the unlock the job may be gone; only the pool's own counter is touched.
+    left_.fetch_add(1);
+    if (left_sleepers_.load() > 0) left_.notify_all();
+  }
+}
+
+void ThreadPool::post(Job* job, bool front) {
+  {
+    std::lock_guard lock(mutex_);
+    Job** link = &job_;
+    if (!front) {
+      for (; *link != nullptr; link = &(*link)->next_job) {
+        if ((*link)->async) {
+          throw Error(ErrorCode::kInvalidArgument,
+                      "ThreadPool::submit: an asynchronous job is already running; call wait() "
+                      "first");
         }
       }
-      return stopping_;
-    });
-    if (job == nullptr) return;  // stopping, nothing left
-    ++job->active;
-    lock.unlock();
-    run_chunks(*job);
-    lock.lock();
-    if (--job->active == 0) done_.notify_all();
+    }
+    job->next_job = *link;
+    *link = job;
+  }
+  posted_.fetch_add(1);
+  if (posted_sleepers_.load() > 0) posted_.notify_all();
+}
+
+void ThreadPool::finish(Job& job) {
+  for (;;) {
+    uint32_t seen;
+    {
+      std::lock_guard lock(mutex_);
+      if (!job.has_unclaimed() && job.active == 0) {
+        Job** link = &job_;
+        while (*link != &job) link = &(*link)->next_job;
+        *link = job.next_job;
+        return;
+      }
+      seen = left_.load();
+    }
+    idle(left_, seen, left_sleepers_);
   }
 }
 
 void ThreadPool::parallel_for(int64_t n, int64_t grain,
                               const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
-  const int64_t chunk = chunk_size(n, grain, n_threads_);
-  if (n_threads_ == 1 || chunk >= n || t_worker_of == this) {
+  grain = std::max<int64_t>(grain, 1);
+  if (n_threads_ == 1 || grain >= n || t_worker_of == this) {
     fn(0, n);
     return;
   }
   Job job;
-  job.fn = fn;  // a copy of the callable wrapper only; what it captures is shared
+  job.fn = &fn;
   job.n = n;
-  job.chunk = chunk;
-  job.n_chunks = (n + chunk - 1) / chunk;
-  {
-    std::lock_guard lock(mutex_);
-    job.next_job = job_;  // in front of a running asynchronous job
-    job_ = &job;
-    ++generation_;
-  }
-  wake_.notify_all();
+  job.grain = grain;
+  job.split = 4 * static_cast<int64_t>(n_threads_);
+  post(&job, /*front=*/true);  // in front of a running asynchronous job
   run_chunks(job);
-  {
-    std::unique_lock lock(mutex_);
-    // Every chunk is claimed once run_chunks returns; wait for the workers still inside one.
-    done_.wait(lock, [&] { return job.active == 0; });
-    Job** link = &job_;
-    while (*link != &job) link = &(*link)->next_job;
-    *link = job.next_job;
-  }
+  finish(job);
   if (job.error) std::rethrow_exception(job.error);
 }
 
 void ThreadPool::submit(int64_t n, int64_t grain, std::function<void(int64_t, int64_t)> fn) {
   auto job = std::make_unique<Job>();
-  job->fn = std::move(fn);
+  job->owned = std::move(fn);
+  job->fn = &job->owned;
   job->n = std::max<int64_t>(n, 0);
+  job->grain = std::max<int64_t>(grain, 1);
+  job->split = 4 * static_cast<int64_t>(n_threads_);
   job->async = true;
-  if (job->n > 0) {
-    job->chunk = chunk_size(job->n, grain, std::max(1, n_threads_ - 1));
-    job->n_chunks = (job->n + job->chunk - 1) / job->chunk;
-  }
-  {
-    std::lock_guard lock(mutex_);
-    // Behind any parallel_for job, so that a waiting caller keeps priority. Without workers
-    // (a pool of 1) the job just waits in the list until wait() runs it.
-    Job** link = &job_;
-    for (; *link != nullptr; link = &(*link)->next_job) {
-      if ((*link)->async) {
-        throw Error(ErrorCode::kInvalidArgument,
-                    "ThreadPool::submit: an asynchronous job is already running; call wait() "
-                    "first");
-      }
-    }
-    *link = job.release();
-    ++generation_;
-  }
-  wake_.notify_all();
+  // Behind any parallel_for job, so that a waiting caller keeps priority. Without workers (a
+  // pool of 1) the job just waits in the list until wait() runs it.
+  post(job.get(), /*front=*/false);
+  job.release();  // the list owns it now
 }
 
 void ThreadPool::wait() {
@@ -189,14 +308,13 @@ void ThreadPool::wait() {
   }
   if (found == nullptr) return;  // nothing submitted: nothing to wait for
   std::unique_ptr<Job> job(found);
-  if (workers_.empty()) run_chunks(*job);  // no workers: the work happens here
-  {
-    std::unique_lock lock(mutex_);
-    done_.wait(lock, [&] { return !job->has_unclaimed() && job->active == 0; });
-    Job** link = &job_;
-    while (*link != job.get()) link = &(*link)->next_job;
-    *link = job->next_job;
-  }
+  // The caller works on the job too (its tasks may call parallel_for, which then runs inline as
+  // on a worker: the workers may all be inside this job).
+  const ThreadPool* outer = t_worker_of;
+  t_worker_of = this;
+  run_chunks(*job);
+  t_worker_of = outer;
+  finish(*job);
   if (job->error) std::rethrow_exception(job->error);
 }
 

@@ -1,9 +1,12 @@
 // A persistent pool of worker threads for CPU operators: parallel_for over index ranges, and
 // asynchronous submit/wait so that CPU work (the routed experts) can run while the caller does
-// something else. Workers sleep on a condition variable when idle: no busy spinning.
+// something else. Workers are pinned one per allowed CPU, claim chunks dynamically (large first,
+// smaller towards the end, so a slow or preempted thread does not hold up the rest), spin for a
+// short while after their last chunk — decode posts the next job within microseconds — and then
+// sleep on a futex: a pool idle for long costs no CPU.
 #pragma once
 
-#include <condition_variable>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -15,6 +18,11 @@ namespace ktx::runtime {
 class ThreadPool {
  public:
   // n_threads counts the calling thread: a pool of 1 runs everything inline.
+  //
+  // Environment: KTX_PIN=0 leaves the workers unpinned (default: worker i runs on the (i+1)-th
+  // CPU this process may use, the first being left to the caller; no pinning when there are
+  // more threads than CPUs). KTX_SPIN_US=N: how long an idle thread spins before it sleeps
+  // (default 200; 0 sleeps at once).
   explicit ThreadPool(int n_threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -22,30 +30,47 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
 
-  // Runs fn(begin, end) over [0, n) split into chunks of at least `grain`; returns when all are
-  // done. The calling thread works too. Exceptions from fn are rethrown here (the first one).
+  // Runs fn(begin, end) over [0, n) in chunks of at least `grain` items (multiples of it, but the
+  // last); returns when all are done. The calling thread works too. Chunks are claimed one at a
+  // time from a shared counter, each about 1/(4·threads) of what is left, so early chunks are
+  // long streams and the last ones short enough to even out, also when another process slows
+  // one thread (it then holds at most a small chunk when the others run out of work).
+  // Exceptions from fn are rethrown here (the first one).
   void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
-  // Starts fn(begin, end) over [0, n) on the workers and returns at once; wait() joins (the
-  // caller helps while it waits). One asynchronous job at a time. parallel_for may run while it
-  // is in flight: idle workers help with both, the caller's own job first. A parallel_for called
-  // from inside a task runs inline, so nesting cannot deadlock.
+  // Starts fn(begin, end) over [0, n) on the workers and returns at once; wait() joins, and the
+  // caller works on the job while it waits. One asynchronous job at a time. parallel_for may run
+  // while it is in flight: idle workers help with both, the caller's own job first. A
+  // parallel_for called from inside a task runs inline, so nesting cannot deadlock.
   void submit(int64_t n, int64_t grain, std::function<void(int64_t, int64_t)> fn);
   void wait();
 
+  // Whether the workers were pinned to CPUs (bench_thread_pool reports it).
+  bool pinned() const { return pinned_; }
+
  private:
   struct Job;
-  void worker_loop(int index);
+  void worker_loop(int cpu);
   void run_chunks(Job& job);
+  Job* find_job();                  // under mutex_: the first job with unclaimed chunks
+  void post(Job* job, bool front);  // links the job in and wakes the workers
+  void finish(Job& job);            // waits until every chunk is done, unlinks the job
+  void idle(std::atomic<uint32_t>& word, uint32_t seen, std::atomic<int>& sleepers) const;
 
   int n_threads_;
+  int spin_us_ = 200;
+  bool pinned_ = false;
   std::vector<std::thread> workers_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::condition_variable done_;
+  std::mutex mutex_;  // guards the job list and each job's `active`
   Job* job_ = nullptr;
-  uint64_t generation_ = 0;
   bool stopping_ = false;
+  // Bumped when work is posted (workers wait on it) and when a thread leaves a job (a caller in
+  // finish() waits on it); the counts say whether anyone sleeps, so that posting and finishing
+  // make no system call while everybody spins.
+  std::atomic<uint32_t> posted_{0};
+  std::atomic<uint32_t> left_{0};
+  std::atomic<int> posted_sleepers_{0};
+  std::atomic<int> left_sleepers_{0};
 };
 
 }  // namespace ktx::runtime

@@ -1,8 +1,8 @@
 // Tests of the AVX-512 and AVX2 dot products of K-quant and IQ4_XS rows with Q8_K activations
-// (kernels/cpu/k_quants_*.cpp) against the scalar references (ktx::quant::vec_dot). Each type ×
-// each ISA this CPU has (the others are skipped with a warning), on fresh random data every run
-// (the seed is printed on failure; KTX_TEST_SEED=<n> replays one), rows of 1, 2, 5 and 11
-// super-blocks.
+// (kernels/cpu/k_quants_*.cpp, and the multi-row driver k_quants_rows.inc) against the scalar
+// references (ktx::quant::vec_dot). Each type × each ISA this CPU has (the others are skipped
+// with a warning), on fresh random data every run (the seed is printed on failure;
+// KTX_TEST_SEED=<n> replays one), rows of 1, 2, 5 and 11 super-blocks.
 //
 // Tolerance: none. The kernels form each super-block's integer sums exactly and then repeat the
 // reference's float operations in its order, so the results must be bit-identical (NaN matches
@@ -39,6 +39,7 @@ namespace q = ktx::quant;
 namespace cpu = ktx::kernels::cpu;
 using ktx::TensorType;
 using KernelFn = float (*)(int64_t n, const void* x, const void* y);
+using RowsFn = cpu::VecDotRowsFn;
 
 constexpr int64_t kQK = q::kQK_K;
 constexpr int64_t kSuperBlocks[] = {1, 2, 5, 11};
@@ -50,22 +51,27 @@ struct TypeCase {
   size_t d_offset;     // the block's f16 scale
   size_t dmin_offset;  // its f16 minimum scale, or SIZE_MAX
   KernelFn avx512, avx2;
+  RowsFn avx512_rows;
+  RowsFn avx2_rows;  // null: the AVX2 tier has one-row K-quant kernels only
 };
 
 const std::vector<TypeCase>& type_cases() {
   static const std::vector<TypeCase> cases = {
       {TensorType::Q4_K, offsetof(q::BlockQ4_K, d), offsetof(q::BlockQ4_K, dmin),
-       cpu::avx512::vec_dot_q4_K_q8_K, cpu::avx2::vec_dot_q4_K_q8_K},
+       cpu::avx512::vec_dot_q4_K_q8_K, cpu::avx2::vec_dot_q4_K_q8_K,
+       cpu::avx512::vec_dot_q4_K_q8_K_rows, nullptr},
       {TensorType::Q5_K, offsetof(q::BlockQ5_K, d), offsetof(q::BlockQ5_K, dmin),
-       cpu::avx512::vec_dot_q5_K_q8_K, cpu::avx2::vec_dot_q5_K_q8_K},
+       cpu::avx512::vec_dot_q5_K_q8_K, cpu::avx2::vec_dot_q5_K_q8_K,
+       cpu::avx512::vec_dot_q5_K_q8_K_rows, nullptr},
       {TensorType::Q6_K, offsetof(q::BlockQ6_K, d), SIZE_MAX, cpu::avx512::vec_dot_q6_K_q8_K,
-       cpu::avx2::vec_dot_q6_K_q8_K},
+       cpu::avx2::vec_dot_q6_K_q8_K, cpu::avx512::vec_dot_q6_K_q8_K_rows, nullptr},
       {TensorType::Q2_K, offsetof(q::BlockQ2_K, d), offsetof(q::BlockQ2_K, dmin),
-       cpu::avx512::vec_dot_q2_K_q8_K, cpu::avx2::vec_dot_q2_K_q8_K},
+       cpu::avx512::vec_dot_q2_K_q8_K, cpu::avx2::vec_dot_q2_K_q8_K,
+       cpu::avx512::vec_dot_q2_K_q8_K_rows, nullptr},
       {TensorType::Q3_K, offsetof(q::BlockQ3_K, d), SIZE_MAX, cpu::avx512::vec_dot_q3_K_q8_K,
-       cpu::avx2::vec_dot_q3_K_q8_K},
+       cpu::avx2::vec_dot_q3_K_q8_K, cpu::avx512::vec_dot_q3_K_q8_K_rows, nullptr},
       {TensorType::IQ4_XS, offsetof(q::BlockIQ4_XS, d), SIZE_MAX, cpu::avx512::vec_dot_iq4_xs_q8_K,
-       cpu::avx2::vec_dot_iq4_xs_q8_K},
+       cpu::avx2::vec_dot_iq4_xs_q8_K, cpu::avx512::vec_dot_iq4_xs_q8_K_rows, nullptr},
   };
   return cases;
 }
@@ -74,6 +80,7 @@ struct IsaCase {
   const char* name;
   bool supported;  // the CPU (and OS) can run it
   KernelFn TypeCase::*kernel;
+  RowsFn TypeCase::*rows;
 };
 
 // Exactly the extensions each file is compiled for.
@@ -82,10 +89,11 @@ const std::vector<IsaCase>& isa_cases() {
       {"avx512vnni",
        __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"),
-       &TypeCase::avx512},
+       &TypeCase::avx512, &TypeCase::avx512_rows},
       // F16C is not asked: every AVX2 CPU has it (Ivy Bridge, a generation earlier), and Clang
       // 14's __builtin_cpu_supports does not know the name.
-      {"avx2", __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"), &TypeCase::avx2},
+      {"avx2", __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"), &TypeCase::avx2,
+       &TypeCase::avx2_rows},
   };
   return isas;
 }
@@ -426,6 +434,114 @@ TEST_CASE("K-quant kernels read only their row and activations", "[cpu_kernels]"
         gy.fill(y.data());
         check_row(fn, tc.type, n, gw.data(), gy.data());
       }
+    }
+  });
+}
+
+// ---- multi-row kernels (VecDotRowsFn) -----------------------------------------------------------
+
+namespace {
+
+// Runs body(type case, isa, rows kernel) for every type and every ISA this CPU has.
+template <typename Body>
+void for_each_rows_kernel(Body body) {
+  for (const IsaCase& isa : isa_cases()) {
+    if (!isa.supported) {
+      WARN("this CPU lacks " << isa.name << ": its K-quant multi-row kernels are not tested");
+      continue;
+    }
+    for (const TypeCase& tc : type_cases()) {
+      if (tc.*isa.rows == nullptr) continue;
+      INFO(isa.name << " " << ktx::type_name(tc.type) << " multi-row");
+      body(tc, tc.*isa.rows);
+    }
+  }
+}
+
+// `rows` rows `stride` bytes apart, the last one ending at an unreadable page (or the first
+// starting at one); every output poisoned with NaN, plus guard slots after them that must stay
+// NaN; each row equal to the reference bit for bit.
+void check_rows(RowsFn fn, TensorType type, int64_t n, int64_t rows, size_t stride,
+                const std::vector<std::vector<uint8_t>>& w, const void* y, bool guard_after) {
+  const size_t row_bytes = ktx::row_size(type, n);
+  std::vector<uint8_t> all(stride * static_cast<size_t>(rows - 1) + row_bytes, 0xEE);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::memcpy(all.data() + static_cast<size_t>(r) * stride, w[static_cast<size_t>(r)].data(),
+                row_bytes);
+  }
+  GuardedBytes gx(all.size(), guard_after),
+      gy(static_cast<size_t>(n / kQK) * sizeof(q::BlockQ8_K), guard_after);
+  gx.fill(all.data());
+  gy.fill(y);
+  constexpr size_t kGuardSlots = 9;
+  std::vector<float> out(static_cast<size_t>(rows) + kGuardSlots,
+                         std::numeric_limits<float>::quiet_NaN());
+  fn(n, gx.data(), stride, rows, gy.data(), out.data());
+  for (int64_t r = 0; r < rows; ++r) {
+    const float want = q::vec_dot(type, n, w[static_cast<size_t>(r)].data(), y);
+    const float got = out[static_cast<size_t>(r)];
+    INFO("row " << r << " of " << rows << ", n = " << n << ", stride " << stride << ": kernel "
+                << hex(got) << ", reference " << hex(want));
+    CHECK(same_float(got, want));
+  }
+  for (size_t g = static_cast<size_t>(rows); g < out.size(); ++g) CHECK(std::isnan(out[g]));
+}
+
+}  // namespace
+
+TEST_CASE("K-quant multi-row kernels match the reference bit for bit: awkward row counts",
+          "[cpu_kernels]") {
+  // Row counts around the tiles (8 and 4 rows, then single rows), strides that leave the rows
+  // unaligned, quantized rows mixed with raw random blocks.
+  Random rnd;
+  INFO("seed " << rnd.seed);
+  for_each_rows_kernel([&](const TypeCase& tc, RowsFn fn) {
+    for (const int64_t rows : {1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 16, 17, 23, 33}) {
+      const int64_t n = kSuperBlocks[rnd.integer(0, 3)] * kQK;
+      std::vector<std::vector<uint8_t>> w;
+      for (int64_t r = 0; r < rows; ++r) {
+        w.push_back(rnd.integer(0, 1) ? quantized(rnd, tc.type, n, kShapes[rnd.integer(0, 3)])
+                                      : raw_weights(rnd, tc, n));
+      }
+      const auto y = rnd.integer(0, 1) ? quantized_activations(rnd, n, kShapes[rnd.integer(0, 3)])
+                                       : raw_activations(rnd, n, 128, rnd.moderate());
+      const size_t row_bytes = ktx::row_size(tc.type, n);
+      for (const size_t stride : {row_bytes, row_bytes + 6}) {
+        check_rows(fn, tc.type, n, rows, stride, w, y.data(), rnd.integer(0, 1) == 1);
+      }
+    }
+    // No rows: nothing written.
+    float untouched = std::numeric_limits<float>::quiet_NaN();
+    fn(kQK, nullptr, 0, 0, nullptr, &untouched);
+    CHECK(std::isnan(untouched));
+  });
+}
+
+TEST_CASE("K-quant multi-row kernels match the reference with extreme scales", "[cpu_kernels]") {
+  // Each row of a tile gets its own extreme d (and dmin): lanes must not mix up rows, and
+  // overflow to ±inf and inf - inf = NaN must come out per row as the reference's.
+  const uint16_t halves[] = {0x7BFF, 0xFBFF, 0x0400, 0x0001, 0x8001, 0x0000, 0x8000, 0x3C00};
+  const float act_scales[] = {FLT_MAX, -FLT_MAX, FLT_MIN, 1e-45f, 1e30f, 0.0f, -1.0f / 127};
+  Random rnd;
+  INFO("seed " << rnd.seed);
+  for_each_rows_kernel([&](const TypeCase& tc, RowsFn fn) {
+    const int64_t n = 2 * kQK;
+    const size_t block = ktx::traits(tc.type).type_size;
+    for (const float yd : act_scales) {
+      const int64_t rows = rnd.integer(8, 13);
+      std::vector<std::vector<uint8_t>> w;
+      for (int64_t r = 0; r < rows; ++r) {
+        std::vector<uint8_t> row = raw_weights(rnd, tc, n);
+        for (size_t off = 0; off < row.size(); off += block) {
+          set_half(row, off + tc.d_offset, halves[rnd.integer(0, 7)]);
+          if (tc.dmin_offset != SIZE_MAX)
+            set_half(row, off + tc.dmin_offset, halves[rnd.integer(0, 7)]);
+        }
+        w.push_back(std::move(row));
+      }
+      const auto y = raw_activations(rnd, n, 128, yd);
+      INFO("activation d = " << yd);
+      check_rows(fn, tc.type, n, rows, ktx::row_size(tc.type, n), w, y.data(), true);
     }
   });
 }

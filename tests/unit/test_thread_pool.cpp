@@ -1,15 +1,23 @@
-// ThreadPool: every index runs exactly once, the caller works too, exceptions come back,
-// submit() really is asynchronous, parallel_for works while an asynchronous job runs (CPU-only
-// decode: shared experts under routed experts), nested calls do not deadlock, idle workers sleep.
+// ThreadPool: every index runs exactly once, the caller works too (in wait() as well), exceptions
+// come back, submit() really is asynchronous, parallel_for works while an asynchronous job runs
+// (CPU-only decode: shared experts under routed experts), nested calls do not deadlock, idle
+// workers sleep, chunks keep to grain multiples, workers are pinned unless KTX_PIN=0.
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <ctime>
 #include <mutex>
 #include <set>
 #include <stdexcept>
+#include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "ktx/error.h"
@@ -219,3 +227,100 @@ TEST_CASE("a destroyed pool joins an unwaited job and idle workers do not spin",
 TEST_CASE("a pool needs at least one thread", "[thread_pool]") {
   REQUIRE_THROWS_AS(ThreadPool(0), ktx::Error);
 }
+
+TEST_CASE("parallel_for chunks start on grain multiples; only the last may be short",
+          "[thread_pool]") {
+  const int threads = GENERATE(2, 3);
+  ThreadPool pool(threads);
+  for (int64_t n : {16, 17, 1000, 102400}) {
+    for (int64_t grain : {1, 8, 16}) {
+      INFO("threads " << threads << " n " << n << " grain " << grain);
+      std::mutex m;
+      std::vector<std::pair<int64_t, int64_t>> chunks;
+      pool.parallel_for(n, grain, [&](int64_t b, int64_t e) {
+        std::lock_guard lock(m);
+        chunks.emplace_back(b, e);
+      });
+      int64_t covered = 0;
+      for (const auto& [b, e] : chunks) {
+        REQUIRE(b % grain == 0);
+        REQUIRE(e > b);
+        if (e != n) REQUIRE((e - b) % grain == 0);
+        covered += e - b;
+      }
+      REQUIRE(covered == n);
+    }
+  }
+}
+
+TEST_CASE("wait() works on the job with the workers", "[thread_pool]") {
+  // Two tasks that each wait until both have started: with one worker this finishes only if the
+  // caller takes the other task while it waits.
+  ThreadPool pool(2);
+  std::atomic<int> started{0};
+  std::mutex m;
+  std::set<std::thread::id> ids;
+  pool.submit(2, 1, [&](int64_t, int64_t) {
+    {
+      std::lock_guard lock(m);
+      ids.insert(std::this_thread::get_id());
+    }
+    started.fetch_add(1);
+    while (started.load() < 2) std::this_thread::yield();
+  });
+  pool.wait();
+  REQUIRE(ids.size() == 2);
+  REQUIRE(ids.count(std::this_thread::get_id()) == 1);
+}
+
+#if defined(__linux__)
+TEST_CASE("workers are pinned to one CPU each unless KTX_PIN=0", "[thread_pool]") {
+  cpu_set_t all;
+  REQUIRE(sched_getaffinity(0, sizeof all, &all) == 0);
+  const int n_cpus = CPU_COUNT(&all);
+  if (n_cpus < 2) {
+    WARN("one CPU: the pool does not pin");
+    return;
+  }
+  // A worker's CPUs, from inside a task that only a worker can run (the caller is busy in the
+  // other task until the worker's has run).
+  auto worker_cpus = [](ThreadPool& pool) {
+    std::atomic<int> seen{-1};
+    std::atomic<bool> done{false};
+    const std::thread::id caller = std::this_thread::get_id();
+    pool.parallel_for(2, 1, [&](int64_t, int64_t) {
+      if (std::this_thread::get_id() == caller) {
+        while (!done.load()) std::this_thread::yield();
+        return;
+      }
+      cpu_set_t set;
+      sched_getaffinity(0, sizeof set, &set);
+      seen.store(CPU_COUNT(&set));
+      done.store(true);
+    });
+    return seen.load();
+  };
+  const char* outer = std::getenv("KTX_PIN");
+  const std::string saved = outer != nullptr ? outer : "";
+  setenv("KTX_PIN", "1", 1);
+  {
+    ThreadPool pool(2);
+    REQUIRE(pool.pinned());
+    REQUIRE(worker_cpus(pool) == 1);
+  }
+  setenv("KTX_PIN", "0", 1);
+  {
+    ThreadPool pool(2);
+    REQUIRE_FALSE(pool.pinned());
+    REQUIRE(worker_cpus(pool) == n_cpus);
+  }
+  if (outer != nullptr) {
+    setenv("KTX_PIN", saved.c_str(), 1);
+  } else {
+    unsetenv("KTX_PIN");
+  }
+  // More threads than CPUs: nobody is pinned.
+  ThreadPool crowded(n_cpus + 1);
+  REQUIRE_FALSE(crowded.pinned());
+}
+#endif

@@ -76,6 +76,21 @@ int64_t count_option(const Args& args, const std::string& name, int64_t fallback
   return out;
 }
 
+// How much of this process's file mappings (the model, in ktx bench) the kernel maps in 2 MiB
+// pages, from /proc/self/smaps_rollup (0 where unknown). Decode streams weights about 1.4x faster
+// per thread from such pages (lib/gguf/mapped_file.cpp, KTX_MMAP_HUGE).
+uint64_t file_bytes_in_2mib_pages() {
+  std::FILE* f = std::fopen("/proc/self/smaps_rollup", "r");
+  if (f == nullptr) return 0;
+  char line[256];
+  unsigned long long kb = 0;
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    if (std::sscanf(line, "FilePmdMapped: %llu kB", &kb) == 1) break;
+  }
+  std::fclose(f);
+  return static_cast<uint64_t>(kb) * 1024;
+}
+
 double parse_bandwidth(const Args& args) {
   const std::optional<std::string> v = args.option("bandwidth");
   if (!v) return 0;
@@ -212,6 +227,7 @@ int run_bench(const std::vector<std::string>& argv) {
   const double bytes_per_token = weight_bytes + kv_bytes;
   uint64_t model_bytes = 0;
   for (const gguf::TensorInfo& t : model->file().tensors()) model_bytes += t.n_bytes;
+  const uint64_t huge_bytes = file_bytes_in_2mib_pages();
 
   // The roofline: after the run, so the probe's buffer never competes with the model's memory.
   double bandwidth = given_bandwidth;
@@ -247,6 +263,7 @@ int run_bench(const std::vector<std::string>& argv) {
     j.field("arch", config.arch_name);
     j.field("n_layer", config.n_layer);
     j.field("model_bytes", model_bytes);
+    j.field("model_bytes_in_2mib_pages", huge_bytes);
     j.field("rules", options.rules_path);
     j.field("threads", static_cast<int64_t>(model->n_threads()));
     j.field("isa", isa());
@@ -294,6 +311,9 @@ int run_bench(const std::vector<std::string>& argv) {
              static_cast<double>(model_bytes) / 1e9);
   fmt::print("threads  {}, kernels {}{}\n", model->n_threads(), isa(),
              options.rules_path.empty() ? "" : ", rules " + options.rules_path);
+  fmt::print("pages    {:.2f} GB of the model mapped in 2 MiB pages{}\n",
+             static_cast<double>(huge_bytes) / 1e9,
+             huge_bytes * 2 < model_bytes ? " (KTX_MMAP_HUGE=2 re-reads the file into them)" : "");
   fmt::print(
       "prefill  {} tokens in {:.3f} s: {:.2f} tok/s, {:.2f} GFLOP/s (weight multiply-adds)\n",
       n_prompt, prefill_s, prefill_tok_s, 2.0 * prefill_macs / prefill_s / 1e9);

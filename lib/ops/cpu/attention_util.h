@@ -7,21 +7,40 @@
 
 namespace ktx::ops::cpu {
 
-// Sum of a[i]·b[i] in f32 with eight independent partial sums (better rounding and pipelining
-// than one running sum).
+// Four floats in one vector register of the baseline ISA (SSE2 on x86-64, NEON on arm64). These
+// loops are written with explicit vectors because -O2 leaves axpy_f32 scalar (GCC's cheap
+// vectorizer adds no remainder loop or aliasing check): MLA decode took 21 ms per token with it
+// scalar, 17 ms with these vectors (8-layer V2-Lite-width model, 576 positions, 2 threads, same
+// load). Each lane does exactly what the scalar code did, so results are unchanged.
+using F32x4 = float __attribute__((vector_size(16)));
+
+inline F32x4 load4(const float* p) {
+  F32x4 v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store4(float* p, F32x4 v) { __builtin_memcpy(p, &v, sizeof v); }
+
+// Sum of a[i]·b[i] in f32 with eight independent partial sums s[i % 8] (better rounding and
+// pipelining than one running sum), added up as ((s0+s1)+(s2+s3))+((s4+s5)+(s6+s7)).
 inline float dot_f32(const float* a, const float* b, int64_t n) {
-  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  F32x4 lo = {0, 0, 0, 0}, hi = {0, 0, 0, 0};  // s[0..3], s[4..7]
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    for (int k = 0; k < 8; ++k) s[k] += a[i + k] * b[i + k];
+    lo += load4(a + i) * load4(b + i);
+    hi += load4(a + i + 4) * load4(b + i + 4);
   }
+  float s[8] = {lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]};
   for (; i < n; ++i) s[i & 7] += a[i] * b[i];
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
 // y += a·x over n values.
 inline void axpy_f32(float a, const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+  const F32x4 av = {a, a, a, a};
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) store4(y + i, load4(y + i) + av * load4(x + i));
+  for (; i < n; ++i) y[i] += a * x[i];
 }
 
 // Throws ktx::Error (kInvalidArgument) unless `cache` has widths (width_a, width_b) and room for

@@ -10,6 +10,9 @@
 // Down tasks come after every up task in claim order and block (std::atomic::wait, no spinning)
 // until the up tasks are done. Splitting the down pass by output rows rather than by expert lets
 // each task own its slice of `out`: no locks, and a sum order that does not depend on threads.
+// Decode (one token) is one flat list of such tasks over all selected experts, so both threads
+// stream weights the whole time; its tasks are larger and each row block is one multi-row kernel
+// call (long streams for the prefetchers), with the same results as the batched loop.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -18,6 +21,7 @@
 #include <vector>
 
 #include "ktx/error.h"
+#include "ops/cpu/batch_matmul.h"
 #include "ops/cpu/common.h"
 #include "ops/cpu/impls.h"
 #include "ops/cpu/linear.h"
@@ -28,6 +32,9 @@ namespace {
 constexpr std::string_view kName = "cpu.experts";
 constexpr int64_t kUpBlock = 64;    // n_ff_exp rows per up task
 constexpr int64_t kDownBlock = 64;  // n_embd rows per down task
+// One token: 128 gate + 128 up rows per task (2 × 147 KB of Q4_K at V2-Lite's width, ~10 µs
+// from memory): 66 tasks for 6 experts of 1408 rows, plenty for a few threads to even out.
+constexpr int64_t kDecodeUpBlock = 128;
 
 class Experts final : public ExpertsOp {
  public:
@@ -74,12 +81,22 @@ class Experts final : public ExpertsOp {
     bool x_shared = false;
     std::vector<float> hidden;  // [n_assign][n_ff]: silu(gate x) * up x
     QuantizedRows hidden_q;     // the same, quantized for down
+    int64_t up_block = 0;       // n_ff_exp rows per up task
     int64_t up_blocks = 0;      // up tasks per active expert
     int64_t n_up_tasks = 0;
     std::unique_ptr<std::atomic<int64_t>[]> blocks_left;  // per active expert
     std::atomic<int64_t> up_left{0};
     std::atomic<bool> failed{false};
+    // A batch whose gate, up and down types all have GEMM kernels (batch_matmul.h): each active
+    // expert's tokens as one GEMM per matrix. Its tokens' activations are packed into panels once
+    // (x_panels; xu_panels when up reads another type), its hidden rows once they are quantized.
+    bool gemm = false;
+    kernels::cpu::GemmFn gate_gemm = nullptr, up_gemm = nullptr, down_gemm = nullptr;
+    std::vector<GemmPanels> x_panels, xu_panels, hidden_panels;  // per active expert
   };
+
+  void up_task_gemm(Run& run, int64_t a, int64_t r0, int64_t r1) const;
+  void down_task_gemm(Run& run, int64_t r0, int64_t r1) const;
 
   void up_task(Run& run, int64_t task) const;
   void down_task(Run& run, int64_t task) const;
@@ -145,12 +162,35 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
   run->hidden_q.resize(down_[0].dot_type, n_assign, n_ff_);
 
   const auto n_active = static_cast<int64_t>(run->active.size());
-  run->up_blocks = (n_ff_ + kUpBlock - 1) / kUpBlock;
+  run->up_block = n == 1 ? kDecodeUpBlock : kUpBlock;
+  run->up_blocks = (n_ff_ + run->up_block - 1) / run->up_block;
   run->n_up_tasks = n_active * run->up_blocks;
   run->blocks_left = std::make_unique<std::atomic<int64_t>[]>(static_cast<size_t>(n_active));
   for (int64_t a = 0; a < n_active; ++a) run->blocks_left[a].store(run->up_blocks);
   run->up_left.store(run->n_up_tasks);
   const int64_t n_down_tasks = (n_embd_ + kDownBlock - 1) / kDownBlock;
+
+  if (n > 1) {
+    run->gate_gemm = batch_kernel(g0);
+    run->up_gemm = batch_kernel(u0);
+    run->down_gemm = batch_kernel(down_[0]);
+    run->gemm = run->gate_gemm != nullptr && run->up_gemm != nullptr && run->down_gemm != nullptr;
+  }
+  if (run->gemm) {
+    run->x_panels.resize(static_cast<size_t>(n_active));
+    if (!run->x_shared) run->xu_panels.resize(static_cast<size_t>(n_active));
+    run->hidden_panels.resize(static_cast<size_t>(n_active));
+    Run& rr = *run;
+    pool.parallel_for(n_active, 1, [&](int64_t a0, int64_t a1) {
+      for (int64_t a = a0; a < a1; ++a) {
+        const auto i = static_cast<size_t>(a);
+        const int64_t n_tokens = rr.first[i + 1] - rr.first[i];
+        const int32_t* tokens = rr.token.data() + rr.first[i];
+        rr.x_panels[i].pack(nullptr, rr.x_gate, n_tokens, 0, tokens);
+        if (!rr.x_shared) rr.xu_panels[i].pack(nullptr, rr.x_up, n_tokens, 0, tokens);
+      }
+    });
+  }
 
   Run* r = run.get();
   pool.submit(r->n_up_tasks + n_down_tasks, 1, [this, r](int64_t begin, int64_t end) {
@@ -176,14 +216,35 @@ void Experts::fail(Run& run) const {
 void Experts::up_task(Run& run, int64_t task) const {
   const int64_t a = task / run.up_blocks;  // index into run.active
   const int64_t e = run.active[static_cast<size_t>(a)];
-  const int64_t r0 = (task % run.up_blocks) * kUpBlock;
-  const int64_t r1 = std::min(n_ff_, r0 + kUpBlock);
+  const int64_t r0 = (task % run.up_blocks) * run.up_block;
+  const int64_t r1 = std::min(n_ff_, r0 + run.up_block);
   const int64_t j0 = run.first[static_cast<size_t>(a)], j1 = run.first[static_cast<size_t>(a) + 1];
   const WeightMatrix& g = gate_[static_cast<size_t>(e)];
   const WeightMatrix& u = up_[static_cast<size_t>(e)];
   const QuantizedRows& xu = run.x_shared ? run.x_gate : run.x_up;
   try {
-    if (!run.failed.load(std::memory_order_relaxed)) {
+    if (!run.failed.load(std::memory_order_relaxed) && run.n == 1) {
+      // One token: the block's gate rows, then its up rows, each in one kernel call.
+      float gv[kDecodeUpBlock], uv[kDecodeUpBlock];
+      g.dot(r0, r1 - r0, run.x_gate.row(0), gv);
+      u.dot(r0, r1 - r0, xu.row(0), uv);
+      float* h = run.hidden.data() + j0 * n_ff_;
+      for (int64_t r = r0; r < r1; ++r) h[r] = silu(gv[r - r0]) * uv[r - r0];
+      // The expert's last block quantizes its hidden row for the down pass (acq_rel: it sees
+      // every other block's writes).
+      if (run.blocks_left[a].fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        run.hidden_q.quantize_row(j0, h);
+      }
+    } else if (!run.failed.load(std::memory_order_relaxed) && run.gemm) {
+      up_task_gemm(run, a, r0, r1);
+      if (run.blocks_left[a].fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        // The expert's last block: its hidden rows quantized and packed once for down.
+        for (int64_t j = j0; j < j1; ++j) {
+          run.hidden_q.quantize_row(j, run.hidden.data() + j * n_ff_);
+        }
+        run.hidden_panels[static_cast<size_t>(a)].pack(nullptr, run.hidden_q, j1 - j0, j0);
+      }
+    } else if (!run.failed.load(std::memory_order_relaxed)) {
       float gv[kRowChunk], uv[kRowChunk];
       for (int64_t r = r0; r < r1; r += kRowChunk) {
         const int64_t count = std::min(kRowChunk, r1 - r);
@@ -221,6 +282,22 @@ void Experts::down_task(Run& run, int64_t task) const {
   float* out = run.out;
   for (int64_t t = 0; t < run.n; ++t)
     std::fill(out + t * n_embd_ + r0, out + t * n_embd_ + r1, 0.0f);
+  if (run.n == 1) {
+    // One token: each expert's rows of the block in one kernel call, added in expert order as
+    // below (the same sums in the same order).
+    float y[kDownBlock];
+    for (size_t a = 0; a < run.active.size(); ++a) {
+      const int64_t j = run.first[a];
+      down_[static_cast<size_t>(run.active[a])].dot(r0, r1 - r0, run.hidden_q.row(j), y);
+      const float wj = run.weight[static_cast<size_t>(j)];
+      for (int64_t i = r0; i < r1; ++i) out[i] += wj * y[i - r0];
+    }
+    return;
+  }
+  if (run.gemm) {
+    down_task_gemm(run, r0, r1);
+    return;
+  }
   float y[kRowChunk];
   for (size_t a = 0; a < run.active.size(); ++a) {
     const WeightMatrix& d = down_[static_cast<size_t>(run.active[a])];
@@ -232,6 +309,44 @@ void Experts::down_task(Run& run, int64_t task) const {
         const float wj = run.weight[static_cast<size_t>(j)];
         for (int64_t i = 0; i < count; ++i) o[i] += wj * y[i];
       }
+    }
+  }
+}
+
+void Experts::up_task_gemm(Run& run, int64_t a, int64_t r0, int64_t r1) const {
+  const auto i = static_cast<size_t>(a);
+  const int64_t e = run.active[i];
+  const int64_t j0 = run.first[i], count = run.first[i + 1] - j0;
+  const GemmPanels& xu = run.x_shared ? run.x_panels[i] : run.xu_panels[i];
+  // Gate straight into the expert's hidden rows, up beside it, then SiLU·mul in place.
+  float* h = run.hidden.data() + j0 * n_ff_;
+  const int64_t rows = r1 - r0;
+  std::vector<float> u(static_cast<size_t>(count * rows));
+  gemm_rows(run.gate_gemm, gate_[static_cast<size_t>(e)], r0, r1, run.x_panels[i], 0, count, h + r0,
+            n_ff_);
+  gemm_rows(run.up_gemm, up_[static_cast<size_t>(e)], r0, r1, xu, 0, count, u.data(), rows);
+  for (int64_t j = 0; j < count; ++j) {
+    float* hj = h + j * n_ff_ + r0;
+    const float* uj = u.data() + j * rows;
+    for (int64_t k = 0; k < rows; ++k) hj[k] = silu(hj[k]) * uj[k];
+  }
+}
+
+void Experts::down_task_gemm(Run& run, int64_t r0, int64_t r1) const {
+  // Each expert's rows of the block times its tokens, then added in expert order: for every
+  // output the same sums in the same order as the GEMV loop in down_task.
+  const int64_t rows = r1 - r0;
+  std::vector<float> y;
+  for (size_t a = 0; a < run.active.size(); ++a) {
+    const int64_t j0 = run.first[a], count = run.first[a + 1] - j0;
+    y.resize(static_cast<size_t>(count * rows));
+    gemm_rows(run.down_gemm, down_[static_cast<size_t>(run.active[a])], r0, r1,
+              run.hidden_panels[a], 0, count, y.data(), rows);
+    for (int64_t j = 0; j < count; ++j) {
+      float* o = run.out + run.token[static_cast<size_t>(j0 + j)] * n_embd_ + r0;
+      const float wj = run.weight[static_cast<size_t>(j0 + j)];
+      const float* yj = y.data() + j * rows;
+      for (int64_t k = 0; k < rows; ++k) o[k] += wj * yj[k];
     }
   }
 }

@@ -3,7 +3,9 @@
 // F32/F16/BF16), then every weight row is dotted with every activation row: rows outer, tokens
 // inner, so a weight row is read from memory once per batch. Work is split into blocks of output
 // rows. Weights are never copied. The dot products and quantizers are the fastest this CPU has
-// (kernels/cpu/vec_dot.h), looked up once per WeightMatrix / QuantizedRows.
+// (kernels/cpu/vec_dot.h), looked up once per WeightMatrix / QuantizedRows. On CPUs with GEMM
+// kernels a batch of several tokens goes through them instead (batch_matmul.h), with the same
+// results.
 #pragma once
 
 #include <cstdint>

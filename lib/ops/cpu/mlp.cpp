@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "ops/cpu/batch_matmul.h"
 #include "ops/cpu/common.h"
 #include "ops/cpu/impls.h"
 #include "ops/cpu/linear.h"
@@ -37,18 +38,58 @@ class Mlp final : public MlpOp {
     const QuantizedRows& xup = same ? xg : xu;
 
     std::vector<float> h(static_cast<size_t>(n * n_ff));
+    auto hidden = [&](int64_t t, int64_t r, int64_t count, const float* g, const float* u) {
+      for (int64_t i = 0; i < count; ++i) {
+        const float gb = gate_bias_ ? gate_bias_.data()[r + i] : 0.0f;
+        const float ub = up_bias_ ? up_bias_.data()[r + i] : 0.0f;
+        h[static_cast<size_t>(t * n_ff + r + i)] = silu(g[i] + gb) * (u[i] + ub);
+      }
+    };
+    // A batch: gate and up through the GEMM kernels where both types have one (batch_matmul.h).
+    const kernels::cpu::GemmFn gate_gemm = n > 1 ? batch_kernel(gate_) : nullptr;
+    const kernels::cpu::GemmFn up_gemm = n > 1 ? batch_kernel(up_) : nullptr;
+    const bool gemm = gate_gemm != nullptr && up_gemm != nullptr;
+    GemmPanels pg, pu;
+    if (gemm) {
+      pg.pack(&pool, xg, n);
+      if (!same) pu.pack(&pool, xu, n);
+    }
     pool.parallel_for(n_ff, row_grain(2 * n_embd), [&](int64_t r0, int64_t r1) {
+      if (gemm) {
+        // Gate straight into h, up into a block-sized buffer, then SiLU·mul in place; blocks of
+        // 64 rows keep both matrices' rows in L2 while all tokens pass.
+        constexpr int64_t kBlock = 64;
+        std::vector<float> u(static_cast<size_t>(n * kBlock));
+        for (int64_t r = r0; r < r1; r += kBlock) {
+          const int64_t count = std::min(kBlock, r1 - r);
+          gemm_rows(gate_gemm, gate_, r, r + count, pg, 0, n, h.data() + r, n_ff);
+          gemm_rows(up_gemm, up_, r, r + count, same ? pg : pu, 0, n, u.data(), count);
+          for (int64_t t = 0; t < n; ++t) {
+            hidden(t, r, count, h.data() + t * n_ff + r, u.data() + t * count);
+          }
+        }
+        return;
+      }
+      if (n == 1) {
+        // One token: long runs of gate rows, then of up rows, one kernel call each (streams the
+        // prefetchers can follow); the same dot products as below.
+        constexpr int64_t kRun = 256;
+        float g[kRun], u[kRun];
+        for (int64_t r = r0; r < r1; r += kRun) {
+          const int64_t count = std::min(kRun, r1 - r);
+          gate_.dot(r, count, xg.row(0), g);
+          up_.dot(r, count, xup.row(0), u);
+          hidden(0, r, count, g, u);
+        }
+        return;
+      }
       float g[kRowChunk], u[kRowChunk];
       for (int64_t r = r0; r < r1; r += kRowChunk) {
         const int64_t count = std::min(kRowChunk, r1 - r);
         for (int64_t t = 0; t < n; ++t) {
           gate_.dot(r, count, xg.row(t), g);
           up_.dot(r, count, xup.row(t), u);
-          for (int64_t i = 0; i < count; ++i) {
-            const float gb = gate_bias_ ? gate_bias_.data()[r + i] : 0.0f;
-            const float ub = up_bias_ ? up_bias_.data()[r + i] : 0.0f;
-            h[static_cast<size_t>(t * n_ff + r + i)] = silu(g[i] + gb) * (u[i] + ub);
-          }
+          hidden(t, r, count, g, u);
         }
       }
     });

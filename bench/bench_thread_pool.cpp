@@ -1,0 +1,115 @@
+// bench_thread_pool: what runtime::ThreadPool costs per job — an empty parallel_for (one chunk
+// per thread) and an empty submit + wait — with the workers still spinning from the last job
+// (back to back, as inside a decode step) and with them asleep (after a pause longer than the
+// spin, as between requests). Also the CPU time an idle pool burns.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench_util.h"
+#include "runtime/thread_pool.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: bench_thread_pool [-t N] [--repeats N] [--json]\n"
+    "  microseconds per empty parallel_for and per empty submit + wait, with 1..N threads\n"
+    "  (default: every CPU): back to back (workers spinning) and after a 5 ms pause (workers\n"
+    "  asleep); median of N rounds (5). KTX_PIN and KTX_SPIN_US apply (runtime/thread_pool.h).\n";
+
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+struct Row {
+  int threads;
+  double pfor_hot_us, submit_hot_us, pfor_cold_us, submit_cold_us, idle_cpu_pct;
+  bool pinned;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace ktx::bench;
+  BenchArgs args(argc, argv, kUsage);
+  std::vector<Row> rows;
+  if (!args.json) {
+    std::printf("bench_thread_pool: %s; median of %d rounds\n", cpu_model_name().c_str(),
+                args.repeats);
+    std::printf("%3s %6s %16s %16s %16s %16s %12s\n", "thr", "pinned", "pfor hot us",
+                "submit hot us", "pfor asleep us", "submit asleep us", "idle CPU %");
+  }
+  for (const int threads : thread_sweep(args.threads)) {
+    ktx::runtime::ThreadPool pool(threads);
+    // One chunk per thread: the job reaches every worker.
+    const int64_t n = threads;
+    auto empty = [](int64_t, int64_t) {};
+    std::vector<double> pfor_hot, submit_hot, pfor_cold, submit_cold;
+    for (int round = 0; round < args.repeats; ++round) {
+      constexpr int kCalls = 2000;
+      auto t0 = Clock::now();
+      for (int i = 0; i < kCalls; ++i) pool.parallel_for(n, 1, empty);
+      pfor_hot.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count() /
+                         kCalls);
+      t0 = Clock::now();
+      for (int i = 0; i < kCalls; ++i) {
+        pool.submit(n, 1, empty);
+        pool.wait();
+      }
+      submit_hot.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count() /
+                           kCalls);
+      // Asleep: pause past the spin first (a few calls, each timed alone).
+      constexpr int kColdCalls = 20;
+      double pf = 0, sw = 0;
+      for (int i = 0; i < kColdCalls; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        t0 = Clock::now();
+        pool.parallel_for(n, 1, empty);
+        pf += std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        t0 = Clock::now();
+        pool.submit(n, 1, empty);
+        pool.wait();
+        sw += std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+      }
+      pfor_cold.push_back(pf / kColdCalls);
+      submit_cold.push_back(sw / kColdCalls);
+    }
+    // Idle: process CPU time over 100 ms after the last job, the spin included.
+    pool.parallel_for(n, 1, empty);
+    const std::clock_t cpu0 = std::clock();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const double idle_pct = 100.0 * static_cast<double>(std::clock() - cpu0) / CLOCKS_PER_SEC / 0.1;
+    const Row r{threads,           median(pfor_hot),    median(submit_hot),
+                median(pfor_cold), median(submit_cold), idle_pct,
+                pool.pinned()};
+    rows.push_back(r);
+    if (!args.json) {
+      std::printf("%3d %6s %16.2f %16.2f %16.2f %16.2f %12.2f\n", r.threads,
+                  r.pinned ? "yes" : "no", r.pfor_hot_us, r.submit_hot_us, r.pfor_cold_us,
+                  r.submit_cold_us, r.idle_cpu_pct);
+    }
+  }
+  if (args.json) {
+    std::printf("{\"bench\":\"thread_pool\",\"cpu\":%s,\"repeats\":%d,\"results\":[",
+                json_string(cpu_model_name()).c_str(), args.repeats);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const Row& r = rows[i];
+      std::printf(
+          "%s{\"threads\":%d,\"pinned\":%s,\"parallel_for_hot_us\":%.3f,"
+          "\"submit_wait_hot_us\":%.3f,\"parallel_for_asleep_us\":%.3f,"
+          "\"submit_wait_asleep_us\":%.3f,\"idle_cpu_percent\":%.3f}",
+          i ? "," : "", r.threads, r.pinned ? "true" : "false", r.pfor_hot_us, r.submit_hot_us,
+          r.pfor_cold_us, r.submit_cold_us, r.idle_cpu_pct);
+    }
+    std::printf("]}\n");
+  }
+  return 0;
+}

@@ -1,0 +1,69 @@
+// Matrix products for batches of tokens (prefill): a tile of weight rows × tokens per step, so
+// each weight block is unpacked once and then multiplied with many tokens while it sits in
+// registers. The GEMV kernels of vec_dot.h unpack every block again for every token; for a
+// batch that unpacking, not the int8 multiply-adds, was the cost.
+//
+// A product has two steps:
+//   pack    the tokens' activation rows, quantized once as quantize_row_fn wrote them (Q8_K or
+//           Q8_0), are rearranged into panels of kGemmTokens tokens: bytes stored as y + 128
+//           (unsigned, vpdpbusd's first operand) in the order in which the kernel unpacks the
+//           weights, plus the per-token scales the kernel needs in vector lanes. Cheap (a copy);
+//           done once per batch and reused by every weight matrix that shares the activations.
+//   gemm    out[t * ldo + r] = (weight row r) · (token t) for a range of rows and whole panels.
+//
+// What the results promise: for the K-quants (Q4_K, Q5_K, Q6_K, IQ4_XS) each output is the
+// reference's dot product (lib/quant) bit for bit; for the 32-element block quants (Q4_0, Q5_0,
+// Q8_0, IQ4_NL) it is bit for bit the AVX-512 one-row kernel's (vec_dot_fn on that tier), which
+// differs from the reference only by float summation order (kernels/cpu/README.md). So a batch and
+// the same tokens one at a time give the same numbers. Tests: tests/unit/test_cpu_gemm.cpp.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cpu/cpu_features.h"
+#include "ktx/tensor_type.h"
+
+namespace ktx::kernels::cpu {
+
+// Tokens per panel. A call handles whole panels; tokens past the real count in the last panel are
+// packed as zeros and their outputs are not written.
+inline constexpr int64_t kGemmTokens = 8;
+
+// Panel sizes (the layouts are described in the kernel files, which static_assert these):
+// a Q8_K panel has kGemmPanelQ8KBytes per 256-element super-block, a Q8_0 panel
+// kGemmPanelQ8_0Bytes per group of 16 blocks (512 elements; a short last group is padded).
+inline constexpr size_t kGemmPanelQ8KBytes = 2368;
+inline constexpr size_t kGemmPanelQ8_0Bytes = 4608;
+
+// Packs `count` (1..kGemmTokens) activation rows y[0..count) of `n` elements each, stored as the
+// dot type (Q8_K for the K-quants, Q8_0 for the block quants), into one panel of
+// gemm_panel_bytes(dot type, n) bytes. Every byte of the panel is written.
+using GemmPackFn = void (*)(int64_t n, const void* const* y, int64_t count, void* panel);
+
+// out[t * ldo + r] = row r · token t for r in [0, rows), t in [0, tokens): `rows` weight rows of
+// `n` elements `x_stride` bytes apart; `panels` holds ceil(tokens / kGemmTokens) panels, one after
+// another, packed for `n`. Writes nothing else of `out`. No argument checks.
+using GemmFn = void (*)(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels,
+                        int64_t tokens, float* out, size_t ldo);
+
+// The GEMM kernel for a weight type on this CPU, or null when there is none (types without one,
+// CPUs below AVX-512 VNNI, KTX_CPU_ISA below avx512vnni, or KTX_GEMM=0 in the environment, which
+// turns the GEMM kernels off to compare against the GEMV path in one build): then use vec_dot_fn
+// per row and token.
+GemmFn gemm_fn(TensorType weight_type);
+
+// The packer for the activation type a GEMM reads (quant::vec_dot_type of its weight type), or
+// null where gemm_fn is null for every weight type using it.
+GemmPackFn gemm_pack_fn(TensorType dot_type);
+
+// Bytes of one panel of kGemmTokens rows of `n` elements of `dot_type` (a multiple of 64; 0 for
+// types without panels). `n` must be a multiple of the type's block size.
+size_t gemm_panel_bytes(TensorType dot_type, int64_t n);
+
+// A tier's own kernel, with no KTX_CPU_ISA cap (for tests and benchmarks): null when the tier has
+// none for the type, or this build or CPU cannot run it.
+GemmFn isa_gemm(Isa isa, TensorType weight_type);
+GemmPackFn isa_gemm_pack(Isa isa, TensorType dot_type);
+
+}  // namespace ktx::kernels::cpu

@@ -1,0 +1,56 @@
+// Matrix products for batches of tokens (prefill) through the GEMM kernels of kernels/cpu/gemm.h:
+// the activations, quantized once (QuantizedRows), are packed into panels of 8 tokens, then each
+// task multiplies a block of weight rows with every token. One token (decode) and weight types
+// without a GEMM kernel keep the GEMV path of linear.h; both give the same numbers (gemm.h).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/cpu/gemm.h"
+#include "ops/cpu/linear.h"
+#include "runtime/thread_pool.h"
+
+namespace ktx::ops::cpu {
+
+// The GEMM kernel for w on this CPU, or null (no kernel for the type, or the CPU or KTX_CPU_ISA
+// is below AVX-512 VNNI): then batches use matmul_rows.
+kernels::cpu::GemmFn batch_kernel(const WeightMatrix& w);
+
+// Activation rows packed for the GEMM kernels: panels of kernels::cpu::kGemmTokens rows, in the
+// order given. Packed once per batch and read by every weight that multiplies those rows.
+class GemmPanels {
+ public:
+  // Packs n rows of x: row i of the panels is x.row(ids[i]) when ids is given, else
+  // x.row(first + i). With a pool, panels are packed in parallel. Throws ktx::Error (kInternal)
+  // when x's type has no panel packer (batch_kernel was null for every weight using it).
+  void pack(runtime::ThreadPool* pool, const QuantizedRows& x, int64_t n, int64_t first = 0,
+            const int32_t* ids = nullptr);
+
+  int64_t tokens() const { return tokens_; }
+  TensorType type() const { return type_; }
+  int64_t cols() const { return cols_; }
+  // The panel holding token t (t a multiple of kGemmTokens) and the ones after it.
+  const uint8_t* panels_from(int64_t t) const {
+    return data_ + static_cast<size_t>(t / kernels::cpu::kGemmTokens) * panel_bytes_;
+  }
+
+ private:
+  std::vector<uint8_t> storage_;
+  uint8_t* data_ = nullptr;  // 64-byte aligned inside storage_
+  size_t panel_bytes_ = 0;
+  int64_t tokens_ = 0, cols_ = 0;
+  TensorType type_ = TensorType::F32;
+};
+
+// y[(t - t0) * ldy + (r - r0)] = w.row(r) · token t for r in [r0, r1), t in [t0, t1): one
+// thread's share. t0 must be a multiple of kGemmTokens; `fn` is batch_kernel(w).
+void gemm_rows(kernels::cpu::GemmFn fn, const WeightMatrix& w, int64_t r0, int64_t r1,
+               const GemmPanels& x, int64_t t0, int64_t t1, float* y, int64_t ldy);
+
+// matmul() for a batch: when n > 1 and w has a GEMM kernel, packs x and runs the product in
+// parallel over blocks of rows, returning true; otherwise does nothing and returns false.
+bool matmul_batched(runtime::ThreadPool& pool, const WeightMatrix& w, const QuantizedRows& x,
+                    int64_t n, float* y, int64_t ldy);
+
+}  // namespace ktx::ops::cpu
