@@ -47,11 +47,16 @@ Activation::Copy& Activation::copy_on(const Device& device, size_t bytes) {
       if (copy->current && copy->data != nullptr) {
         // Never needed by the executor (it writes before it reads a grown buffer), but keeps
         // the current value current rather than silently dropping it.
-        std::vector<uint8_t> staging(copy->capacity);
-        copy->where.backend->copy(copy->where.index, staging.data(), copy->data, copy->capacity,
-                                  KTX_COPY_DEVICE_TO_HOST);
-        copy->where.backend->copy(copy->where.index, fresh, staging.data(), copy->capacity,
-                                  KTX_COPY_HOST_TO_DEVICE);
+        try {
+          std::vector<uint8_t> staging(copy->capacity);
+          copy->where.backend->copy(copy->where.index, staging.data(), copy->data, copy->capacity,
+                                    KTX_COPY_DEVICE_TO_HOST);
+          copy->where.backend->copy(copy->where.index, fresh, staging.data(), copy->capacity,
+                                    KTX_COPY_HOST_TO_DEVICE);
+        } catch (...) {
+          copy->where.backend->free(copy->where.index, fresh);
+          throw;
+        }
       }
       if (copy->data != nullptr) copy->where.backend->free(copy->where.index, copy->data);
       copy->data = fresh;

@@ -445,6 +445,13 @@ void Executor::forward(ops::ExecContext& ctx, std::span<const int32_t> tokens, i
       int32_t* c = b.cold_ids.write_as<int32_t>(cpu, routes);
       int32_t* h = b.hot_ids.write_as<int32_t>(cpu, routes);
       for (size_t i = 0; i < routes; ++i) {
+        if (all[i] < 0 || all[i] >= config_.n_expert) {
+          throw Error(
+              ErrorCode::kInternal,
+              fmt::format("{}: the router chose expert {} for token {}, outside [0, {})",
+                          L.gate->desc->name, all[i],
+                          static_cast<int64_t>(i) / config_.n_expert_used, config_.n_expert));
+        }
         const bool is_hot = L.experts->is_hot[static_cast<size_t>(all[i])] != 0;
         c[i] = is_hot ? ops::ExpertsOp::kNoExpert : all[i];
         h[i] = is_hot ? all[i] : ops::ExpertsOp::kNoExpert;
@@ -464,6 +471,7 @@ void Executor::forward(ops::ExecContext& ctx, std::span<const int32_t> tokens, i
       pick<ops::MlpOp>(*L.shared, n).forward(ctx, n, x, b.ffn_out.write_as<float>(dev, act));
     };
     const bool shared_overlaps = L.shared != nullptr && !on(*L.shared).is_cpu();
+    bool hot_submitted = false;
     try {
       if (hot != nullptr) {
         const registry::Device& dev = L.experts->hot_device;
@@ -471,11 +479,19 @@ void Executor::forward(ops::ExecContext& ctx, std::span<const int32_t> tokens, i
         const int32_t* ids = b.hot_ids.read_as<int32_t>(dev, routes);
         const float* w = b.weights.read_as<float>(dev, routes);
         hot->submit(ctx, n, x, ids, w, b.hot_routed.write_as<float>(dev, act));
+        hot_submitted = true;
       }
       if (shared_overlaps) run_shared();
-      if (hot != nullptr) hot->wait(ctx);
+      if (hot_submitted) {
+        hot_submitted = false;
+        hot->wait(ctx);
+      }
     } catch (...) {
-      // The CPU part still runs on the pool over these buffers: finish it before they can go.
+      // Both parts may still run over these buffers: finish them before they can go.
+      try {
+        if (hot_submitted) hot->wait(ctx);
+      } catch (...) {
+      }
       try {
         experts.wait(ctx);
       } catch (...) {

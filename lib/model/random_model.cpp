@@ -642,7 +642,7 @@ void fill_tensor(const TensorDef& d, uint64_t seed, uint8_t* dst, runtime::Threa
 
 int thread_count(int threads) {
   if (threads > 0) return threads;
-  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  return runtime::default_thread_count();
 }
 
 }  // namespace

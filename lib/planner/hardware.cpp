@@ -13,6 +13,8 @@
 #include <memory>
 #include <thread>
 
+#include "runtime/thread_pool.h"
+
 namespace ktx::planner {
 namespace {
 volatile uint64_t g_sink = 0;
@@ -40,7 +42,7 @@ DeviceSpeed gpu_speed(const GpuPreset& preset) {
 }
 
 double measure_cpu_bandwidth(int threads, double seconds) {
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads <= 0) threads = runtime::default_thread_count();
   // Far beyond the last-level cache so reads come from DRAM: 256 MiB plus 16 MiB a thread, at
   // most 1 GiB.
   const size_t words =
@@ -82,7 +84,7 @@ double measure_cpu_bandwidth(int threads, double seconds) {
 }
 
 double default_cpu_flops(int threads) {
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads <= 0) threads = runtime::default_thread_count();
   return threads * 32e9;
 }
 

@@ -198,9 +198,7 @@ Summary quantize_model(const std::string& in_path, const std::string& out_path, 
   const std::string scratch_dir = out_dir.empty() ? std::string(".") : out_dir.string();
   detail::Staging staging(staged, options.memory_limit, scratch_dir);
 
-  const int threads =
-      options.threads > 0 ? options.threads
-                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int threads = options.threads > 0 ? options.threads : runtime::default_thread_count();
   runtime::ThreadPool pool(threads);
 
   std::map<uint32_t, TypeCount> types_in, types_out;

@@ -13,11 +13,7 @@
 namespace ktx::runtime {
 namespace {
 
-int resolve_threads(int n) {
-  if (n > 0) return n;
-  const unsigned hw = std::thread::hardware_concurrency();
-  return hw == 0 ? 1 : static_cast<int>(hw);
-}
+int resolve_threads(int n) { return n > 0 ? n : default_thread_count(); }
 
 // Touches one byte per page of every tensor so the weights are resident before the first token.
 void prefault(const gguf::File& file, const std::function<bool(double)>& progress) {

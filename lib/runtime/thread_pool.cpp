@@ -114,16 +114,39 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads) {
                             n_threads));
   }
   spin_us_ = env_int("KTX_SPIN_US", 200);
-  // Pinned workers keep their caches and their NUMA node; with more threads than CPUs pinning
-  // would stack threads on one CPU, so the scheduler decides then.
+  // Pinned workers keep their caches and their NUMA node. Only a pool with one thread per allowed
+  // CPU pins: with more threads pinning would stack them on one CPU, and a smaller pool pinned to
+  // the first CPUs would stack on any other pool of the process (two models, a quantizer) while
+  // the remaining CPUs idle — the scheduler places those better.
   const std::vector<int> cpus = allowed_cpus();
-  pinned_ = n_threads > 1 && env_int("KTX_PIN", 1) != 0 && cpus.size() > 1 &&
-            static_cast<size_t>(n_threads) <= cpus.size();
+  pinned_ =
+      n_threads > 1 && env_int("KTX_PIN", 1) != 0 && static_cast<size_t>(n_threads) == cpus.size();
   workers_.reserve(static_cast<size_t>(n_threads - 1));
-  for (int i = 0; i + 1 < n_threads; ++i) {
-    const int cpu = pinned_ ? cpus[static_cast<size_t>(i + 1)] : -1;
-    workers_.emplace_back([this, cpu] { worker_loop(cpu); });
+  try {
+    for (int i = 0; i + 1 < n_threads; ++i) {
+      const int cpu = pinned_ ? cpus[static_cast<size_t>(i + 1)] : -1;
+      workers_.emplace_back([this, cpu] { worker_loop(cpu); });
+    }
+  } catch (const std::system_error& e) {
+    // No destructor runs for a half-built pool: stop and join the workers that did start.
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    posted_.fetch_add(1);
+    posted_.notify_all();
+    for (std::thread& t : workers_) t.join();
+    throw Error(ErrorCode::kOutOfMemory,
+                fmt::format("ThreadPool: could not start thread {} of {}: {}", workers_.size() + 2,
+                            n_threads, e.what()));
   }
+}
+
+int default_thread_count() {
+  // The CPUs this process may run on (taskset, a container's cpuset), not all the machine's.
+  const size_t allowed = allowed_cpus().size();
+  if (allowed > 0) return static_cast<int>(allowed);
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
 ThreadPool::~ThreadPool() {

@@ -15,6 +15,10 @@
 
 namespace ktx::runtime {
 
+// Threads to use when the user gives none: the CPUs this process may run on (its affinity
+// mask), which is less than std::thread::hardware_concurrency() under taskset or a cpuset.
+int default_thread_count();
+
 class ThreadPool {
  public:
   // n_threads counts the calling thread: a pool of 1 runs everything inline.
