@@ -108,6 +108,21 @@ namespace avx512bf16 {
 float vec_dot_bf16(int64_t n, const void* x, const void* y);
 }  // namespace avx512bf16
 
+// MLA attention's f32 products (attention.h), attention_avx512.cpp and attention_avx2.cpp.
+#define KTX_DECLARE_ATTENTION_KERNELS                                                             \
+  void mla_scores(int64_t heads, int64_t positions, const float* qa, size_t lda, const float* ka, \
+                  size_t ldka, int64_t wa, const float* qb, size_t ldb, const float* kb,          \
+                  size_t ldkb, int64_t wb, float scale, float* s, size_t lds);                    \
+  void mla_weighted_sum(int64_t heads, int64_t positions, const float* w, size_t ldw,             \
+                        const float* v, size_t ldv, int64_t width, float* o, size_t ldo);
+namespace avx512 {
+KTX_DECLARE_ATTENTION_KERNELS
+}  // namespace avx512
+namespace avx2 {
+KTX_DECLARE_ATTENTION_KERNELS
+}  // namespace avx2
+#undef KTX_DECLARE_ATTENTION_KERNELS
+
 // One tier's own kernel for a type, with no fallback (dispatch.cpp): null when the tier has none
 // for that type, or this build or CPU cannot run the tier. Isa::kScalar gives the references.
 // For tests and benchmarks that run every variant; the library uses vec_dot_fn().

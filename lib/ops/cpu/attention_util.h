@@ -11,7 +11,9 @@ namespace ktx::ops::cpu {
 // loops are written with explicit vectors because -O2 leaves axpy_f32 scalar (GCC's cheap
 // vectorizer adds no remainder loop or aliasing check): MLA decode took 21 ms per token with it
 // scalar, 17 ms with these vectors (8-layer V2-Lite-width model, 576 positions, 2 threads, same
-// load). Each lane does exactly what the scalar code did, so results are unchanged.
+// load). Each lane does exactly what the scalar code did, so results are unchanged. MLA's absorbed
+// form has since moved to the tier kernels of kernels/cpu/attention.h; its naive form and GQA
+// still use these.
 using F32x4 = float __attribute__((vector_size(16)));
 
 inline F32x4 load4(const float* p) {

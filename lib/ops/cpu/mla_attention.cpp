@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/cpu/attention.h"
 #include "ktx/error.h"
 #include "ktx/quant.h"
 #include "ops/cpu/attention_util.h"
@@ -234,24 +235,25 @@ void MlaAttention::attend_absorbed(int64_t h, int64_t n, int64_t pos0, const flo
   const int64_t qk = nope_ + rope_dim_;
   const float* uk = head_uk(h);
   const float* uv = head_uv(h);
-  std::vector<float> q_lat(static_cast<size_t>(rank_)), o_lat(static_cast<size_t>(rank_));
+  const auto scores = kernels::cpu::mla_scores_fn();
+  const auto weighted_sum = kernels::cpu::mla_weighted_sum_fn();
+  const auto lda = static_cast<size_t>(cache.width_a), ldb = static_cast<size_t>(cache.width_b);
+  const auto rank = static_cast<size_t>(rank_);
+  std::vector<float> q_lat(rank), o_lat(rank);
   std::vector<float> p(static_cast<size_t>(pos0 + n));
   for (int64_t t = 0; t < n; ++t) {
     const float* q_nope = q + (t * n_head_ + h) * qk;
     const float* q_pe = q_nope + nope_;
-    std::fill(q_lat.begin(), q_lat.end(), 0.0f);
-    for (int64_t j = 0; j < nope_; ++j) axpy_f32(q_nope[j], uk + j * rank_, q_lat.data(), rank_);
+    // q_lat = W_UKᵀ q_nope: W_UK's rows weighted by q_nope.
+    weighted_sum(1, nope_, q_nope, 0, uk, rank, rank_, q_lat.data(), rank);
     const int64_t keys = pos0 + t + 1;  // causal: itself and everything before
-    for (int64_t s = 0; s < keys; ++s) {
-      p[static_cast<size_t>(s)] = scale_ * (dot_f32(q_lat.data(), cache.a_row(s), rank_) +
-                                            dot_f32(q_pe, cache.b_row(s), rope_dim_));
-    }
+    scores(1, keys, q_lat.data(), rank, cache.a_row(0), lda, rank_, q_pe, 0, cache.b_row(0), ldb,
+           rope_dim_, scale_, p.data(), 0);
     softmax_inplace(p.data(), keys);
-    std::fill(o_lat.begin(), o_lat.end(), 0.0f);
-    for (int64_t s = 0; s < keys; ++s)
-      axpy_f32(p[static_cast<size_t>(s)], cache.a_row(s), o_lat.data(), rank_);
-    float* o_t = o + (t * n_head_ + h) * v_dim_;
-    for (int64_t d = 0; d < v_dim_; ++d) o_t[d] = dot_f32(uv + d * rank_, o_lat.data(), rank_);
+    weighted_sum(1, keys, p.data(), 0, cache.a_row(0), lda, rank_, o_lat.data(), rank);
+    // o = W_UV o_lat: one "head" (o_lat) against v_dim rows of W_UV.
+    scores(1, v_dim_, o_lat.data(), rank, uv, rank, rank_, nullptr, 0, nullptr, 0, 0, 1.0f,
+           o + (t * n_head_ + h) * v_dim_, 0);
   }
 }
 
@@ -259,51 +261,44 @@ void MlaAttention::attend_absorbed(int64_t h, int64_t n, int64_t pos0, const flo
 // shared by every head, so the steps that read the cache run over positions (the scores) or
 // over slices of the latent width (the weighted sum) with all heads inside: the cache is read
 // twice per layer instead of twice per head (1.3 MB per layer at 576 positions for V2-Lite,
-// read 32 times, ran at a few GB/s). The same dot products and sums in the same order as
-// attend_absorbed, so the same results.
+// read 32 times, ran at a few GB/s). The kernels (kernels/cpu/attention.h) then block several
+// heads × several positions in registers, so each cache vector loaded serves several heads. Each
+// output is computed the same way whatever the tile, so this gives attend_absorbed's results bit
+// for bit.
 void MlaAttention::decode_absorbed(runtime::ThreadPool& pool, int64_t pos, const float* q, float* o,
                                    const runtime::LayerKvCache& cache) const {
   const int64_t qk = nope_ + rope_dim_, keys = pos + 1;
-  std::vector<float> q_lat(static_cast<size_t>(n_head_ * rank_), 0.0f);
-  std::vector<float> o_lat(static_cast<size_t>(n_head_ * rank_), 0.0f);
-  std::vector<float> p(static_cast<size_t>(n_head_ * keys));
+  const auto scores = kernels::cpu::mla_scores_fn();
+  const auto weighted_sum = kernels::cpu::mla_weighted_sum_fn();
+  const auto lda = static_cast<size_t>(cache.width_a), ldb = static_cast<size_t>(cache.width_b);
+  const auto rank = static_cast<size_t>(rank_), ldp = static_cast<size_t>(keys);
+  std::vector<float> q_lat(static_cast<size_t>(n_head_) * rank);
+  std::vector<float> o_lat(static_cast<size_t>(n_head_) * rank);
+  std::vector<float> p(static_cast<size_t>(n_head_) * ldp);
   pool.parallel_for(n_head_, 1, [&](int64_t h0, int64_t h1) {
     for (int64_t h = h0; h < h1; ++h) {
-      const float* uk = head_uk(h);
-      float* ql = q_lat.data() + h * rank_;
-      for (int64_t j = 0; j < nope_; ++j) axpy_f32(q[h * qk + j], uk + j * rank_, ql, rank_);
+      weighted_sum(1, nope_, q + h * qk, 0, head_uk(h), rank, rank_, q_lat.data() + h * rank_,
+                   rank);
     }
   });
   // Scores, then each head's softmax.
   pool.parallel_for(keys, 16, [&](int64_t s0, int64_t s1) {
-    for (int64_t s = s0; s < s1; ++s) {
-      const float* a = cache.a_row(s);
-      const float* b = cache.b_row(s);
-      for (int64_t h = 0; h < n_head_; ++h) {
-        p[static_cast<size_t>(h * keys + s)] =
-            scale_ * (dot_f32(q_lat.data() + h * rank_, a, rank_) +
-                      dot_f32(q + h * qk + nope_, b, rope_dim_));
-      }
-    }
+    scores(n_head_, s1 - s0, q_lat.data(), rank, cache.a_row(s0), lda, rank_, q + nope_,
+           static_cast<size_t>(qk), cache.b_row(s0), ldb, rope_dim_, scale_, p.data() + s0, ldp);
   });
   pool.parallel_for(n_head_, 1, [&](int64_t h0, int64_t h1) {
     for (int64_t h = h0; h < h1; ++h) softmax_inplace(p.data() + h * keys, keys);
   });
-  // o_lat = Σ_s p_s c_kv(s), each thread a slice of the latent width for every head.
-  pool.parallel_for(rank_, 32, [&](int64_t c0, int64_t c1) {
-    for (int64_t s = 0; s < keys; ++s) {
-      const float* a = cache.a_row(s) + c0;
-      for (int64_t h = 0; h < n_head_; ++h) {
-        axpy_f32(p[static_cast<size_t>(h * keys + s)], a, o_lat.data() + h * rank_ + c0, c1 - c0);
-      }
-    }
+  // o_lat = Σ_s p_s c_kv(s), each thread a slice of the latent width for every head (slices of
+  // 64 keep the AVX-512 tiles whole).
+  pool.parallel_for(rank_, 64, [&](int64_t c0, int64_t c1) {
+    weighted_sum(n_head_, keys, p.data(), ldp, cache.a_row(0) + c0, lda, c1 - c0, o_lat.data() + c0,
+                 rank);
   });
   pool.parallel_for(n_head_, 1, [&](int64_t h0, int64_t h1) {
     for (int64_t h = h0; h < h1; ++h) {
-      const float* uv = head_uv(h);
-      for (int64_t d = 0; d < v_dim_; ++d) {
-        o[h * v_dim_ + d] = dot_f32(uv + d * rank_, o_lat.data() + h * rank_, rank_);
-      }
+      scores(1, v_dim_, o_lat.data() + h * rank_, rank, head_uv(h), rank, rank_, nullptr, 0,
+             nullptr, 0, 0, 1.0f, o + h * v_dim_, 0);
     }
   });
 }
@@ -314,15 +309,16 @@ void MlaAttention::attend_naive(int64_t h, int64_t n, int64_t pos0, const float*
   const int64_t end = pos0 + n;
   const float* uk = head_uk(h);
   const float* uv = head_uv(h);
-  // Decompress this head's keys and values for every position the batch can see.
+  // Decompress this head's keys and values for every position the batch can see: the scores
+  // kernel with the cache rows as its "heads" and W_UK's / W_UV's rows as its "positions" writes
+  // k_nope[s][j] = W_UK[j]·c_kv(s) (and v alike) in the layout the loops below read.
+  const auto scores = kernels::cpu::mla_scores_fn();
+  const auto lda = static_cast<size_t>(cache.width_a), rank = static_cast<size_t>(rank_);
   std::vector<float> k_nope(static_cast<size_t>(end * nope_)), v(static_cast<size_t>(end * v_dim_));
-  for (int64_t s = 0; s < end; ++s) {
-    const float* c_kv = cache.a_row(s);
-    for (int64_t j = 0; j < nope_; ++j)
-      k_nope[static_cast<size_t>(s * nope_ + j)] = dot_f32(uk + j * rank_, c_kv, rank_);
-    for (int64_t d = 0; d < v_dim_; ++d)
-      v[static_cast<size_t>(s * v_dim_ + d)] = dot_f32(uv + d * rank_, c_kv, rank_);
-  }
+  scores(end, nope_, cache.a_row(0), lda, uk, rank, rank_, nullptr, 0, nullptr, 0, 0, 1.0f,
+         k_nope.data(), static_cast<size_t>(nope_));
+  scores(end, v_dim_, cache.a_row(0), lda, uv, rank, rank_, nullptr, 0, nullptr, 0, 0, 1.0f,
+         v.data(), static_cast<size_t>(v_dim_));
   std::vector<float> p(static_cast<size_t>(end));
   for (int64_t t = 0; t < n; ++t) {
     const float* q_nope = q + (t * n_head_ + h) * qk;

@@ -1,0 +1,46 @@
+// f32 kernels for MLA's absorbed attention (lib/ops/cpu/mla_attention.cpp): the two products that
+// read the latent cache, shaped as small GEMMs so that each cache row is loaded once for a block
+// of heads instead of once per head. Decode at ~576 positions does ~11.5 M multiply-adds per
+// layer here; code outside kernels/cpu is built without -m flags (4-wide SSE), so these run the
+// tier's vectors (16 lanes on AVX-512, 8 on AVX2). Chosen once per process like vec_dot.h.
+//
+// What the results promise: each output is an f32 sum of the same products as the scalar
+// reference (mla_scores_ref / mla_weighted_sum_ref), added in another order and with fused
+// multiply-adds, so they differ by float summation error only; the tests
+// (tests/unit/test_cpu_attention_kernels.cpp) bound it by (n/16 + 16) · 2^-24 · Σ|products|.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cpu/cpu_features.h"
+
+namespace ktx::kernels::cpu {
+
+// Scores of `heads` queries against `positions` cache rows, in two parts (MLA's latent and rope
+// parts; either width may be 0):
+//   s[h * lds + p] = scale · (qa[h * lda + 0..wa) · ka[p * ldka + 0..wa)
+//                           + qb[h * ldb + 0..wb) · kb[p * ldkb + 0..wb))
+// for h < heads, p < positions. Strides are in floats. Writes nothing else of `s`.
+using MlaScoresFn = void (*)(int64_t heads, int64_t positions, const float* qa, size_t lda,
+                             const float* ka, size_t ldka, int64_t wa, const float* qb, size_t ldb,
+                             const float* kb, size_t ldkb, int64_t wb, float scale, float* s,
+                             size_t lds);
+
+// The weighted sum of cache rows per head, overwriting o:
+//   o[h * ldo + c] = Σ_p w[h * ldw + p] · v[p * ldv + c]    for h < heads, c < width
+// (p ascending in the reference). Writes nothing else of `o`. A caller splits the work over
+// threads by slices of the width (v and o offset by the slice's start).
+using MlaWeightedSumFn = void (*)(int64_t heads, int64_t positions, const float* w, size_t ldw,
+                                  const float* v, size_t ldv, int64_t width, float* o, size_t ldo);
+
+// The fastest implementation for this CPU (KTX_CPU_ISA caps it like vec_dot_fn); never null.
+MlaScoresFn mla_scores_fn();
+MlaWeightedSumFn mla_weighted_sum_fn();
+
+// One tier's own kernel (for tests and benchmarks): null when this build or CPU cannot run it.
+// Isa::kScalar gives the references.
+MlaScoresFn isa_mla_scores(Isa isa);
+MlaWeightedSumFn isa_mla_weighted_sum(Isa isa);
+
+}  // namespace ktx::kernels::cpu

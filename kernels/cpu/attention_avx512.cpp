@@ -1,0 +1,50 @@
+// attention.h's kernels for AVX-512: 16-lane f32 vectors, 32 registers. Scores in tiles of
+// 4 heads × 4 positions (16 accumulators, 8 loads per 16 FMAs); the weighted sum in tiles of
+// 4 heads × 64 columns (16 accumulators, 4 loads and 4 broadcasts per 16 FMAs).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cpu/isa_kernels.h"
+
+namespace ktx::kernels::cpu::avx512 {
+namespace {
+
+struct Vec {
+  using T = __m512;
+  static constexpr int kLanes = 16;
+  static T zero() { return _mm512_setzero_ps(); }
+  static T load(const float* p) { return _mm512_loadu_ps(p); }
+  // Masked: the lanes past n are not read, so a row may end at an unreadable page.
+  static T load_n(const float* p, int64_t n) {
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p);
+  }
+  static T set1(float x) { return _mm512_set1_ps(x); }
+  static T fma(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
+  static void store(float* p, T v) { _mm512_storeu_ps(p, v); }
+  static void store_n(float* p, T v, int64_t n) {
+    _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), v);
+  }
+  // Halves, then as AVX2 does. _mm512_reduce_add_ps and _mm512_castps512_ps256 trip GCC 12's
+  // -Wmaybe-uninitialized (its headers self-initialise an undefined register) once inlined here.
+  static float sum(T v) {
+    const __m256 h = _mm256_add_ps(_mm512_extractf32x8_ps(v, 0), _mm512_extractf32x8_ps(v, 1));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+};
+
+constexpr int kScoreHeads = 4;
+constexpr int kScorePositions = 4;
+constexpr int kSumHeads = 4;
+constexpr int kSumVecs = 4;
+
+}  // namespace
+
+#include "kernels/cpu/attention_kernels.inc"
+
+}  // namespace ktx::kernels::cpu::avx512

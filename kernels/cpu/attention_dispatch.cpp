@@ -1,0 +1,108 @@
+// attention.h's dispatch and the scalar references the SIMD tiers are tested against. Compiled
+// without -m flags.
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/isa_kernels.h"
+
+#ifndef KTX_CPU_KERNELS_AVX2
+#define KTX_CPU_KERNELS_AVX2 0
+#endif
+#ifndef KTX_CPU_KERNELS_AVX512
+#define KTX_CPU_KERNELS_AVX512 0
+#endif
+
+namespace ktx::kernels::cpu {
+namespace {
+
+// The references: one f32 running sum per output, positions / elements in ascending order.
+void mla_scores_ref(int64_t heads, int64_t positions, const float* qa, size_t lda, const float* ka,
+                    size_t ldka, int64_t wa, const float* qb, size_t ldb, const float* kb,
+                    size_t ldkb, int64_t wb, float scale, float* s, size_t lds) {
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t p = 0; p < positions; ++p) {
+      float a = 0.0f, b = 0.0f;
+      for (int64_t i = 0; i < wa; ++i) a += qa[h * lda + i] * ka[p * ldka + i];
+      for (int64_t i = 0; i < wb; ++i) b += qb[h * ldb + i] * kb[p * ldkb + i];
+      s[h * lds + p] = scale * (a + b);
+    }
+  }
+}
+
+void mla_weighted_sum_ref(int64_t heads, int64_t positions, const float* w, size_t ldw,
+                          const float* v, size_t ldv, int64_t width, float* o, size_t ldo) {
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t c = 0; c < width; ++c) {
+      float acc = 0.0f;
+      for (int64_t p = 0; p < positions; ++p) acc += w[h * ldw + p] * v[p * ldv + c];
+      o[h * ldo + c] = acc;
+    }
+  }
+}
+
+}  // namespace
+
+MlaScoresFn isa_mla_scores(Isa isa) {
+  if (!isa_available(isa)) return nullptr;
+  switch (isa) {
+    case Isa::kScalar:
+      return mla_scores_ref;
+    case Isa::kAvx2:
+#if KTX_CPU_KERNELS_AVX2
+      return avx2::mla_scores;
+#else
+      return nullptr;
+#endif
+    case Isa::kAvx512Vnni:
+#if KTX_CPU_KERNELS_AVX512
+      return avx512::mla_scores;
+#else
+      return nullptr;
+#endif
+  }
+  return nullptr;
+}
+
+MlaWeightedSumFn isa_mla_weighted_sum(Isa isa) {
+  if (!isa_available(isa)) return nullptr;
+  switch (isa) {
+    case Isa::kScalar:
+      return mla_weighted_sum_ref;
+    case Isa::kAvx2:
+#if KTX_CPU_KERNELS_AVX2
+      return avx2::mla_weighted_sum;
+#else
+      return nullptr;
+#endif
+    case Isa::kAvx512Vnni:
+#if KTX_CPU_KERNELS_AVX512
+      return avx512::mla_weighted_sum;
+#else
+      return nullptr;
+#endif
+  }
+  return nullptr;
+}
+
+namespace {
+
+// The selected tier (KTX_CPU_ISA caps it) down to the first one this build has.
+template <typename Fn>
+Fn pick(Fn (*get)(Isa)) {
+  for (int i = static_cast<int>(selected_isa()); i >= 0; --i) {
+    if (Fn fn = get(static_cast<Isa>(i))) return fn;
+  }
+  return get(Isa::kScalar);
+}
+
+}  // namespace
+
+MlaScoresFn mla_scores_fn() {
+  static const MlaScoresFn fn = pick(isa_mla_scores);
+  return fn;
+}
+
+MlaWeightedSumFn mla_weighted_sum_fn() {
+  static const MlaWeightedSumFn fn = pick(isa_mla_weighted_sum);
+  return fn;
+}
+
+}  // namespace ktx::kernels::cpu

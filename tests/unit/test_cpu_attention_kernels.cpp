@@ -1,0 +1,220 @@
+// Tests of kernels/cpu/attention.h (MLA attention's f32 products) against a double-precision
+// reference: every tier this CPU can run (the scalar references included), fresh random data each
+// run (KTX_TEST_SEED=<n> replays one), outputs poisoned with NaN and strides wider than the data
+// (the gaps must stay untouched), awkward head / position counts and widths that are no multiple
+// of the vector width, inputs placed so that they end at an unreadable page (an over-read
+// crashes).
+//
+// What must match: each output is an f32 sum of the reference's products in another order, so
+//   scores        |got - ref| <= |scale| · (n / lanes + 16) · 2^-24 · Σ|products|, n = wa + wb
+//                 (one running sum per vector lane, then a tree over the lanes);
+//   weighted sum  |got - ref| <= (positions + 2) · 2^-24 · Σ|products| (one running sum per
+//                 output over the positions, as the reference).
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/cpu_features.h"
+
+namespace {
+
+namespace cpu = ktx::kernels::cpu;
+
+struct Random {
+  uint32_t seed = initial_seed();
+  std::mt19937 gen{seed};
+
+  static uint32_t initial_seed() {
+    if (const char* s = std::getenv("KTX_TEST_SEED")) {
+      return static_cast<uint32_t>(std::strtoul(s, nullptr, 10));
+    }
+    return std::random_device{}();
+  }
+  float normal() { return std::normal_distribution<float>(0.0f, 1.0f)(gen); }
+};
+
+// `n` floats that end where an unreadable page begins.
+class GuardedFloats {
+ public:
+  GuardedFloats(size_t n, Random& rnd) {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    const size_t bytes = n * sizeof(float);
+    const size_t data_pages = (bytes + page - 1) / page;
+    size_ = (data_pages + 1) * page;
+    void* p = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(p != MAP_FAILED);
+    base_ = static_cast<uint8_t*>(p);
+    REQUIRE(mprotect(base_ + data_pages * page, page, PROT_NONE) == 0);
+    data_ = reinterpret_cast<float*>(base_ + data_pages * page - bytes);
+    for (size_t i = 0; i < n; ++i) data_[i] = rnd.normal();
+  }
+  ~GuardedFloats() { munmap(base_, size_); }
+  GuardedFloats(const GuardedFloats&) = delete;
+  GuardedFloats& operator=(const GuardedFloats&) = delete;
+  const float* data() const { return data_; }
+
+ private:
+  uint8_t* base_ = nullptr;
+  float* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Floats of a [rows × ld] matrix whose last row ends after `width` values.
+size_t matrix_size(int64_t rows, size_t ld, int64_t width) {
+  return rows == 0 ? 0 : static_cast<size_t>(rows - 1) * ld + static_cast<size_t>(width);
+}
+
+struct Tier {
+  cpu::Isa isa;
+  int lanes;
+};
+
+std::vector<Tier> tiers() {
+  std::vector<Tier> out;
+  const Tier all[] = {{cpu::Isa::kScalar, 1}, {cpu::Isa::kAvx2, 8}, {cpu::Isa::kAvx512Vnni, 16}};
+  for (const Tier& t : all) {
+    if (!cpu::isa_available(t.isa)) {
+      WARN("this CPU or build lacks " << cpu::isa_name(t.isa) << ": its kernels are not tested");
+      continue;
+    }
+    out.push_back(t);
+  }
+  return out;
+}
+
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr float kSentinel = 12345.0f;
+
+}  // namespace
+
+TEST_CASE("cpu attention kernels: MLA scores against a double reference", "[cpu_kernels]") {
+  Random rnd;
+  INFO("seed " << rnd.seed << " (KTX_TEST_SEED replays it)");
+  struct Widths {
+    int64_t wa, wb;
+  };
+  const Widths widths[] = {{512, 64}, {7, 3}, {33, 0}, {100, 17}, {0, 5}, {1, 1}};
+  for (const Tier& tier : tiers()) {
+    const cpu::MlaScoresFn fn = cpu::isa_mla_scores(tier.isa);
+    REQUIRE(fn != nullptr);
+    for (int64_t heads : {1, 4, 7, 16, 17}) {
+      for (int64_t positions : {1, 3, 7, 17, 70}) {
+        for (const Widths& w : widths) {
+          INFO(cpu::isa_name(tier.isa) << ": heads " << heads << ", positions " << positions
+                                       << ", widths " << w.wa << " + " << w.wb);
+          const size_t lda = static_cast<size_t>(w.wa) + 3, ldb = static_cast<size_t>(w.wb) + 1;
+          const size_t ldka = static_cast<size_t>(w.wa) + 5, ldkb = static_cast<size_t>(w.wb);
+          const size_t lds = static_cast<size_t>(positions) + 2;
+          const GuardedFloats qa(matrix_size(heads, lda, w.wa), rnd);
+          const GuardedFloats qb(matrix_size(heads, ldb, w.wb), rnd);
+          const GuardedFloats ka(matrix_size(positions, ldka, w.wa), rnd);
+          const GuardedFloats kb(matrix_size(positions, ldkb, w.wb), rnd);
+          const float scale = 0.125f * (1.0f + 0.01f * rnd.normal());
+          std::vector<float> s(static_cast<size_t>(heads) * lds, kSentinel);
+          for (int64_t h = 0; h < heads; ++h) {
+            for (int64_t p = 0; p < positions; ++p) s[h * lds + p] = kNaN;
+          }
+          fn(heads, positions, qa.data(), lda, ka.data(), ldka, w.wa, qb.data(), ldb, kb.data(),
+             ldkb, w.wb, scale, s.data(), lds);
+          bool ok = true;
+          for (int64_t h = 0; h < heads && ok; ++h) {
+            for (int64_t p = 0; p < positions; ++p) {
+              double ref = 0, abs_sum = 0;
+              for (int64_t i = 0; i < w.wa; ++i) {
+                const double t = double(qa.data()[h * lda + i]) * ka.data()[p * ldka + i];
+                ref += t;
+                abs_sum += std::fabs(t);
+              }
+              for (int64_t i = 0; i < w.wb; ++i) {
+                const double t = double(qb.data()[h * ldb + i]) * kb.data()[p * ldkb + i];
+                ref += t;
+                abs_sum += std::fabs(t);
+              }
+              ref *= scale;
+              const double n = static_cast<double>(w.wa + w.wb);
+              const double tol = std::fabs(scale) * (n / tier.lanes + 16) * 0x1p-24 * abs_sum;
+              const float got = s[h * lds + p];
+              if (!(std::fabs(got - ref) <= tol)) {
+                INFO("head " << h << ", position " << p << ": got " << got << ", reference " << ref
+                             << ", tolerance " << tol);
+                CHECK(false);
+                ok = false;
+                break;
+              }
+            }
+            for (size_t g = static_cast<size_t>(positions); g < lds; ++g) {
+              REQUIRE(s[h * lds + g] == kSentinel);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("cpu attention kernels: MLA weighted sum against a double reference", "[cpu_kernels]") {
+  Random rnd;
+  INFO("seed " << rnd.seed << " (KTX_TEST_SEED replays it)");
+  for (const Tier& tier : tiers()) {
+    const cpu::MlaWeightedSumFn fn = cpu::isa_mla_weighted_sum(tier.isa);
+    REQUIRE(fn != nullptr);
+    for (int64_t heads : {1, 4, 7, 16, 17}) {
+      for (int64_t positions : {0, 1, 7, 17, 130}) {
+        for (int64_t width : {1, 7, 16, 33, 100, 512}) {
+          INFO(cpu::isa_name(tier.isa)
+               << ": heads " << heads << ", positions " << positions << ", width " << width);
+          const size_t ldw = static_cast<size_t>(positions) + 1;
+          const size_t ldv = static_cast<size_t>(width) + 64;  // the rope part sits there
+          const size_t ldo = static_cast<size_t>(width) + 3;
+          const GuardedFloats w(matrix_size(heads, ldw, positions), rnd);
+          const GuardedFloats v(matrix_size(positions, ldv, width), rnd);
+          std::vector<float> o(static_cast<size_t>(heads) * ldo, kSentinel);
+          for (int64_t h = 0; h < heads; ++h) {
+            for (int64_t c = 0; c < width; ++c) o[h * ldo + c] = kNaN;
+          }
+          fn(heads, positions, w.data(), ldw, v.data(), ldv, width, o.data(), ldo);
+          bool ok = true;
+          for (int64_t h = 0; h < heads && ok; ++h) {
+            for (int64_t c = 0; c < width; ++c) {
+              double ref = 0, abs_sum = 0;
+              for (int64_t p = 0; p < positions; ++p) {
+                const double t = double(w.data()[h * ldw + p]) * v.data()[p * ldv + c];
+                ref += t;
+                abs_sum += std::fabs(t);
+              }
+              const double tol = (static_cast<double>(positions) + 2) * 0x1p-24 * abs_sum;
+              const float got = o[h * ldo + c];
+              if (!(std::fabs(got - ref) <= tol)) {
+                INFO("head " << h << ", column " << c << ": got " << got << ", reference " << ref
+                             << ", tolerance " << tol);
+                CHECK(false);
+                ok = false;
+                break;
+              }
+            }
+            for (size_t g = static_cast<size_t>(width); g < ldo; ++g) {
+              REQUIRE(o[h * ldo + g] == kSentinel);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("cpu attention kernels: the dispatch picks the selected tier", "[cpu_kernels]") {
+  REQUIRE(cpu::mla_scores_fn() != nullptr);
+  REQUIRE(cpu::mla_weighted_sum_fn() != nullptr);
+  CHECK(cpu::mla_scores_fn() == cpu::isa_mla_scores(cpu::selected_isa()));
+  CHECK(cpu::mla_weighted_sum_fn() == cpu::isa_mla_weighted_sum(cpu::selected_isa()));
+}
