@@ -51,7 +51,8 @@ constexpr const char* kUsage =
     "  CPU), weights streamed from memory; GB/s next to the read bandwidth of as many threads.\n"
     "  Cases: lm_head (Q6_K 102400x2048), expert_up (Q4_K 1408x2048), expert_down (Q8_0\n"
     "  2048x1408), dense_up (Q4_K 10944x2048), dense_down (Q5_0 2048x10944), shared_down (Q6_K\n"
-    "  2048x2816), attn_q (Q4_K 3072x2048). Median of N repeats (5). --model: lm_head,\n"
+    "  2048x2816), attn_q (Q4_K 3072x2048), expert_down_q5 (Q5_0 2048x1408), dense_down_q8 (Q8_0\n"
+    "  2048x10944). Median of N repeats (5). --model: lm_head,\n"
     "  expert_up and expert_down from the file's output.weight and blk.1.ffn_*_exps, whatever\n"
     "  their types (the other cases need the synthetic matrices).\n";
 
@@ -71,6 +72,9 @@ const Case kCases[] = {
     {"dense_down", TensorType::Q5_0, 2048, 10944, nullptr},
     {"shared_down", TensorType::Q6_K, 2048, 2816, nullptr},
     {"attn_q", TensorType::Q4_K, 3072, 2048, nullptr},
+    // The other legacy type at each down shape: V2-Lite Q4_K_M files mix Q8_0 and Q5_0 there.
+    {"expert_down_q5", TensorType::Q5_0, 2048, 1408, nullptr},
+    {"dense_down_q8", TensorType::Q8_0, 2048, 10944, nullptr},
 };
 
 // Anonymous memory in 2 MiB pages where the kernel gives them (as the bandwidth probe asks).

@@ -12,6 +12,7 @@
 //   vpdpbusd    -> 8 dword partial sums per block
 //   combine(p, p+1) -> lane k (128 bits) = 4 partials of block 4h+k          (h = p/2)
 //   reduce4(Q0..Q3) -> dword 4k+j = isum of block 4j+k                        (kBlockOfLane)
+//     (as reduce_pair(Q0, Q1), reduce_pair(Q2, Q3), then reduce_halves)
 //   scales are gathered in that same lane order, so no shuffle back is needed.
 //
 // vpdpbusd multiplies unsigned by signed bytes. The activations are signed, so each weight format
@@ -172,10 +173,13 @@ __m512i combine(__m512i p0, __m512i p1) {
   return _mm512_add_epi32(even, odd);
 }
 
-// Four combined vectors (blocks 0-3, 4-7, 8-11, 12-15 by lane) -> dword 4k+j = sum of block 4j+k.
-__m512i reduce4(__m512i a, __m512i b, __m512i c, __m512i d) {
-  const __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
-  const __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+// reduce4 of four combined vectors (blocks 0-3, 4-7, 8-11, 12-15 by lane) -> dword 4k+j = sum of
+// block 4j+k, in two steps so that a caller can take the first as soon as two inputs exist:
+// reduce_pair(a, b) and reduce_pair(c, d), then reduce_halves of the two.
+__m512i reduce_pair(__m512i a, __m512i b) {
+  return _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+}
+__m512i reduce_halves(__m512i ab, __m512i cd) {
   return _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
 }
 
@@ -284,6 +288,8 @@ void load_scales(const Block* blocks, int count, __m512& d, __m512& m) {
 }
 
 // Accumulates the terms of `count` (1..16) blocks starting at x[r] / y into acc[r], for R rows.
+// reduce4 runs in two halves as the products come (blocks 0-7, then 8-15), so a row keeps two
+// vectors live instead of four and a tile of 8 rows fits in the 32 registers.
 template <typename W, int R, bool kFull>
 void group(const typename W::Block* const* x, const typename W::YBlock* y, int count_,
            __m512* acc) {
@@ -291,8 +297,12 @@ void group(const typename W::Block* const* x, const typename W::YBlock* y, int c
   using Block = typename W::Block;
   const __m512i zero = _mm512_setzero_si512();
   const __m512i offset = _mm512_set1_epi8(static_cast<char>(W::kOffset));
-  __m512i rows[R][4];
-  __m512i corr[4];
+  __m512i half[R][2];  // reduce4's ab (blocks 0-7) and cd (blocks 8-15) of each row
+  __m512i prev[R];     // the combined vector of the even h, waiting for the odd one
+  __m512i corr_half[2], corr_prev = zero;
+  // Unrolled by pragma: at -O2 GCC 12 kept these loops rolled, with the per-row vectors on the
+  // stack (a store and a reload per product), about 8% of the kernel's time in L2.
+#pragma GCC unroll 4
   for (int h = 0; h < 4; ++h) {
     const int b0 = 4 * h;
     __m512i ya = zero, yb = zero;
@@ -308,9 +318,15 @@ void group(const typename W::Block* const* x, const typename W::YBlock* y, int c
       yb = load_2x256(y[b0 + 2].qs, nullptr);
     }
     if constexpr (W::kOffset != 0) {
-      corr[h] =
+      const __m512i c =
           combine(_mm512_dpbusd_epi32(zero, offset, ya), _mm512_dpbusd_epi32(zero, offset, yb));
+      if (h % 2 == 0) {
+        corr_prev = c;
+      } else {
+        corr_half[h / 2] = reduce_pair(corr_prev, c);
+      }
     }
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const Block* xb = x[r] + b0;
       __m512i pa = zero, pb = zero;
@@ -319,16 +335,22 @@ void group(const typename W::Block* const* x, const typename W::YBlock* y, int c
       if (b0 + 2 < count) {
         pb = _mm512_dpbusd_epi32(zero, W::decode(xb + 2, b0 + 3 < count ? xb + 3 : nullptr), yb);
       }
-      rows[r][h] = combine(pa, pb);
+      const __m512i c = combine(pa, pb);
+      if (h % 2 == 0) {
+        prev[r] = c;
+      } else {
+        half[r][h / 2] = reduce_pair(prev[r], c);
+      }
     }
   }
   __m512i corr_sum = zero;
-  if constexpr (W::kOffset != 0) corr_sum = reduce4(corr[0], corr[1], corr[2], corr[3]);
+  if constexpr (W::kOffset != 0) corr_sum = reduce_halves(corr_half[0], corr_half[1]);
   constexpr int kWords = W::kHasMin ? 2 : 1;
   __m512 dy, sy = _mm512_setzero_ps();
   load_scales<typename W::YBlock, kWords, kFull>(y, count, dy, sy);
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
-    __m512i isum = reduce4(rows[r][0], rows[r][1], rows[r][2], rows[r][3]);
+    __m512i isum = reduce_halves(half[r][0], half[r][1]);
     if constexpr (W::kOffset != 0) isum = _mm512_sub_epi32(isum, corr_sum);
     __m512 dx, mx = _mm512_setzero_ps();
     load_scales<Block, kWords, kFull>(x[r], count, dx, mx);
@@ -437,19 +459,22 @@ float vec_dot_q5_1_q8_1(int64_t n, const void* x, const void* y) { return dot1<Q
 
 void vec_dot_q8_0_q8_0_rows(int64_t n, const void* x, size_t stride, int64_t rows, const void* y,
                             float* out) {
-  dot_many<Q8_0W>(n, x, stride, rows, y, out);
+  // Tiles of 4: from memory Q8_0 is bound by the streaming, not by the kernel, and 8 rows side
+  // by side read rows of 10944 weights slower (24 against 26-27 GB/s; docs/PERF.md, "Kernels
+  // one by one").
+  dot_many<Q8_0W, 4>(n, x, stride, rows, y, out);
 }
 void vec_dot_q4_0_q8_0_rows(int64_t n, const void* x, size_t stride, int64_t rows, const void* y,
                             float* out) {
-  dot_many<Q4_0W>(n, x, stride, rows, y, out);
+  dot_many<Q4_0W, 8>(n, x, stride, rows, y, out);
 }
 void vec_dot_q5_0_q8_0_rows(int64_t n, const void* x, size_t stride, int64_t rows, const void* y,
                             float* out) {
-  dot_many<Q5_0W>(n, x, stride, rows, y, out);
+  dot_many<Q5_0W, 8>(n, x, stride, rows, y, out);
 }
 void vec_dot_iq4_nl_q8_0_rows(int64_t n, const void* x, size_t stride, int64_t rows, const void* y,
                               float* out) {
-  dot_many<IQ4_NLW>(n, x, stride, rows, y, out);
+  dot_many<IQ4_NLW, 8>(n, x, stride, rows, y, out);
 }
 void vec_dot_q4_1_q8_1_rows(int64_t n, const void* x, size_t stride, int64_t rows, const void* y,
                             float* out) {

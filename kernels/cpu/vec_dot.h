@@ -21,8 +21,8 @@ using VecDotFn = float (*)(int64_t n, const void* x, const void* y);
 // `rows` weight rows `x_stride` bytes apart, each dotted with the same activation row y:
 // out[r] = VecDotFn(n, x + r * x_stride, y), bit for bit the same as calling the VecDotFn that
 // vec_dot_fn() returns for the type. Sharing the activation loads (and their block scales) among
-// 4 rows makes a GEMV 15-40% faster than one call per row (AVX-512 on Zen 4, in cache and from
-// memory).
+// a tile of rows (4 or 8, per type and tier) makes a GEMV 15-40% faster than one call per row
+// (AVX-512 on Zen 4, in cache and from memory).
 using VecDotRowsFn = void (*)(int64_t n, const void* x, size_t x_stride, int64_t rows,
                               const void* y, float* out);
 

@@ -436,8 +436,10 @@ TEST_CASE("cpu kernels: multi-row dots equal the one-row kernel of their tier bi
       }
       if (rows_fn == nullptr) continue;  // a tier has multi-row kernels only where they pay
       const cpu::VecDotFn one = cpu::isa_vec_dot(isa, t);
-      for (int nb : {1, 7, 33}) {
-        for (int64_t rows : {1, 3, 4, 5, 9}) {
+      // Blocks: less than one group, exactly one (16), and V2-Lite's expert down (44: two groups
+      // and a short one). Rows: every mix of the AVX-512 tiles of 8, the tile of 4 and single rows.
+      for (int nb : {1, 7, 16, 33, 44}) {
+        for (int64_t rows : {1, 3, 4, 5, 8, 9, 12, 13, 16, 17, 23}) {
           INFO(cpu::isa_name(isa) << " " << name(t) << ", " << nb << " blocks, " << rows
                                   << " rows");
           const int64_t n = 32 * nb;
