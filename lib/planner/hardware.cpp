@@ -13,6 +13,7 @@
 #include <memory>
 #include <thread>
 
+#include "kernels/cpu/cpu_features.h"
 #include "runtime/thread_pool.h"
 
 namespace ktx::planner {
@@ -85,7 +86,24 @@ double measure_cpu_bandwidth(int threads, double seconds) {
 
 double default_cpu_flops(int threads) {
   if (threads <= 0) threads = runtime::default_thread_count();
-  return threads * 32e9;
+  // What ktx's own prefill reaches per thread with the kernel tier this CPU gets, measured on
+  // the 2-vCPU Zen 4 development machine (docs/PERF.md, Prefill; end to end, 512-token batches,
+  // V2-Lite-shaped Q4_K_M models): 96-170 GFLOP/s a thread with the AVX-512 VNNI GEMM kernels,
+  // ~58 with the AVX-512 GEMV path (KTX_GEMM=0); AVX2 (GEMV only, half the int8 rate) and the
+  // scalar references scaled from those. Rough by nature: --cpu-tflops overrides it.
+  double per_thread = 1.2e9;
+  switch (kernels::cpu::selected_isa()) {
+    case kernels::cpu::Isa::kAvx512Vnni:
+      per_thread = 120e9;
+      break;
+    case kernels::cpu::Isa::kAvx2:
+      per_thread = 30e9;
+      break;
+    case kernels::cpu::Isa::kScalar:
+      per_thread = 1.2e9;
+      break;
+  }
+  return threads * per_thread;
 }
 
 std::optional<uint64_t> parse_size(std::string_view text) {
