@@ -37,6 +37,7 @@
 #include "ktx/tensor_type.h"
 #include "memory_bandwidth.h"
 #include "ops/cpu/linear.h"
+#include "quant_matrix.h"
 #include "runtime/thread_pool.h"
 
 namespace {
@@ -92,25 +93,6 @@ struct HugeBuffer {
   HugeBuffer& operator=(const HugeBuffer&) = delete;
 };
 
-// 64 distinct rows quantized from normals, repeated (the speed does not depend on the values,
-// and quantizing 100K rows with the K-quant references would take minutes).
-std::vector<uint8_t> make_matrix(TensorType t, int64_t rows, int64_t cols, std::mt19937_64& g) {
-  constexpr int64_t kDistinct = 64;
-  const size_t row_bytes = ktx::row_size(t, cols);
-  std::normal_distribution<float> normal;
-  std::vector<float> x(static_cast<size_t>(cols));
-  std::vector<uint8_t> w(row_bytes * static_cast<size_t>(rows));
-  for (int64_t r = 0; r < std::min(rows, kDistinct); ++r) {
-    for (float& v : x) v = normal(g);
-    ktx::quant::quantize_row(t, x.data(), w.data() + static_cast<size_t>(r) * row_bytes, cols);
-  }
-  for (int64_t r = kDistinct; r < rows; ++r) {
-    std::memcpy(w.data() + static_cast<size_t>(r) * row_bytes,
-                w.data() + static_cast<size_t>(r % kDistinct) * row_bytes, row_bytes);
-  }
-  return w;
-}
-
 ktx::ops::cpu::WeightMatrix matrix_at(const Case& c, const uint8_t* data, bool multi_row) {
   ktx::ops::cpu::WeightMatrix w;
   w.type = c.type;
@@ -122,11 +104,6 @@ ktx::ops::cpu::WeightMatrix matrix_at(const Case& c, const uint8_t* data, bool m
   w.dot_fn = cpu::vec_dot_fn(c.type);
   w.dot_rows_fn = multi_row ? cpu::vec_dot_rows_fn(c.type) : nullptr;
   return w;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 struct Result {

@@ -139,11 +139,6 @@ double seconds_per_gemv(Fn fn, const uint8_t* base, size_t stride, int copies, s
   return elapsed / passes;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 struct Result {
   std::string type, isa;
   int64_t rows, cols;

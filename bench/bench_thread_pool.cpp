@@ -23,11 +23,6 @@ constexpr const char* kUsage =
 
 using Clock = std::chrono::steady_clock;
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 struct Row {
   int threads;
   double pfor_hot_us, submit_hot_us, pfor_cold_us, submit_cold_us, idle_cpu_pct;

@@ -121,4 +121,10 @@ inline std::string json_string(std::string_view s) {
   return out + "\"";
 }
 
+// The middle value of `v` (the upper one of the two for an even count).
+inline double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
 }  // namespace ktx::bench

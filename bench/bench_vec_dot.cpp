@@ -30,6 +30,7 @@
 #include "ktx/quant.h"
 #include "ktx/tensor_type.h"
 #include "memory_bandwidth.h"
+#include "quant_matrix.h"
 
 namespace {
 
@@ -84,25 +85,6 @@ std::vector<Variant> variants(TensorType t) {
   return out;
 }
 
-// A matrix of quantized rows: 64 distinct rows quantized from normals, repeated (the speed does
-// not depend on the values; quantizing 4M elements with the K-quant references would take long).
-std::vector<uint8_t> make_matrix(TensorType t, int64_t rows, int64_t cols, std::mt19937_64& g) {
-  constexpr int64_t kDistinct = 64;
-  const size_t row_bytes = ktx::row_size(t, cols);
-  std::normal_distribution<float> normal;
-  std::vector<float> x(static_cast<size_t>(cols));
-  std::vector<uint8_t> w(row_bytes * static_cast<size_t>(rows));
-  for (int64_t r = 0; r < std::min(rows, kDistinct); ++r) {
-    for (float& v : x) v = normal(g);
-    ktx::quant::quantize_row(t, x.data(), w.data() + static_cast<size_t>(r) * row_bytes, cols);
-  }
-  for (int64_t r = kDistinct; r < rows; ++r) {
-    std::memcpy(w.data() + static_cast<size_t>(r) * row_bytes,
-                w.data() + static_cast<size_t>(r % kDistinct) * row_bytes, row_bytes);
-  }
-  return w;
-}
-
 using Clock = std::chrono::steady_clock;
 
 // Seconds per product, running products (on successive copies among `copies` matrices `stride`
@@ -120,11 +102,6 @@ double seconds_per_gemv(const Variant& v, const uint8_t* base, size_t stride, in
     elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   } while (elapsed < min_seconds);
   return elapsed / passes;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 struct Result {

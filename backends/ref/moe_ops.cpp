@@ -10,12 +10,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <limits>
 #include <memory>
 #include <numeric>
 
+#include "exec/expert_split.h"
 #include "ktx/error.h"
 #include "ops/operator.h"
 #include "ref.h"
@@ -182,21 +182,9 @@ std::vector<bool> served_experts(const OpCreateArgs& a) {
   auto it = a.options.find("experts");
   if (it == a.options.end()) return {};
   std::vector<bool> served(static_cast<size_t>(a.config.n_expert), false);
-  std::string_view list = it->second;
-  while (!list.empty()) {
-    const size_t comma = list.find(',');
-    const std::string_view item = list.substr(0, comma);
-    int64_t id = -1;
-    auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), id);
-    if (ec != std::errc() || end != item.data() + item.size() || id < 0 ||
-        id >= a.config.n_expert) {
-      throw Error(ErrorCode::kInvalidArgument,
-                  fmt::format("ref.experts: option experts entry '{}' is not an expert number "
-                              "below {}",
-                              item, a.config.n_expert));
-    }
+  for (int64_t id :
+       exec::parse_expert_list(it->second, a.config.n_expert, "ref.experts: option experts")) {
     served[static_cast<size_t>(id)] = true;
-    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
   }
   return served;
 }

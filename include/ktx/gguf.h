@@ -40,6 +40,7 @@ enum class ValueType : uint32_t {
 };
 
 std::string_view value_type_name(ValueType type);  // "UINT32", "STRING" …
+bool is_integer_type(ValueType type);              // UINT8 … INT64
 
 // One metadata value. It keeps the exact stored type (a UINT16 stays a UINT16) so that a file
 // written back is identical. Arrays are flat: GGUF allows arrays of arrays, ktx refuses them.

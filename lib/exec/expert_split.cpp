@@ -24,7 +24,20 @@ std::optional<ExpertSplit> expert_split(const Placement& p, int64_t n_expert) {
     }
     split.device = *parsed;
   }
-  std::string_view list = it->second;
+  split.ids =
+      parse_expert_list(it->second, n_expert, fmt::format("{}: {}", p.module, kGpuExpertsOption));
+  std::sort(split.ids.begin(), split.ids.end());
+  split.ids.erase(std::unique(split.ids.begin(), split.ids.end()), split.ids.end());
+  if (split.ids.empty()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("{}: {} names no experts", p.module, kGpuExpertsOption));
+  }
+  return split;
+}
+
+std::vector<int64_t> parse_expert_list(std::string_view list, int64_t n_expert,
+                                       std::string_view what) {
+  std::vector<int64_t> ids;
   while (!list.empty()) {
     const size_t comma = list.find(',');
     std::string_view item = list.substr(0, comma);
@@ -33,20 +46,14 @@ std::optional<ExpertSplit> expert_split(const Placement& p, int64_t n_expert) {
     int64_t id = -1;
     auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), id);
     if (ec != std::errc() || end != item.data() + item.size() || id < 0 || id >= n_expert) {
-      throw Error(ErrorCode::kInvalidArgument,
-                  fmt::format("{}: {} entry '{}' is not an expert number below {}", p.module,
-                              kGpuExpertsOption, item, n_expert));
+      throw Error(
+          ErrorCode::kInvalidArgument,
+          fmt::format("{} entry '{}' is not an expert number below {}", what, item, n_expert));
     }
-    split.ids.push_back(id);
+    ids.push_back(id);
     list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
   }
-  std::sort(split.ids.begin(), split.ids.end());
-  split.ids.erase(std::unique(split.ids.begin(), split.ids.end()), split.ids.end());
-  if (split.ids.empty()) {
-    throw Error(ErrorCode::kInvalidArgument,
-                fmt::format("{}: {} names no experts", p.module, kGpuExpertsOption));
-  }
-  return split;
+  return ids;
 }
 
 registry::OpOptions without_expert_split(const registry::OpOptions& options) {

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include "exec/plan.h"
@@ -27,6 +28,12 @@ struct ExpertSplit {
 // naming the module when the list is not expert numbers below n_expert, is empty, or the device
 // is not an accelerator.
 std::optional<ExpertSplit> expert_split(const Placement& p, int64_t n_expert);
+
+// "3,17,42" (spaces allowed around entries) as expert numbers, in the order given. Throws
+// ktx::Error (kInvalidArgument) "<what> entry '<item>' is not an expert number below <n_expert>".
+// Also how an accelerator's experts operator reads its option experts.
+std::vector<int64_t> parse_expert_list(std::string_view list, int64_t n_expert,
+                                       std::string_view what);
 
 // The options without the two above: what the placement's own operator is created with.
 registry::OpOptions without_expert_split(const registry::OpOptions& options);

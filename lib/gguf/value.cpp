@@ -38,22 +38,6 @@ uint64_t load_le(const uint8_t* p, uint64_t n) {
   return v;
 }
 
-bool is_integer_type(ValueType t) {
-  switch (t) {
-    case ValueType::UINT8:
-    case ValueType::INT8:
-    case ValueType::UINT16:
-    case ValueType::INT16:
-    case ValueType::UINT32:
-    case ValueType::INT32:
-    case ValueType::UINT64:
-    case ValueType::INT64:
-      return true;
-    default:
-      return false;
-  }
-}
-
 bool is_signed_type(ValueType t) {
   return t == ValueType::INT8 || t == ValueType::INT16 || t == ValueType::INT32 ||
          t == ValueType::INT64;
@@ -106,6 +90,22 @@ std::string quoted(const std::string& s, size_t max_chars = 64) {
 }
 
 }  // namespace
+
+bool is_integer_type(ValueType t) {
+  switch (t) {
+    case ValueType::UINT8:
+    case ValueType::INT8:
+    case ValueType::UINT16:
+    case ValueType::INT16:
+    case ValueType::UINT32:
+    case ValueType::INT32:
+    case ValueType::UINT64:
+    case ValueType::INT64:
+      return true;
+    default:
+      return false;
+  }
+}
 
 std::string_view value_type_name(ValueType type) {
   switch (type) {

@@ -16,23 +16,6 @@ constexpr std::string_view kScores = "tokenizer.ggml.scores";
 
 absl::string_view as_absl(std::string_view s) { return {s.data(), s.size()}; }
 
-bool is_integer_type(gguf::ValueType t) {
-  using gguf::ValueType;
-  switch (t) {
-    case ValueType::UINT8:
-    case ValueType::INT8:
-    case ValueType::UINT16:
-    case ValueType::INT16:
-    case ValueType::UINT32:
-    case ValueType::INT32:
-    case ValueType::UINT64:
-    case ValueType::INT64:
-      return true;
-    default:
-      return false;
-  }
-}
-
 [[noreturn]] void fail(const gguf::File& file, const std::string& message) {
   throw Error(ErrorCode::kInvalidFile, file_prefix(file) + message);
 }
@@ -70,7 +53,7 @@ Vocab Vocab::load(const gguf::File& file, bool require_scores) {
 
   vocab.type.assign(n, TokenType::kNormal);  // llama.cpp's reading when the key is absent
   if (const gguf::Value* types = file.find(kTokenType)) {
-    if (!types->is_array() || !is_integer_type(types->array_type())) {
+    if (!types->is_array() || !gguf::is_integer_type(types->array_type())) {
       fail(file, fmt::format("{} is {}, expected an array of integers", kTokenType,
                              describe_value(*types)));
     }
