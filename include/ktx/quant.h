@@ -22,6 +22,25 @@ bool can_quantize(TensorType type);
 // (kInvalidArgument) for a bad `n`.
 void dequantize_row(TensorType type, const void* src, float* dst, int64_t n);
 
+// The affine form of a row: element e equals scale[e / 16] * code[e] (+ offset[e / 16]),
+// computed in f32 exactly as dequantize_row computes it (a product, then a sum), so the values
+// are the same bit for bit. The block formats whose elements are small integers times a scale per
+// 16 or 32 elements (plus a minimum) have one: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K,
+// Q4_K, Q5_K, Q6_K and IQ4_XS. Kernels that decode weights to f32 themselves (MLA's small per-head
+// products) keep rows in this form: one byte and a fraction per element instead of four.
+constexpr int kAffineGroup = 16;
+
+// True when `type` has an affine form; affine_has_offset: when its form adds an offset (a
+// minimum): Q4_1, Q5_1, Q2_K, Q4_K, Q5_K. The others' offsets are zero and never written.
+bool has_affine_form(TensorType type);
+bool affine_has_offset(TensorType type);
+
+// Writes the affine form of `n` elements of `type` at `src`: `n` codes, n / 16 scales and, when
+// affine_has_offset(type), n / 16 offsets (`offset` may be null otherwise). `n` must be a
+// multiple of the type's block size. Throws ktx::Error (kUnsupported) for a type without one.
+void affine_row(TensorType type, const void* src, int64_t n, int8_t* code, float* scale,
+                float* offset);
+
 // Quantizes `n` f32 values at `src` into `type` at `dst` (row_size(type, n) bytes). Follows
 // llama.cpp's reference quantizers (quantize_row_*_ref), so outputs match byte for byte where the
 // `gguf` package can check them. `n` must be a multiple of the type's block size.

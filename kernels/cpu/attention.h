@@ -34,13 +34,40 @@ using MlaScoresFn = void (*)(int64_t heads, int64_t positions, const float* qa, 
 using MlaWeightedSumFn = void (*)(int64_t heads, int64_t positions, const float* w, size_t ldw,
                                   const float* v, size_t ldv, int64_t width, float* o, size_t ldo);
 
+// MLA's per-head matrices (W_UK, W_UV) kept in the affine form of their quantized type
+// (ktx/quant.h, affine_row): element (r, c) = scale[r·lds + c/16] · code[r·ldc + c], plus
+// offset[r·lds + c/16] when `offset` is not null, decoded in f32 as a product then a sum, which
+// are dequantize_row's values bit for bit. 1.25-1.5 bytes an element instead of f32's 4: decode
+// reads these matrices for every token.
+struct AffineRows {
+  const int8_t* code;
+  size_t ldc;
+  const float* scale;
+  const float* offset;  // null: no offsets
+  size_t lds;
+};
+
+// q_lat = W_UKᵀ q_nope:  o[c] = Σ_r w[r] · A(r, c)  for c < width (a multiple of 16), r ascending.
+// The same sums as mla_weighted_sum with one head over A's decoded rows, bit for bit.
+using MlaAffineWeightedSumFn = void (*)(int64_t rows, const float* w, const AffineRows& a,
+                                        int64_t width, float* o);
+
+// o = W_UV o_lat:  s[r] = Σ_c x[c] · A(r, c)  for r < rows, c < width (a multiple of 16). The
+// same sums as mla_scores with one head, scale 1 and no second part, bit for bit.
+using MlaAffineScoresFn = void (*)(int64_t rows, const float* x, const AffineRows& a,
+                                   int64_t width, float* s);
+
 // The fastest implementation for this CPU (KTX_CPU_ISA caps it like vec_dot_fn); never null.
 MlaScoresFn mla_scores_fn();
 MlaWeightedSumFn mla_weighted_sum_fn();
+MlaAffineWeightedSumFn mla_affine_weighted_sum_fn();
+MlaAffineScoresFn mla_affine_scores_fn();
 
 // One tier's own kernel (for tests and benchmarks): null when this build or CPU cannot run it.
 // Isa::kScalar gives the references.
 MlaScoresFn isa_mla_scores(Isa isa);
 MlaWeightedSumFn isa_mla_weighted_sum(Isa isa);
+MlaAffineWeightedSumFn isa_mla_affine_weighted_sum(Isa isa);
+MlaAffineScoresFn isa_mla_affine_scores(Isa isa);
 
 }  // namespace ktx::kernels::cpu

@@ -27,6 +27,13 @@ struct Vec {
   static T fma(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
   static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
   static void store_n(float* p, T v, int64_t n) { _mm256_maskstore_ps(p, mask(n), v); }
+  static T mul(T a, T b) { return _mm256_mul_ps(a, b); }
+  static T add(T a, T b) { return _mm256_add_ps(a, b); }
+  // 8 int8 codes widened to floats (exact).
+  static T codes(const int8_t* p) {
+    return _mm256_cvtepi32_ps(
+        _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
   static float sum(T v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -38,6 +45,8 @@ struct Vec {
 constexpr int kScoreHeads = 2;
 constexpr int kScorePositions = 4;
 constexpr int kSumHeads = 4;
+constexpr int kAffineSumVecs = 4;
+constexpr int kAffineScoreRows = 4;
 constexpr int kSumVecs = 2;
 
 }  // namespace

@@ -9,6 +9,13 @@
 
 #include "kernels/cpu/isa_kernels.h"
 
+// GCC 12's AVX-512 headers build "undefined" vectors as `__m512i __Y = __Y;`, which its own
+// -Wmaybe-uninitialized then reports wherever a conversion is inlined (GCC PR 105593).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace ktx::kernels::cpu::avx512 {
 namespace {
 
@@ -27,6 +34,13 @@ struct Vec {
   static void store_n(float* p, T v, int64_t n) {
     _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), v);
   }
+  static T mul(T a, T b) { return _mm512_mul_ps(a, b); }
+  static T add(T a, T b) { return _mm512_add_ps(a, b); }
+  // 16 int8 codes widened to floats (exact).
+  static T codes(const int8_t* p) {
+    return _mm512_cvtepi32_ps(
+        _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  }
   // Halves, then as AVX2 does. _mm512_reduce_add_ps and _mm512_castps512_ps256 trip GCC 12's
   // -Wmaybe-uninitialized (its headers self-initialise an undefined register) once inlined here.
   static float sum(T v) {
@@ -41,6 +55,8 @@ struct Vec {
 constexpr int kScoreHeads = 4;
 constexpr int kScorePositions = 4;
 constexpr int kSumHeads = 4;
+constexpr int kAffineSumVecs = 8;
+constexpr int kAffineScoreRows = 4;
 constexpr int kSumVecs = 4;
 
 }  // namespace

@@ -38,6 +38,32 @@ void mla_weighted_sum_ref(int64_t heads, int64_t positions, const float* w, size
   }
 }
 
+// A(r, c) as dequantize_row computes it: a rounded product, then a rounded sum.
+float affine_element(const AffineRows& a, int64_t r, int64_t c) {
+  const size_t g = static_cast<size_t>(r) * a.lds + static_cast<size_t>(c / 16);
+  const float v = a.scale[g] * static_cast<float>(a.code[static_cast<size_t>(r) * a.ldc +
+                                                         static_cast<size_t>(c)]);
+  return a.offset != nullptr ? v + a.offset[g] : v;
+}
+
+void mla_affine_weighted_sum_ref(int64_t rows, const float* w, const AffineRows& a, int64_t width,
+                                 float* o) {
+  for (int64_t c = 0; c < width; ++c) {
+    float acc = 0.0f;
+    for (int64_t r = 0; r < rows; ++r) acc += w[r] * affine_element(a, r, c);
+    o[c] = acc;
+  }
+}
+
+void mla_affine_scores_ref(int64_t rows, const float* x, const AffineRows& a, int64_t width,
+                           float* s) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float acc = 0.0f;
+    for (int64_t c = 0; c < width; ++c) acc += x[c] * affine_element(a, r, c);
+    s[r] = 1.0f * (acc + 0.0f);  // mla_scores_ref with no second part
+  }
+}
+
 }  // namespace
 
 MlaScoresFn isa_mla_scores(Isa isa) {
@@ -82,6 +108,48 @@ MlaWeightedSumFn isa_mla_weighted_sum(Isa isa) {
   return nullptr;
 }
 
+MlaAffineWeightedSumFn isa_mla_affine_weighted_sum(Isa isa) {
+  if (!isa_available(isa)) return nullptr;
+  switch (isa) {
+    case Isa::kScalar:
+      return mla_affine_weighted_sum_ref;
+    case Isa::kAvx2:
+#if KTX_CPU_KERNELS_AVX2
+      return avx2::mla_affine_weighted_sum;
+#else
+      return nullptr;
+#endif
+    case Isa::kAvx512Vnni:
+#if KTX_CPU_KERNELS_AVX512
+      return avx512::mla_affine_weighted_sum;
+#else
+      return nullptr;
+#endif
+  }
+  return nullptr;
+}
+
+MlaAffineScoresFn isa_mla_affine_scores(Isa isa) {
+  if (!isa_available(isa)) return nullptr;
+  switch (isa) {
+    case Isa::kScalar:
+      return mla_affine_scores_ref;
+    case Isa::kAvx2:
+#if KTX_CPU_KERNELS_AVX2
+      return avx2::mla_affine_scores;
+#else
+      return nullptr;
+#endif
+    case Isa::kAvx512Vnni:
+#if KTX_CPU_KERNELS_AVX512
+      return avx512::mla_affine_scores;
+#else
+      return nullptr;
+#endif
+  }
+  return nullptr;
+}
+
 namespace {
 
 // The selected tier (KTX_CPU_ISA caps it) down to the first one this build has.
@@ -102,6 +170,16 @@ MlaScoresFn mla_scores_fn() {
 
 MlaWeightedSumFn mla_weighted_sum_fn() {
   static const MlaWeightedSumFn fn = pick(isa_mla_weighted_sum);
+  return fn;
+}
+
+MlaAffineWeightedSumFn mla_affine_weighted_sum_fn() {
+  static const MlaAffineWeightedSumFn fn = pick(isa_mla_affine_weighted_sum);
+  return fn;
+}
+
+MlaAffineScoresFn mla_affine_scores_fn() {
+  static const MlaAffineScoresFn fn = pick(isa_mla_affine_scores);
   return fn;
 }
 

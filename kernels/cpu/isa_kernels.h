@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/cpu/attention.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/vec_dot.h"
 #include "ktx/tensor_type.h"
@@ -114,7 +115,11 @@ float vec_dot_bf16(int64_t n, const void* x, const void* y);
                   size_t ldka, int64_t wa, const float* qb, size_t ldb, const float* kb,          \
                   size_t ldkb, int64_t wb, float scale, float* s, size_t lds);                    \
   void mla_weighted_sum(int64_t heads, int64_t positions, const float* w, size_t ldw,             \
-                        const float* v, size_t ldv, int64_t width, float* o, size_t ldo);
+                        const float* v, size_t ldv, int64_t width, float* o, size_t ldo);         \
+  void mla_affine_weighted_sum(int64_t rows, const float* w, const AffineRows& a, int64_t width,  \
+                               float* o);                                                         \
+  void mla_affine_scores(int64_t rows, const float* x, const AffineRows& a, int64_t width,         \
+                         float* s);
 namespace avx512 {
 KTX_DECLARE_ATTENTION_KERNELS
 }  // namespace avx512

@@ -48,6 +48,12 @@ float vec_dot_q4_1_q8_1(int64_t n, const BlockQ4_1* x, const BlockQ8_1* y);
 float vec_dot_q5_0_q8_0(int64_t n, const BlockQ5_0* x, const BlockQ8_0* y);
 float vec_dot_q5_1_q8_1(int64_t n, const BlockQ5_1* x, const BlockQ8_1* y);
 float vec_dot_q8_0_q8_0(int64_t n, const BlockQ8_0* x, const BlockQ8_0* y);
+// The affine form (ktx/quant.h: affine_row): codes, one scale (and offset) per 16 elements.
+void affine_row_q4_0(const BlockQ4_0* x, int8_t* code, float* scale, float* offset, int64_t n);
+void affine_row_q4_1(const BlockQ4_1* x, int8_t* code, float* scale, float* offset, int64_t n);
+void affine_row_q5_0(const BlockQ5_0* x, int8_t* code, float* scale, float* offset, int64_t n);
+void affine_row_q5_1(const BlockQ5_1* x, int8_t* code, float* scale, float* offset, int64_t n);
+void affine_row_q8_0(const BlockQ8_0* x, int8_t* code, float* scale, float* offset, int64_t n);
 
 // --- K-quants, 256 elements a super-block (k_quants.cpp; their quantizers: k_quantize.h) -------
 void dequantize_row_q2_K(const BlockQ2_K* x, float* y, int64_t n);
@@ -62,6 +68,11 @@ float vec_dot_q3_K_q8_K(int64_t n, const BlockQ3_K* x, const BlockQ8_K* y);
 float vec_dot_q4_K_q8_K(int64_t n, const BlockQ4_K* x, const BlockQ8_K* y);
 float vec_dot_q5_K_q8_K(int64_t n, const BlockQ5_K* x, const BlockQ8_K* y);
 float vec_dot_q6_K_q8_K(int64_t n, const BlockQ6_K* x, const BlockQ8_K* y);
+void affine_row_q2_K(const BlockQ2_K* x, int8_t* code, float* scale, float* offset, int64_t n);
+void affine_row_q3_K(const BlockQ3_K* x, int8_t* code, float* scale, float* offset, int64_t n);
+void affine_row_q4_K(const BlockQ4_K* x, int8_t* code, float* scale, float* offset, int64_t n);
+void affine_row_q5_K(const BlockQ5_K* x, int8_t* code, float* scale, float* offset, int64_t n);
+void affine_row_q6_K(const BlockQ6_K* x, int8_t* code, float* scale, float* offset, int64_t n);
 
 // --- non-linear 4-bit (iq4.cpp; the IQ4_XS quantizer lives in k_quantize.h) ---------------------
 void dequantize_row_iq4_nl(const BlockIQ4_NL* x, float* y, int64_t n);
@@ -69,5 +80,7 @@ void dequantize_row_iq4_xs(const BlockIQ4_XS* x, float* y, int64_t n);
 void quantize_row_iq4_nl_ref(const float* x, BlockIQ4_NL* y, int64_t n);
 float vec_dot_iq4_nl_q8_0(int64_t n, const BlockIQ4_NL* x, const BlockQ8_0* y);
 float vec_dot_iq4_xs_q8_K(int64_t n, const BlockIQ4_XS* x, const BlockQ8_K* y);
+void affine_row_iq4_nl(const BlockIQ4_NL* x, int8_t* code, float* scale, float* offset, int64_t n);
+void affine_row_iq4_xs(const BlockIQ4_XS* x, int8_t* code, float* scale, float* offset, int64_t n);
 
 }  // namespace ktx::quant

@@ -86,6 +86,26 @@ void dequantize_row_iq4_xs(const BlockIQ4_XS* x, float* y, int64_t n) {
   }
 }
 
+// ---- affine form: element = scale * level, dequantize's f32 steps, one scale per 16 -----------
+
+void affine_row_iq4_nl(const BlockIQ4_NL* x, int8_t* code, float* scale, float*, int64_t n) {
+  for (int64_t b = 0; b < n / kQK4_NL; ++b, code += kQK4_NL, scale += 2) {
+    scale[0] = scale[1] = fp16_to_f32(x[b].d);
+    for (int e = 0; e < kQK4_NL; ++e) code[e] = static_cast<int8_t>(level(x[b].qs, e));
+  }
+}
+
+void affine_row_iq4_xs(const BlockIQ4_XS* x, int8_t* code, float* scale, float*, int64_t n) {
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    const float d = fp16_to_f32(x[i].d);
+    for (int ib = 0; ib < kQK_K / 32; ++ib, code += 32, scale += 2) {
+      scale[0] = scale[1] = d * static_cast<float>(iq4_xs_scale(x[i], ib));
+      const uint8_t* qs = x[i].qs + 16 * ib;
+      for (int e = 0; e < 32; ++e) code[e] = static_cast<int8_t>(level(qs, e));
+    }
+  }
+}
+
 // ---- quantize IQ4_NL: llama.cpp's quantize_row_iq4_nl_impl for one 32-element block without an
 // importance matrix and with the scale search (ntry = 7), i.e. what llama-quantize writes. Note:
 // llama.cpp's own quantize_row_iq4_nl_ref passes ntry = -1 (no search); ktx follows the file

@@ -153,6 +153,69 @@ void dequantize_row_q8_K(const BlockQ8_K* x, float* y, int64_t n) {
   }
 }
 
+// ---- affine form: element = scale * code (+ offset), dequantize's f32 steps, one scale (and
+// offset) per 16 elements; offset = -(dmin * min), and x + (-m) is x - m exactly ----------------
+
+void affine_row_q2_K(const BlockQ2_K* x, int8_t* code, float* scale, float* offset, int64_t n) {
+  for (int64_t i = 0; i < n / kQK_K; ++i, code += kQK_K) {
+    const BlockQ2_K& b = x[i];
+    const float d = fp16_to_f32(b.d), dmin = fp16_to_f32(b.dmin);
+    for (int sub = 0; sub < kQK_K / 16; ++sub) {
+      *scale++ = d * static_cast<float>(b.scales[sub] & 0xF);
+      *offset++ = -(dmin * static_cast<float>(b.scales[sub] >> 4));
+    }
+    for (int e = 0; e < kQK_K; ++e) code[e] = static_cast<int8_t>(q2_K_quant(b, e));
+  }
+}
+
+void affine_row_q3_K(const BlockQ3_K* x, int8_t* code, float* scale, float*, int64_t n) {
+  for (int64_t i = 0; i < n / kQK_K; ++i, code += kQK_K) {
+    const BlockQ3_K& b = x[i];
+    const float d = fp16_to_f32(b.d);
+    for (int sub = 0; sub < kQK_K / 16; ++sub) *scale++ = d * static_cast<float>(q3_K_scale(b, sub));
+    for (int e = 0; e < kQK_K; ++e) code[e] = static_cast<int8_t>(q3_K_quant(b, e));
+  }
+}
+
+namespace {
+
+// Q4_K and Q5_K share their scales: one 6-bit scale and min per 32 elements, two groups each.
+void k4_affine_scales(uint16_t d16, uint16_t dmin16, const uint8_t* scales, float* scale,
+                      float* offset) {
+  const float d = fp16_to_f32(d16), dmin = fp16_to_f32(dmin16);
+  for (int sub = 0; sub < kQK_K / 32; ++sub) {
+    int sc, m;
+    k4_scale_min(scales, sub, sc, m);
+    scale[2 * sub] = scale[2 * sub + 1] = d * static_cast<float>(sc);
+    offset[2 * sub] = offset[2 * sub + 1] = -(dmin * static_cast<float>(m));
+  }
+}
+
+}  // namespace
+
+void affine_row_q4_K(const BlockQ4_K* x, int8_t* code, float* scale, float* offset, int64_t n) {
+  for (int64_t i = 0; i < n / kQK_K; ++i, code += kQK_K, scale += 16, offset += 16) {
+    k4_affine_scales(x[i].d, x[i].dmin, x[i].scales, scale, offset);
+    for (int e = 0; e < kQK_K; ++e) code[e] = static_cast<int8_t>(q4_K_quant(x[i], e));
+  }
+}
+
+void affine_row_q5_K(const BlockQ5_K* x, int8_t* code, float* scale, float* offset, int64_t n) {
+  for (int64_t i = 0; i < n / kQK_K; ++i, code += kQK_K, scale += 16, offset += 16) {
+    k4_affine_scales(x[i].d, x[i].dmin, x[i].scales, scale, offset);
+    for (int e = 0; e < kQK_K; ++e) code[e] = static_cast<int8_t>(q5_K_quant(x[i], e));
+  }
+}
+
+void affine_row_q6_K(const BlockQ6_K* x, int8_t* code, float* scale, float*, int64_t n) {
+  for (int64_t i = 0; i < n / kQK_K; ++i, code += kQK_K) {
+    const BlockQ6_K& b = x[i];
+    const float d = fp16_to_f32(b.d);
+    for (int sub = 0; sub < kQK_K / 16; ++sub) *scale++ = d * static_cast<float>(b.scales[sub]);
+    for (int e = 0; e < kQK_K; ++e) code[e] = static_cast<int8_t>(q6_K_quant(b, e));
+  }
+}
+
 // ---- quantize Q8_K (llama.cpp's quantize_row_q8_K_ref) ----------------------------------------
 
 void quantize_row_q8_K_ref(const float* x, BlockQ8_K* y, int64_t n) {

@@ -123,6 +123,48 @@ void dequantize_row_q8_1(const BlockQ8_1* x, float* y, int64_t n) {
   }
 }
 
+// ---- affine form: element = scale * code (+ offset), the same f32 steps as dequantize above;
+// each 32-element block gives two groups of 16 with its scale (and minimum) -------------------
+
+void affine_row_q4_0(const BlockQ4_0* x, int8_t* code, float* scale, float*, int64_t n) {
+  for (int64_t b = 0; b < n / kQK4_0; ++b, code += kQK4_0, scale += 2) {
+    scale[0] = scale[1] = fp16_to_f32(x[b].d);
+    for (int j = 0; j < kQK4_0; ++j) code[j] = static_cast<int8_t>(nibble(x[b].qs, j) - 8);
+  }
+}
+
+void affine_row_q4_1(const BlockQ4_1* x, int8_t* code, float* scale, float* offset, int64_t n) {
+  for (int64_t b = 0; b < n / kQK4_1; ++b, code += kQK4_1, scale += 2, offset += 2) {
+    scale[0] = scale[1] = fp16_to_f32(x[b].d);
+    offset[0] = offset[1] = fp16_to_f32(x[b].m);
+    for (int j = 0; j < kQK4_1; ++j) code[j] = static_cast<int8_t>(nibble(x[b].qs, j));
+  }
+}
+
+void affine_row_q5_0(const BlockQ5_0* x, int8_t* code, float* scale, float*, int64_t n) {
+  for (int64_t b = 0; b < n / kQK5_0; ++b, code += kQK5_0, scale += 2) {
+    scale[0] = scale[1] = fp16_to_f32(x[b].d);
+    const uint32_t qh = load_qh(x[b].qh);
+    for (int j = 0; j < kQK5_0; ++j) code[j] = static_cast<int8_t>(five_bits(x[b].qs, qh, j) - 16);
+  }
+}
+
+void affine_row_q5_1(const BlockQ5_1* x, int8_t* code, float* scale, float* offset, int64_t n) {
+  for (int64_t b = 0; b < n / kQK5_1; ++b, code += kQK5_1, scale += 2, offset += 2) {
+    scale[0] = scale[1] = fp16_to_f32(x[b].d);
+    offset[0] = offset[1] = fp16_to_f32(x[b].m);
+    const uint32_t qh = load_qh(x[b].qh);
+    for (int j = 0; j < kQK5_1; ++j) code[j] = static_cast<int8_t>(five_bits(x[b].qs, qh, j));
+  }
+}
+
+void affine_row_q8_0(const BlockQ8_0* x, int8_t* code, float* scale, float*, int64_t n) {
+  for (int64_t b = 0; b < n / kQK8_0; ++b, code += kQK8_0, scale += 2) {
+    scale[0] = scale[1] = fp16_to_f32(x[b].d);
+    std::memcpy(code, x[b].qs, kQK8_0);
+  }
+}
+
 // ---- quantize: llama.cpp's quantize_row_*_ref. The scale is computed and inverted in f32 and
 // only then rounded to f16, so the quants come from the unrounded inverse scale. ---------------
 

@@ -137,6 +137,41 @@ void check_row(const char* what, TensorType type, int64_t n,
   }
 }
 
+
+using AffineFn = void (*)(const void* src, int8_t* code, float* scale, float* offset, int64_t n);
+
+template <typename Block, void (*F)(const Block*, int8_t*, float*, float*, int64_t)>
+void affine_as(const void* src, int8_t* code, float* scale, float* offset, int64_t n) {
+  F(static_cast<const Block*>(src), code, scale, offset, n);
+}
+
+struct AffineOps {
+  TensorType type;
+  AffineFn affine;
+  bool has_offset;
+};
+
+constexpr std::array kAffineFormats = {
+    AffineOps{T::Q4_0, affine_as<BlockQ4_0, affine_row_q4_0>, false},
+    AffineOps{T::Q4_1, affine_as<BlockQ4_1, affine_row_q4_1>, true},
+    AffineOps{T::Q5_0, affine_as<BlockQ5_0, affine_row_q5_0>, false},
+    AffineOps{T::Q5_1, affine_as<BlockQ5_1, affine_row_q5_1>, true},
+    AffineOps{T::Q8_0, affine_as<BlockQ8_0, affine_row_q8_0>, false},
+    AffineOps{T::IQ4_NL, affine_as<BlockIQ4_NL, affine_row_iq4_nl>, false},
+    AffineOps{T::Q2_K, affine_as<BlockQ2_K, affine_row_q2_K>, true},
+    AffineOps{T::Q3_K, affine_as<BlockQ3_K, affine_row_q3_K>, false},
+    AffineOps{T::Q4_K, affine_as<BlockQ4_K, affine_row_q4_K>, true},
+    AffineOps{T::Q5_K, affine_as<BlockQ5_K, affine_row_q5_K>, true},
+    AffineOps{T::Q6_K, affine_as<BlockQ6_K, affine_row_q6_K>, false},
+    AffineOps{T::IQ4_XS, affine_as<BlockIQ4_XS, affine_row_iq4_xs>, false},
+};
+
+const AffineOps* find_affine(TensorType type) {
+  for (const AffineOps& f : kAffineFormats) {
+    if (f.type == type) return &f;
+  }
+  return nullptr;
+}
 }  // namespace
 
 bool can_dequantize(TensorType type) { return find_format(type) != nullptr; }
@@ -164,6 +199,30 @@ void quantize_row(TensorType type, const float* src, void* dst, int64_t n) {
   if (f == nullptr || f->quantize == nullptr) throw_unsupported(type, "quantize_row");
   check_row("quantize_row", type, n, {src, dst});
   if (n > 0) f->quantize(src, dst, n);
+}
+
+bool has_affine_form(TensorType type) { return find_affine(type) != nullptr; }
+
+bool affine_has_offset(TensorType type) {
+  const AffineOps* f = find_affine(type);
+  return f != nullptr && f->has_offset;
+}
+
+void affine_row(TensorType type, const void* src, int64_t n, int8_t* code, float* scale,
+                float* offset) {
+  const AffineOps* f = find_affine(type);
+  if (f == nullptr) {
+    throw Error(ErrorCode::kUnsupported,
+                fmt::format("affine_row: tensor type {} has no affine form (small integer codes "
+                            "times a scale per 16 elements)",
+                            name_of(type)));
+  }
+  if (f->has_offset) {
+    check_row("affine_row", type, n, {src, code, scale, offset});
+  } else {
+    check_row("affine_row", type, n, {src, code, scale});
+  }
+  if (n > 0) f->affine(src, code, scale, offset, n);
 }
 
 float vec_dot(TensorType type, int64_t n, const void* x, const void* y) {

@@ -5,6 +5,9 @@
 // of the vector width, inputs placed so that they end at an unreadable page (an over-read
 // crashes).
 //
+// The affine kernels (MLA's W_UK / W_UV in their quantized type's codes) must give the f32
+// kernels' results on the decoded rows bit for bit, tier by tier.
+//
 // What must match: each output is an f32 sum of the reference's products in another order, so
 //   scores        |got - ref| <= |scale| · (n / lanes + 16) · 2^-24 · Σ|products|, n = wa + wb
 //                 (one running sum per vector lane, then a tree over the lanes);
@@ -21,6 +24,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/attention.h"
@@ -43,31 +47,39 @@ struct Random {
   float normal() { return std::normal_distribution<float>(0.0f, 1.0f)(gen); }
 };
 
-// `n` floats that end where an unreadable page begins.
-class GuardedFloats {
+// `n` values that end where an unreadable page begins: normal floats, or any int8 codes.
+template <typename T>
+class Guarded {
  public:
-  GuardedFloats(size_t n, Random& rnd) {
+  Guarded(size_t n, Random& rnd) {
     const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-    const size_t bytes = n * sizeof(float);
+    const size_t bytes = n * sizeof(T);
     const size_t data_pages = (bytes + page - 1) / page;
     size_ = (data_pages + 1) * page;
     void* p = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     REQUIRE(p != MAP_FAILED);
     base_ = static_cast<uint8_t*>(p);
     REQUIRE(mprotect(base_ + data_pages * page, page, PROT_NONE) == 0);
-    data_ = reinterpret_cast<float*>(base_ + data_pages * page - bytes);
-    for (size_t i = 0; i < n; ++i) data_[i] = rnd.normal();
+    data_ = reinterpret_cast<T*>(base_ + data_pages * page - bytes);
+    for (size_t i = 0; i < n; ++i) {
+      if constexpr (std::is_same_v<T, float>) {
+        data_[i] = rnd.normal();
+      } else {
+        data_[i] = static_cast<T>(std::uniform_int_distribution<int>(-128, 127)(rnd.gen));
+      }
+    }
   }
-  ~GuardedFloats() { munmap(base_, size_); }
-  GuardedFloats(const GuardedFloats&) = delete;
-  GuardedFloats& operator=(const GuardedFloats&) = delete;
-  const float* data() const { return data_; }
+  ~Guarded() { munmap(base_, size_); }
+  Guarded(const Guarded&) = delete;
+  Guarded& operator=(const Guarded&) = delete;
+  const T* data() const { return data_; }
 
  private:
   uint8_t* base_ = nullptr;
-  float* data_ = nullptr;
+  T* data_ = nullptr;
   size_t size_ = 0;
 };
+using GuardedFloats = Guarded<float>;
 
 // Floats of a [rows × ld] matrix whose last row ends after `width` values.
 size_t matrix_size(int64_t rows, size_t ld, int64_t width) {
@@ -212,9 +224,71 @@ TEST_CASE("cpu attention kernels: MLA weighted sum against a double reference", 
   }
 }
 
+TEST_CASE("cpu attention kernels: affine rows give the f32 kernels' results bit for bit",
+          "[cpu_kernels]") {
+  Random rnd;
+  INFO("seed " << rnd.seed << " (KTX_TEST_SEED replays it)");
+  for (const Tier& tier : tiers()) {
+    const cpu::MlaAffineWeightedSumFn affine_sum = cpu::isa_mla_affine_weighted_sum(tier.isa);
+    const cpu::MlaAffineScoresFn affine_scores = cpu::isa_mla_affine_scores(tier.isa);
+    const cpu::MlaWeightedSumFn sum = cpu::isa_mla_weighted_sum(tier.isa);
+    const cpu::MlaScoresFn scores = cpu::isa_mla_scores(tier.isa);
+    REQUIRE(affine_sum != nullptr);
+    REQUIRE(affine_scores != nullptr);
+    for (bool with_offset : {false, true}) {
+      for (int64_t rows : {1, 3, 4, 5, 9, 128}) {
+        for (int64_t width : {16, 48, 144, 512}) {
+          INFO(cpu::isa_name(tier.isa) << ": rows " << rows << ", width " << width
+                                       << (with_offset ? ", with offsets" : ""));
+          const size_t ldc = static_cast<size_t>(width) + 32;
+          const size_t lds = static_cast<size_t>(width / 16) + 3;
+          const Guarded<int8_t> code(matrix_size(rows, ldc, width), rnd);
+          const GuardedFloats scale(matrix_size(rows, lds, width / 16), rnd);
+          const GuardedFloats offset(matrix_size(rows, lds, width / 16), rnd);
+          const cpu::AffineRows a{code.data(), ldc, scale.data(),
+                                  with_offset ? offset.data() : nullptr, lds};
+          // The decoded rows, as dequantize_row computes them (a product, then a sum).
+          std::vector<float> dense(static_cast<size_t>(rows * width));
+          for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t c = 0; c < width; ++c) {
+              const size_t g = static_cast<size_t>(r) * lds + static_cast<size_t>(c / 16);
+              float v = scale.data()[g] * static_cast<float>(code.data()[r * ldc + c]);
+              if (with_offset) v = v + offset.data()[g];
+              dense[static_cast<size_t>(r * width + c)] = v;
+            }
+          }
+          const GuardedFloats w(static_cast<size_t>(rows), rnd);
+          const GuardedFloats x(static_cast<size_t>(width), rnd);
+
+          // Weighted sum: width outputs, then a sentinel that must survive.
+          std::vector<float> got(static_cast<size_t>(width) + 1, kNaN), want(got.size(), kNaN);
+          got.back() = want.back() = kSentinel;
+          affine_sum(rows, w.data(), a, width, got.data());
+          sum(1, rows, w.data(), 0, dense.data(), static_cast<size_t>(width), width, want.data(),
+              0);
+          REQUIRE(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+
+          // Scores: one per row.
+          std::vector<float> s_got(static_cast<size_t>(rows) + 1, kNaN), s_want(s_got.size(), kNaN);
+          s_got.back() = s_want.back() = kSentinel;
+          affine_scores(rows, x.data(), a, width, s_got.data());
+          scores(1, rows, x.data(), 0, dense.data(), static_cast<size_t>(width), width, nullptr, 0,
+                 nullptr, 0, 0, 1.0f, s_want.data(), 0);
+          REQUIRE(std::memcmp(s_got.data(), s_want.data(), s_got.size() * sizeof(float)) == 0);
+          for (float v : got) REQUIRE(!std::isnan(v));
+          for (float v : s_got) REQUIRE(!std::isnan(v));
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("cpu attention kernels: the dispatch picks the selected tier", "[cpu_kernels]") {
   REQUIRE(cpu::mla_scores_fn() != nullptr);
   REQUIRE(cpu::mla_weighted_sum_fn() != nullptr);
   CHECK(cpu::mla_scores_fn() == cpu::isa_mla_scores(cpu::selected_isa()));
   CHECK(cpu::mla_weighted_sum_fn() == cpu::isa_mla_weighted_sum(cpu::selected_isa()));
+  CHECK(cpu::mla_affine_weighted_sum_fn() ==
+        cpu::isa_mla_affine_weighted_sum(cpu::selected_isa()));
+  CHECK(cpu::mla_affine_scores_fn() == cpu::isa_mla_affine_scores(cpu::selected_isa()));
 }

@@ -905,9 +905,11 @@ struct MlaSetup {
 // kv_b values as f32 ([H·(nope+v)][R]) and the same numbers laid out as k_b / v_b.
 // yarn: 0 none; 1 YaRN with a yarn_log_multiplier (norm-preserving rotation, mscale² in the
 // softmax scale); 2 YaRN without one (the rotation keeps ggml's 1 + 0.1·ln(factor)).
-// output_type: attn_output's type (the same as the others unless given).
+// output_type: attn_output's type, kv_b_type: kv_b's or k_b / v_b's (the same as the others unless
+// given).
 MlaSetup make_mla(Rng& rng, TensorType type, bool q_lora, bool split, int yarn,
-                  std::optional<TensorType> output_type = std::nullopt) {
+                  std::optional<TensorType> output_type = std::nullopt,
+                  std::optional<TensorType> kv_b_type = std::nullopt) {
   MlaSetup s;
   model::ModelConfig& c = s.c;
   c.arch = model::Architecture::kDeepseek2;
@@ -957,10 +959,11 @@ MlaSetup make_mla(Rng& rng, TensorType type, bool q_lora, bool split, int yarn,
         }
       }
     }
-    s.k_b = tensor_from("blk.0.attn_k_b.weight", type, {nope, R, H}, k_b);
-    s.v_b = tensor_from("blk.0.attn_v_b.weight", type, {R, v, H}, v_b);
+    s.k_b = tensor_from("blk.0.attn_k_b.weight", kv_b_type.value_or(type), {nope, R, H}, k_b);
+    s.v_b = tensor_from("blk.0.attn_v_b.weight", kv_b_type.value_or(type), {R, v, H}, v_b);
   } else {
-    s.kv_b = tensor_from("blk.0.attn_kv_b.weight", type, {R, H * (nope + v)}, kv_b);
+    s.kv_b = tensor_from("blk.0.attn_kv_b.weight", kv_b_type.value_or(type), {R, H * (nope + v)},
+                         kv_b);
   }
   s.output =
       random_tensor("blk.0.attn_output.weight", output_type.value_or(type), {H * v, E}, rng, 0.3f);
@@ -992,18 +995,24 @@ TEST_CASE("cpu.mla_attention: both forms, both kv_b flavours, against the naive 
     bool q_lora, split;
     int yarn;
     int64_t n_prefill;
+    std::optional<TensorType> kv_b = std::nullopt;  // kv_b's (or k_b / v_b's) type, if not `type`
   };
   using T = TensorType;
   for (const Case& k :
        {Case{T::F32, T::F32, false, false, 0, 1}, Case{T::F32, T::F32, true, true, 1, 3},
         Case{T::F32, T::F32, true, false, 1, 17}, Case{T::F32, T::F32, false, true, 2, 3},
         Case{T::F16, T::F32, false, true, 0, 3}, Case{T::Q8_0, T::F32, true, false, 1, 17},
-        Case{T::Q8_0, T::F32, false, true, 2, 3}, Case{T::Q4_0, T::Q4_0, true, false, 1, 17}}) {
-    INFO("type " << ktx::type_name(k.type) << ", output " << ktx::type_name(k.output)
+        Case{T::Q8_0, T::F32, false, true, 2, 3}, Case{T::Q4_0, T::Q4_0, true, false, 1, 17},
+        // W_UK / W_UV in Q4_1, which has minimums: their affine form carries offsets
+        // (mla_head_weights.h).
+        Case{T::Q8_0, T::F32, true, false, 0, 5, T::Q4_1},
+        Case{T::Q8_0, T::F32, false, true, 1, 3, T::Q4_1}}) {
+    INFO("type " << ktx::type_name(k.type) << ", kv_b " << ktx::type_name(k.kv_b.value_or(k.type))
+                 << ", output " << ktx::type_name(k.output)
                  << (k.q_lora ? ", q_lora" : ", plain q") << (k.split ? ", k_b/v_b" : ", kv_b")
                  << ", yarn mode " << k.yarn << ", prefill " << k.n_prefill << ", threads "
                  << threads);
-    const MlaSetup s = make_mla(rng, k.type, k.q_lora, k.split, k.yarn, k.output);
+    const MlaSetup s = make_mla(rng, k.type, k.q_lora, k.split, k.yarn, k.output, k.kv_b);
     const ModuleDesc m = s.desc();
     // Calls: the prefill, a chunk of 3 at pos0 > 0, then decode steps over a growing cache.
     std::vector<int64_t> calls = {k.n_prefill, 3, 1, 1, 1, 1};

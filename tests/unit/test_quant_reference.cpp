@@ -409,6 +409,61 @@ TEST_CASE("quant: dequantize_row writes every element, finite, and nothing past 
   }
 }
 
+TEST_CASE("quant: the affine form gives dequantize_row's values bit for bit", "[quant]") {
+  Random rnd;
+  INFO("seed " << rnd.seed);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  int with_form = 0;
+  for (TensorType t : kDequantTypes) {
+    if (!q::has_affine_form(t)) continue;
+    ++with_form;
+    for (int blocks : kBlockCounts) {
+      const int64_t n = blocks * block_size(t);
+      INFO(name(t) << ", n = " << n);
+      const auto src = random_row(t, n, rnd, Scales::kAnyFinite);
+      const auto groups = static_cast<size_t>(n / q::kAffineGroup);
+      std::vector<int8_t> code(static_cast<size_t>(n));
+      std::vector<float> scale(groups, nan), offset(groups, nan);
+      q::affine_row(t, src.data(), n, code.data(), scale.data(), offset.data());
+      std::vector<float> want(static_cast<size_t>(n));
+      q::dequantize_row(t, src.data(), want.data(), n);
+      for (int64_t e = 0; e < n; ++e) {
+        const auto g = static_cast<size_t>(e / q::kAffineGroup);
+        float got = scale[g] * static_cast<float>(code[static_cast<size_t>(e)]);
+        if (q::affine_has_offset(t)) got = got + offset[g];
+        INFO("element " << e);
+        REQUIRE(std::memcmp(&got, &want[static_cast<size_t>(e)], sizeof got) == 0);
+      }
+      // A type without a minimum never writes the offsets.
+      if (!q::affine_has_offset(t)) {
+        for (float o : offset) REQUIRE(std::isnan(o));
+      }
+    }
+  }
+  CHECK(with_form == 12);
+  for (TensorType t : {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_1,
+                       TensorType::Q8_K}) {
+    CHECK_FALSE(q::has_affine_form(t));
+    std::vector<uint8_t> src(ktx::row_size(t, 256));
+    std::vector<int8_t> code(256);
+    std::vector<float> scale(16), offset(16);
+    const ktx::Error e = expect_error(
+        [&] { q::affine_row(t, src.data(), 256, code.data(), scale.data(), offset.data()); });
+    CHECK(e.code() == ErrorCode::kUnsupported);
+    CHECK(std::string(e.what()).find(name(t)) != std::string::npos);
+  }
+  std::vector<uint8_t> src(ktx::row_size(TensorType::Q4_K, 256));
+  std::vector<int8_t> code(256);
+  std::vector<float> scale(16);
+  // Q4_K has minimums: leaving out the offsets is an argument error, as is a partial block.
+  CHECK_THROWS_AS(q::affine_row(TensorType::Q4_K, src.data(), 256, code.data(), scale.data(),
+                                nullptr),
+                  ktx::Error);
+  CHECK_THROWS_AS(q::affine_row(TensorType::Q6_K, src.data(), 100, code.data(), scale.data(),
+                                nullptr),
+                  ktx::Error);
+}
+
 TEST_CASE("quant: dequantize_row matches the gguf package on golden blocks", "[quant]") {
   struct Golden {
     TensorType type;

@@ -10,16 +10,16 @@
 // Option "absorb" = "auto" (default: whichever needs fewer multiply-adds for this batch),
 // "always" or "never". W_UK / W_UV come from attn_kv_b ([kv_lora_rank, n_head·(nope+v)]) or from
 // attn_k_b ([nope, kv_lora_rank, n_head]) and attn_v_b ([kv_lora_rank, v, n_head]) as newer
-// llama.cpp files split it. These small per-head products run in f32 on copies dequantized once
-// at creation (a load-time repack: per head W_UK as [nope][rank] then W_UV as [v][rank]; f32
-// costs n_head·(nope+v)·rank·4 bytes per layer, 8 MiB for V2-Lite, 64 MiB for V3), so both forms
-// compute on the same numbers and decode converts no weights per token; the big projections use
-// quantized activations (linear.h). Work is parallel over heads; a decode step (one token,
+// llama.cpp files split it. These small per-head products run in f32 on the file's values
+// (mla_head_weights.h: kept as integer codes and scales where the type allows, an f32 copy
+// otherwise), so both forms compute on the same numbers; the big projections use quantized
+// activations (linear.h). Work is parallel over heads; a decode step (one token,
 // absorbed) runs its cache-reading steps over positions or latent slices instead, all heads at
 // once (decode_absorbed).
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <optional>
 #include <vector>
 
 #include "kernels/cpu/attention.h"
@@ -29,6 +29,7 @@
 #include "ops/cpu/common.h"
 #include "ops/cpu/impls.h"
 #include "ops/cpu/linear.h"
+#include "ops/cpu/mla_head_weights.h"
 #include "ops/cpu/rope.h"
 
 namespace ktx::ops::cpu {
@@ -76,7 +77,7 @@ class MlaAttention final : public AttentionOp {
     } else {
       kv_b_ = &m.weight("kv_b");
     }
-    unpack_head_weights();
+    head_weights_.emplace(kv_b_, k_b_, v_b_, n_head_, nope_, v_dim_, rank_);
   }
 
   std::string impl_name() const override { return std::string(kName); }
@@ -98,12 +99,6 @@ class MlaAttention final : public AttentionOp {
   }
 
  private:
-  // Fills head_w_: for every head, W_UK as [nope][rank] then W_UV as [v][rank], in f32.
-  void unpack_head_weights();
-  const float* head_uk(int64_t h) const {
-    return head_w_.data() + static_cast<size_t>(h * (nope_ + v_dim_) * rank_);
-  }
-  const float* head_uv(int64_t h) const { return head_uk(h) + static_cast<size_t>(nope_ * rank_); }
   void attend_absorbed(int64_t h, int64_t n, int64_t pos0, const float* q, float* o,
                        const runtime::LayerKvCache& cache) const;
   void decode_absorbed(runtime::ThreadPool& pool, int64_t pos, const float* q, float* o,
@@ -121,7 +116,7 @@ class MlaAttention final : public AttentionOp {
   const gguf::TensorInfo* v_b_ = nullptr;
   WeightMatrix out_;
   Rope rope_;
-  std::vector<float> head_w_;
+  std::optional<MlaHeadWeights> head_weights_;  // W_UK, W_UV
 };
 
 void MlaAttention::forward(ExecContext& ctx, const Batch& batch, const float* x, float* out,
@@ -193,48 +188,9 @@ void MlaAttention::forward(ExecContext& ctx, const Batch& batch, const float* x,
   matmul(pool, out_, n, o.data(), n_head_ * v_dim_, out, out_.rows);
 }
 
-void MlaAttention::unpack_head_weights() {
-  head_w_.resize(static_cast<size_t>(n_head_ * (nope_ + v_dim_) * rank_));
-  std::vector<float> tmp;
-  for (int64_t h = 0; h < n_head_; ++h) {
-    float* uk = head_w_.data() + static_cast<size_t>(h * (nope_ + v_dim_) * rank_);
-    float* uv = uk + static_cast<size_t>(nope_ * rank_);
-    if (kv_b_ != nullptr) {
-      // Rows h·(nope+v) + j: the first nope are W_UK's, the next v are W_UV's.
-      const size_t row_bytes = row_size(kv_b_->type, rank_);
-      const uint8_t* base = kv_b_->data + static_cast<size_t>(h * (nope_ + v_dim_)) * row_bytes;
-      for (int64_t j = 0; j < nope_ + v_dim_; ++j) {
-        float* dst = j < nope_ ? uk + j * rank_ : uv + (j - nope_) * rank_;
-        quant::dequantize_row(kv_b_->type, base + static_cast<size_t>(j) * row_bytes, dst, rank_);
-      }
-      continue;
-    }
-    // attn_k_b slab h holds W_UK transposed ([rank][nope]); attn_v_b slab h is W_UV as is.
-    tmp.resize(static_cast<size_t>(rank_ * nope_));
-    const size_t kb_row = row_size(k_b_->type, nope_);
-    const uint8_t* kb = k_b_->data + static_cast<size_t>(h * rank_) * kb_row;
-    for (int64_t c = 0; c < rank_; ++c) {
-      quant::dequantize_row(k_b_->type, kb + static_cast<size_t>(c) * kb_row,
-                            tmp.data() + c * nope_, nope_);
-    }
-    for (int64_t c = 0; c < rank_; ++c) {
-      for (int64_t j = 0; j < nope_; ++j)
-        uk[j * rank_ + c] = tmp[static_cast<size_t>(c * nope_ + j)];
-    }
-    const size_t vb_row = row_size(v_b_->type, rank_);
-    const uint8_t* vb = v_b_->data + static_cast<size_t>(h * v_dim_) * vb_row;
-    for (int64_t d = 0; d < v_dim_; ++d) {
-      quant::dequantize_row(v_b_->type, vb + static_cast<size_t>(d) * vb_row, uv + d * rank_,
-                            rank_);
-    }
-  }
-}
-
 void MlaAttention::attend_absorbed(int64_t h, int64_t n, int64_t pos0, const float* q, float* o,
                                    const runtime::LayerKvCache& cache) const {
   const int64_t qk = nope_ + rope_dim_;
-  const float* uk = head_uk(h);
-  const float* uv = head_uv(h);
   const auto scores = kernels::cpu::mla_scores_fn();
   const auto weighted_sum = kernels::cpu::mla_weighted_sum_fn();
   const auto lda = static_cast<size_t>(cache.width_a), ldb = static_cast<size_t>(cache.width_b);
@@ -244,16 +200,13 @@ void MlaAttention::attend_absorbed(int64_t h, int64_t n, int64_t pos0, const flo
   for (int64_t t = 0; t < n; ++t) {
     const float* q_nope = q + (t * n_head_ + h) * qk;
     const float* q_pe = q_nope + nope_;
-    // q_lat = W_UKᵀ q_nope: W_UK's rows weighted by q_nope.
-    weighted_sum(1, nope_, q_nope, 0, uk, rank, rank_, q_lat.data(), rank);
+    head_weights_->absorb_query(h, q_nope, q_lat.data());  // q_lat = W_UKᵀ q_nope
     const int64_t keys = pos0 + t + 1;  // causal: itself and everything before
     scores(1, keys, q_lat.data(), rank, cache.a_row(0), lda, rank_, q_pe, 0, cache.b_row(0), ldb,
            rope_dim_, scale_, p.data(), 0);
     softmax_inplace(p.data(), keys);
     weighted_sum(1, keys, p.data(), 0, cache.a_row(0), lda, rank_, o_lat.data(), rank);
-    // o = W_UV o_lat: one "head" (o_lat) against v_dim rows of W_UV.
-    scores(1, v_dim_, o_lat.data(), rank, uv, rank, rank_, nullptr, 0, nullptr, 0, 0, 1.0f,
-           o + (t * n_head_ + h) * v_dim_, 0);
+    head_weights_->project_output(h, o_lat.data(), o + (t * n_head_ + h) * v_dim_);  // W_UV o_lat
   }
 }
 
@@ -277,8 +230,7 @@ void MlaAttention::decode_absorbed(runtime::ThreadPool& pool, int64_t pos, const
   std::vector<float> p(static_cast<size_t>(n_head_) * ldp);
   pool.parallel_for(n_head_, 1, [&](int64_t h0, int64_t h1) {
     for (int64_t h = h0; h < h1; ++h) {
-      weighted_sum(1, nope_, q + h * qk, 0, head_uk(h), rank, rank_, q_lat.data() + h * rank_,
-                   rank);
+      head_weights_->absorb_query(h, q + h * qk, q_lat.data() + h * rank_);
     }
   });
   // Scores, then each head's softmax.
@@ -297,8 +249,7 @@ void MlaAttention::decode_absorbed(runtime::ThreadPool& pool, int64_t pos, const
   });
   pool.parallel_for(n_head_, 1, [&](int64_t h0, int64_t h1) {
     for (int64_t h = h0; h < h1; ++h) {
-      scores(1, v_dim_, o_lat.data() + h * rank_, rank, head_uv(h), rank, rank_, nullptr, 0,
-             nullptr, 0, 0, 1.0f, o + h * v_dim_, 0);
+      head_weights_->project_output(h, o_lat.data() + h * rank_, o + h * v_dim_);
     }
   });
 }
@@ -307,8 +258,10 @@ void MlaAttention::attend_naive(int64_t h, int64_t n, int64_t pos0, const float*
                                 const runtime::LayerKvCache& cache) const {
   const int64_t qk = nope_ + rope_dim_;
   const int64_t end = pos0 + n;
-  const float* uk = head_uk(h);
-  const float* uv = head_uv(h);
+  std::vector<float> scratch;
+  const MlaHeadWeights::F32Head w = head_weights_->f32_head(h, scratch);
+  const float* uk = w.uk;
+  const float* uv = w.uv;
   // Decompress this head's keys and values for every position the batch can see: the scores
   // kernel with the cache rows as its "heads" and W_UK's / W_UV's rows as its "positions" writes
   // k_nope[s][j] = W_UK[j]·c_kv(s) (and v alike) in the layout the loops below read.
