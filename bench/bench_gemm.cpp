@@ -9,6 +9,11 @@
 //                so it is an upper bound for any int8 scheme, not a drop-in replacement
 //   onednn-bf16  oneDNN bf16 × bf16 -> f32 matmul, weights dequantized to bf16 once (3.6x the
 //                bytes of Q4_K)
+//   onednn-f32   oneDNN f32 matmul (the F32 shapes), onednn-f16 f16 × f16 (the F16 shapes; oneDNN
+//                2.6 refuses it without AVX512_FP16)
+//
+// The float shapes (F32, F16, BF16 weights: full-precision files) compare ktx's float GEMM with
+// oneDNN's matmul in the same type; the quantized shapes with oneDNN's s8 and bf16.
 //
 // Expert shapes are timed over as many distinct weight copies as fill 64 MiB, so that weights come
 // from memory as they do for 64 experts; a thread takes a contiguous half of the rows. A sample of
@@ -47,7 +52,8 @@ constexpr const char* kUsage =
     "kernels,\n"
     "  oneDNN int8 and bf16; GOP/s and the share of the measured int8 peak, 1..N threads.\n"
     "  shapes: exp_up48 exp_up512 exp_down48 exp_down512 dense_up512 dense_down512\n"
-    "          shexp_down512 (default: all)\n";
+    "          shexp_down512 exp_up512_bf16 exp_up512_f16 exp_up512_f32 exp_down48_bf16\n"
+    "          (default: all)\n";
 
 struct Shape {
   const char* id;
@@ -65,6 +71,10 @@ const Shape kShapes[] = {
     {"dense_up512", "dense gate/up, 512 tokens", TensorType::Q4_K, 10944, 2048, 512},
     {"dense_down512", "dense down (Q5_0), 512 tokens", TensorType::Q5_0, 2048, 10944, 512},
     {"shexp_down512", "shared-expert down (Q6_K), 512 tokens", TensorType::Q6_K, 2048, 2816, 512},
+    {"exp_up512_bf16", "expert gate/up (BF16), 512 tokens", TensorType::BF16, 1408, 2048, 512},
+    {"exp_up512_f16", "expert gate/up (F16), 512 tokens", TensorType::F16, 1408, 2048, 512},
+    {"exp_up512_f32", "expert gate/up (F32), 512 tokens", TensorType::F32, 1408, 2048, 512},
+    {"exp_down48_bf16", "expert down (BF16), 48 tokens", TensorType::BF16, 2048, 1408, 48},
 };
 
 constexpr int64_t kTokenChunk = 64;  // tokens whose panels stay in L2 while the rows stream by
@@ -244,7 +254,7 @@ int main(int argc, char** argv) {
           gemm_body(0, copies - 1);
           const uint8_t* base = w[static_cast<size_t>(copies - 1)].data();
           const bool k_quant = ktx::traits(s->type).block_size == 256;
-          const cpu::VecDotFn one = cpu::isa_vec_dot(cpu::Isa::kAvx512Vnni, s->type);
+          const cpu::VecDotFn one = cpu::vec_dot_fn(s->type);  // the AVX-512 tier's (gemm_fn is)
           int64_t r0, r1;
           slice(0, r0, r1);
           size_t bad = 0;
@@ -267,13 +277,21 @@ int main(int argc, char** argv) {
              threads == 1 ? time_threads(1, args.repeats, 1, [&](int, int) { pack_all(); }) : -1,
              ""});
       }
-      for (const auto kind : {kb::OnednnKind::kS8, kb::OnednnKind::kBf16}) {
+      std::vector<kb::OnednnKind> kinds = {kb::OnednnKind::kS8, kb::OnednnKind::kBf16};
+      if (s->type == TensorType::BF16) kinds = {kb::OnednnKind::kBf16};
+      if (s->type == TensorType::F16) kinds = {kb::OnednnKind::kF16};
+      if (s->type == TensorType::F32) kinds = {kb::OnednnKind::kF32};
+      for (const auto kind : kinds) {
         std::string impl;
         const double sec = kb::onednn_seconds(kind, s->rows, s->cols, s->tokens, threads,
                                               args.repeats, 0.25, &impl);
         if (sec > 0)
-          rows_out.push_back(
-              {s, threads, kind == kb::OnednnKind::kS8 ? "onednn-s8" : "onednn-bf16", sec, impl});
+          rows_out.push_back({s, threads,
+                              kind == kb::OnednnKind::kS8     ? "onednn-s8"
+                              : kind == kb::OnednnKind::kBf16 ? "onednn-bf16"
+                              : kind == kb::OnednnKind::kF32  ? "onednn-f32"
+                                                              : "onednn-f16",
+                              sec, impl});
       }
       if (!args.json) {
         for (const Row& r : rows_out) {

@@ -25,9 +25,21 @@ double onednn_seconds(OnednnKind kind, int64_t rows, int64_t cols, int64_t token
     omp_set_num_threads(threads);
     dnnl::engine engine(dnnl::engine::kind::cpu, 0);
     dnnl::stream stream(engine);
-    const dt src_type = kind == OnednnKind::kS8 ? dt::u8 : dt::bf16;
-    const dt wei_type = kind == OnednnKind::kS8 ? dt::s8 : dt::bf16;
-    const dt dst_type = kind == OnednnKind::kS8 ? dt::s32 : dt::f32;
+    dt src_type = dt::bf16, wei_type = dt::bf16, dst_type = dt::f32;
+    size_t elt = 2;
+    switch (kind) {
+      case OnednnKind::kS8:
+        src_type = dt::u8, wei_type = dt::s8, dst_type = dt::s32, elt = 1;
+        break;
+      case OnednnKind::kBf16:
+        break;
+      case OnednnKind::kF32:
+        src_type = wei_type = dt::f32, elt = 4;
+        break;
+      case OnednnKind::kF16:
+        src_type = wei_type = dt::f16;
+        break;
+    }
     // Activations [tokens × cols] row-major; weights as ktx stores them, one row of `cols` per
     // output ([cols × rows] with "ba": column-major), reordered to whatever layout oneDNN wants.
     const memory::desc src_md({tokens, cols}, src_type, tag::ab);
@@ -40,12 +52,19 @@ double onednn_seconds(OnednnKind kind, int64_t rows, int64_t cols, int64_t token
     memory src(src_md, engine), wei_user(wei_plain, engine), wei(pd.weights_desc(), engine),
         dst(dst_md, engine);
     std::mt19937 gen(7);
+    // Small finite values: bytes of 0..63 (int8; bf16 below 1), f32 in [-1, 1], f16 in ±[1, 2).
     auto fill = [&](memory& m, size_t bytes) {
       auto* p = static_cast<uint8_t*>(m.get_data_handle());
-      for (size_t i = 0; i < bytes; ++i)
-        p[i] = static_cast<uint8_t>(gen() & 0x3F);  // small, finite
+      if (kind == OnednnKind::kF32) {
+        std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+        for (size_t i = 0; i < bytes / 4; ++i) reinterpret_cast<float*>(p)[i] = u(gen);
+      } else if (kind == OnednnKind::kF16) {
+        for (size_t i = 0; i < bytes / 2; ++i)
+          reinterpret_cast<uint16_t*>(p)[i] = static_cast<uint16_t>(0x3C00 | (gen() & 0x83FF));
+      } else {
+        for (size_t i = 0; i < bytes; ++i) p[i] = static_cast<uint8_t>(gen() & 0x3F);
+      }
     };
-    const size_t elt = kind == OnednnKind::kS8 ? 1 : 2;
     fill(src, static_cast<size_t>(tokens * cols) * elt);
     fill(wei_user, static_cast<size_t>(rows * cols) * elt);
     dnnl::reorder(wei_user, wei).execute(stream, wei_user, wei);  // once, as at load

@@ -11,6 +11,8 @@ namespace ktx::bench {
 enum class OnednnKind {
   kS8,    // u8 activations × s8 weights -> s32 (no block scales: an upper bound for int8)
   kBf16,  // bf16 × bf16 -> f32 (weights dequantized to bf16)
+  kF32,   // f32 × f32 -> f32
+  kF16,   // f16 × f16 -> f32 (needs AVX512_FP16 or AMX-FP16 in oneDNN 2.6: refused elsewhere)
 };
 
 // True when this build has oneDNN.

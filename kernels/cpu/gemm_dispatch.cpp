@@ -10,6 +10,9 @@
 #ifndef KTX_CPU_KERNELS_AVX512
 #define KTX_CPU_KERNELS_AVX512 0
 #endif
+#ifndef KTX_CPU_KERNELS_AVX512BF16
+#define KTX_CPU_KERNELS_AVX512BF16 0
+#endif
 
 namespace ktx::kernels::cpu {
 
@@ -35,6 +38,16 @@ GemmFn isa_gemm(Isa isa, TensorType t) {
       return avx512::gemm_q8_0;
     case T::IQ4_NL:
       return avx512::gemm_iq4_nl;
+    case T::F32:
+      return avx512::gemm_f32;
+    case T::F16:
+      return avx512::gemm_f16;
+    case T::BF16:
+      // The kernel of the one-row dot this CPU uses for BF16 (dispatch.cpp): the same numbers.
+#if KTX_CPU_KERNELS_AVX512BF16
+      if (avx512bf16_vec_dot_bf16() != nullptr) return avx512bf16::gemm_bf16;
+#endif
+      return avx512::gemm_bf16;
     default:
       return nullptr;
   }
@@ -52,6 +65,11 @@ GemmPackFn isa_gemm_pack(Isa isa, TensorType t) {
       return avx512::gemm_pack_q8_K;
     case T::Q8_0:
       return avx512::gemm_pack_q8_0;
+    case T::F32:
+      return avx512::gemm_pack_f32;
+    case T::F16:
+    case T::BF16:
+      return avx512::gemm_pack_16bit;
     default:
       return nullptr;
   }
@@ -88,6 +106,11 @@ size_t gemm_panel_bytes(TensorType dot_type, int64_t n) {
       return static_cast<size_t>(n / 256) * kGemmPanelQ8KBytes;
     case T::Q8_0:
       return static_cast<size_t>((n / 32 + 15) / 16) * kGemmPanelQ8_0Bytes;
+    case T::F32:
+      return (static_cast<size_t>(kGemmTokens * n) * 4 + 63) / 64 * 64;
+    case T::F16:
+    case T::BF16:
+      return (static_cast<size_t>(kGemmTokens * n) * 2 + 63) / 64 * 64;
     default:
       return 0;
   }

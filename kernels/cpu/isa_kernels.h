@@ -86,7 +86,8 @@ KTX_DECLARE_ROWS_KERNEL(vec_dot_q5_0_q8_0_rows)
 #undef KTX_DECLARE_K_ROWS_KERNELS
 
 // GEMM kernels for batches (gemm.h's GemmFn / GemmPackFn), AVX-512 VNNI only:
-// gemm_kquants_avx512.cpp (× Q8_K panels) and gemm_legacy_avx512.cpp (× Q8_0 panels).
+// gemm_kquants_avx512.cpp (× Q8_K panels), gemm_legacy_avx512.cpp (× Q8_0 panels) and
+// gemm_float_avx512.cpp (F32 / F16 / BF16 × panels of their own type).
 #define KTX_DECLARE_GEMM_KERNEL(name)                                                    \
   void name(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels, \
             int64_t tokens, float* out, size_t ldo);
@@ -101,13 +102,20 @@ KTX_DECLARE_GEMM_KERNEL(gemm_q8_0)
 KTX_DECLARE_GEMM_KERNEL(gemm_iq4_nl)
 void gemm_pack_q8_K(int64_t n, const void* const* y, int64_t count, void* panel);
 void gemm_pack_q8_0(int64_t n, const void* const* y, int64_t count, void* panel);
+KTX_DECLARE_GEMM_KERNEL(gemm_f32)
+KTX_DECLARE_GEMM_KERNEL(gemm_f16)
+KTX_DECLARE_GEMM_KERNEL(gemm_bf16)
+void gemm_pack_f32(int64_t n, const void* const* y, int64_t count, void* panel);
+void gemm_pack_16bit(int64_t n, const void* const* y, int64_t count, void* panel);
 }  // namespace avx512
-#undef KTX_DECLARE_GEMM_KERNEL
 
 // BF16 × BF16 with vdpbf16ps (legacy_avx512_bf16.cpp), for CPUs with AVX512_BF16.
+// BF16 GEMM tiles with it (gemm_float_avx512_bf16.cpp).
 namespace avx512bf16 {
 float vec_dot_bf16(int64_t n, const void* x, const void* y);
+KTX_DECLARE_GEMM_KERNEL(gemm_bf16)
 }  // namespace avx512bf16
+#undef KTX_DECLARE_GEMM_KERNEL
 
 // MLA attention's f32 products (attention.h), attention_avx512.cpp and attention_avx2.cpp.
 #define KTX_DECLARE_ATTENTION_KERNELS                                                             \

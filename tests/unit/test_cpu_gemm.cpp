@@ -46,8 +46,12 @@ const TensorType kKQuantTypes[] = {TensorType::Q4_K, TensorType::Q5_K, TensorTyp
                                    TensorType::IQ4_XS};
 const TensorType kBlockTypes[] = {TensorType::Q4_0, TensorType::Q5_0, TensorType::Q8_0,
                                   TensorType::IQ4_NL};
+const TensorType kFloatTypes[] = {TensorType::F32, TensorType::F16, TensorType::BF16};
 
 bool is_k_quant(TensorType t) { return ktx::traits(t).block_size == 256; }
+bool is_float(TensorType t) {
+  return t == TensorType::F32 || t == TensorType::F16 || t == TensorType::BF16;
+}
 
 struct Random {
   uint32_t seed = initial_seed();
@@ -256,7 +260,12 @@ std::vector<Case> cases(const TensorType* types, size_t count) {
     const cpu::GemmPackFn pack = cpu::isa_gemm_pack(cpu::Isa::kAvx512Vnni, *q::vec_dot_type(t));
     REQUIRE(gemm != nullptr);
     REQUIRE(pack != nullptr);
-    out.push_back({t, gemm, pack, cpu::isa_vec_dot(cpu::Isa::kAvx512Vnni, t)});
+    // BF16's one-row kernel is AVX512_BF16's where the CPU has it (vec_dot_fn's choice).
+    cpu::VecDotFn one_row = cpu::isa_vec_dot(cpu::Isa::kAvx512Vnni, t);
+    if (t == TensorType::BF16 && cpu::avx512bf16_vec_dot_bf16() != nullptr) {
+      one_row = cpu::avx512bf16_vec_dot_bf16();
+    }
+    out.push_back({t, gemm, pack, one_row});
   }
   return out;
 }
@@ -269,7 +278,8 @@ void check_gemm(const Case& c, Random& rnd, int64_t n, int64_t rows, int64_t tok
   const size_t row_bytes = ktx::row_size(c.type, n);
   std::vector<uint8_t> all;
   for (int64_t r = 0; r < rows; ++r) {
-    const Fill f = wfill == Fill::kQuantized && r % 3 == 2 ? Fill::kRaw : wfill;
+    // Every third row raw bytes (not for the float types, where they are infinities and NaNs).
+    const Fill f = wfill == Fill::kQuantized && r % 3 == 2 && !is_float(c.type) ? Fill::kRaw : wfill;
     const std::vector<uint8_t> row = weight_row(rnd, c.type, n, f);
     all.insert(all.end(), row.begin(), row.end());
   }
@@ -295,6 +305,18 @@ void check_gemm(const Case& c, Random& rnd, int64_t n, int64_t rows, int64_t tok
       bool ok;
       if (is_k_quant(c.type)) {
         ok = same_float(got, ref);
+      } else if (is_float(c.type)) {
+        // The one-row kernel bit for bit; the reference (a double sum) within f32 summation
+        // error over 16-64 lanes.
+        const float one = c.one_row(n, xr, act[static_cast<size_t>(t)].data());
+        INFO("one-row kernel " << hex(one));
+        std::vector<float> xf(static_cast<size_t>(n)), yf(static_cast<size_t>(n));
+        q::dequantize_row(c.type, xr, xf.data(), n);
+        q::dequantize_row(yt, act[static_cast<size_t>(t)].data(), yf.data(), n);
+        double abs_sum = 0;
+        for (size_t e = 0; e < xf.size(); ++e) abs_sum += std::fabs(double(xf[e]) * yf[e]);
+        const double tol = (n / 16.0 + 16) * 0x1p-24 * abs_sum;
+        ok = same_float(got, one) && std::fabs(double(got) - ref) <= tol;
       } else {
         const float one = c.one_row(n, xr, act[static_cast<size_t>(t)].data());
         INFO("one-row kernel " << hex(one));
@@ -326,8 +348,10 @@ TEST_CASE("gemm: dispatch, panel sizes and the KTX_CPU_ISA cap", "[cpu_gemm]") {
   CHECK(cpu::gemm_panel_bytes(TensorType::Q8_K, 512) == 2 * cpu::kGemmPanelQ8KBytes);
   CHECK(cpu::gemm_panel_bytes(TensorType::Q8_0, 512) == cpu::kGemmPanelQ8_0Bytes);
   CHECK(cpu::gemm_panel_bytes(TensorType::Q8_0, 544) == 2 * cpu::kGemmPanelQ8_0Bytes);
-  CHECK(cpu::gemm_panel_bytes(TensorType::F32, 512) == 0);
-  for (TensorType t : {TensorType::F32, TensorType::F16, TensorType::Q4_1, TensorType::Q2_K}) {
+  CHECK(cpu::gemm_panel_bytes(TensorType::F32, 512) == 8 * 512 * 4);
+  CHECK(cpu::gemm_panel_bytes(TensorType::BF16, 3) == 64);  // 48 bytes, padded to 64
+  CHECK(cpu::gemm_panel_bytes(TensorType::Q8_1, 512) == 0);
+  for (TensorType t : {TensorType::Q4_1, TensorType::Q2_K, TensorType::Q3_K}) {
     CHECK(cpu::gemm_fn(t) == nullptr);
   }
   CHECK(cpu::isa_gemm(cpu::Isa::kAvx2, TensorType::Q4_K) == nullptr);
@@ -338,6 +362,7 @@ TEST_CASE("gemm: dispatch, panel sizes and the KTX_CPU_ISA cap", "[cpu_gemm]") {
       cpu::selected_isa() == cpu::Isa::kAvx512Vnni && (env == nullptr || std::string(env) != "0");
   for (TensorType t : kKQuantTypes) CHECK((cpu::gemm_fn(t) != nullptr) == vnni);
   for (TensorType t : kBlockTypes) CHECK((cpu::gemm_fn(t) != nullptr) == vnni);
+  for (TensorType t : kFloatTypes) CHECK((cpu::gemm_fn(t) != nullptr) == vnni);
   CHECK((cpu::gemm_pack_fn(TensorType::Q8_K) != nullptr) == vnni);
   CHECK((cpu::gemm_pack_fn(TensorType::Q8_0) != nullptr) == vnni);
 }
@@ -434,9 +459,27 @@ TEST_CASE("gemm: block-quant tiles equal the one-row kernel and the reference, a
   }
 }
 
+TEST_CASE("gemm: float tiles equal the one-row kernel and the reference, awkward shapes",
+          "[cpu_gemm]") {
+  Random rnd;
+  INFO("seed " << rnd.seed << " (KTX_TEST_SEED replays it)");
+  // Lengths around the kernels' steps (16 lanes, 64 per step, 128 for vdpbf16ps): tails only,
+  // one step, a step and a masked tail, V2-Lite's 1408 and a full hidden row.
+  const int64_t lengths[] = {1, 7, 16, 64, 129, 200, 1408, 2048};
+  for (const Case& c : cases(kFloatTypes, std::size(kFloatTypes))) {
+    for (int64_t rows : kRows) {
+      for (int64_t tokens : kTokens) {
+        const int64_t n = lengths[rnd.integer(0, 7)];
+        check_gemm(c, rnd, n, rows, tokens, Fill::kQuantized, Fill::kQuantized);
+      }
+    }
+  }
+}
+
 TEST_CASE("gemm: no rows or no tokens write nothing", "[cpu_gemm]") {
   std::vector<Case> all = cases(kKQuantTypes, std::size(kKQuantTypes));
   for (const Case& c : cases(kBlockTypes, std::size(kBlockTypes))) all.push_back(c);
+  for (const Case& c : cases(kFloatTypes, std::size(kFloatTypes))) all.push_back(c);
   for (const Case& c : all) {
     float out[4] = {1, 2, 3, 4};
     std::vector<uint8_t> w(ktx::row_size(c.type, 256));

@@ -28,6 +28,7 @@
 #include "model/config.h"
 #include "model/module_tree.h"
 #include "model_test_files.h"
+#include "ops/cpu/onednn_matmul.h"
 #include "ops/cpu/register.h"
 #include "ops/operator.h"
 #include "registry/registry.h"
@@ -320,7 +321,11 @@ TEST_CASE("cpu.lm_head: the matrix product equals vec_dot on once-quantized acti
         const auto y = matvec(*w, xd.data());
         ref.insert(ref.end(), y.begin(), y.end());
       }
-      CHECK(exact);
+      // Batches of F32 / BF16 weights go through oneDNN when the build has it (another
+      // summation order: only the tolerance holds).
+      const bool onednn = ops::cpu::onednn_enabled() && n >= 8 &&
+                          (type == TensorType::F32 || type == TensorType::BF16);
+      if (!onednn) CHECK(exact);
       CHECK(rel_error(logits.data(), ref.data(), n * c.n_vocab) < tolerance(type));
     }
   }

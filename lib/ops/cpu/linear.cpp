@@ -9,6 +9,7 @@
 #include "ktx/error.h"
 #include "ktx/quant.h"
 #include "ops/cpu/batch_matmul.h"
+#include "ops/cpu/onednn_matmul.h"
 
 namespace ktx::ops::cpu {
 namespace {
@@ -140,7 +141,9 @@ void matmul(runtime::ThreadPool& pool, const WeightMatrix& w, const QuantizedRow
                 fmt::format("{}: activations are {} × {}, expected {} × {}", w.name(),
                             type_name(x.type()), x.cols(), type_name(w.dot_type), w.cols));
   }
-  // A batch goes through the GEMM kernels where the type has one (batch_matmul.h).
+  // A batch goes through oneDNN for F32 / BF16 weights where it is faster (onednn_matmul.h),
+  // else through the GEMM kernels where the type has one (batch_matmul.h).
+  if (n > 1 && onednn_matmul(pool, w, x, n, y, ldy)) return;
   if (matmul_batched(pool, w, x, n, y, ldy)) return;
   pool.parallel_for(w.rows, row_grain(w.cols),
                     [&](int64_t r0, int64_t r1) { matmul_rows(w, r0, r1, x, n, y, ldy); });

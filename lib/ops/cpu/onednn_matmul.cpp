@@ -1,0 +1,153 @@
+#include "ops/cpu/onednn_matmul.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#if defined(KTX_HAVE_ONEDNN)
+#include <omp.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <dnnl.hpp>
+#include <map>
+#include <tuple>
+
+#include "ktx/error.h"
+#endif
+
+namespace ktx::ops::cpu {
+
+#if defined(KTX_HAVE_ONEDNN)
+
+namespace {
+
+// Below these, ktx's own GEMM is as fast: oneDNN's fixed cost per call, and the JIT compilation
+// of each new slice shape (milliseconds, once per thread and shape; the F32 MoE router of
+// 2048 × 64 lost 10x on it in a single prefill).
+constexpr int64_t kMinTokens = 8;
+constexpr int64_t kMinWeights = int64_t{1} << 20;
+// Slices of rows per pool thread: a few, so that a thread slowed by another process holds little
+// at the end; always the same split for a shape, so oneDNN's primitive cache serves every call.
+constexpr int64_t kSlicesPerThread = 2;
+constexpr int64_t kSliceAlign = 16;
+
+// A matmul for one weight slice shape, the token count and strides left to run time, so that
+// one primitive (oneDNN JIT-compiles each) serves every batch size.
+struct SliceShape {
+  TensorType type;
+  int64_t cols, rows, row_elems;
+  bool operator<(const SliceShape& o) const {
+    return std::tie(type, cols, rows, row_elems) < std::tie(o.type, o.cols, o.rows, o.row_elems);
+  }
+};
+
+// One oneDNN engine, stream and set of primitives per thread, created on first use.
+struct ThreadContext {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  std::map<SliceShape, dnnl::matmul> products;
+};
+
+ThreadContext& thread_context() {
+  thread_local ThreadContext context;
+  return context;
+}
+
+// OpenMP limited to this thread for the scope, then put back: the calling thread (which works in
+// parallel_for too) belongs to the host application, whose OpenMP settings ktx must not change.
+class OneOpenMpThread {
+ public:
+  OneOpenMpThread() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
+  ~OneOpenMpThread() { omp_set_num_threads(saved_); }
+  OneOpenMpThread(const OneOpenMpThread&) = delete;
+  OneOpenMpThread& operator=(const OneOpenMpThread&) = delete;
+
+ private:
+  int saved_;
+};
+
+using dt = dnnl::memory::data_type;
+using dims = dnnl::memory::dims;
+
+// y[t * ldy + (r - r0)] for rows [r0, r1): weights as a column-major [cols × rows] matrix (each
+// weight row is one column), activations [n × cols] row-major, outputs with ldy between tokens.
+void run_slice(const WeightMatrix& w, int64_t r0, int64_t r1, const QuantizedRows& x, int64_t n,
+               float* y, int64_t ldy) {
+  const dt type = w.type == TensorType::BF16 ? dt::bf16 : dt::f32;
+  const size_t elem = w.type == TensorType::BF16 ? 2 : 4;
+  const int64_t rows = r1 - r0;
+  const auto row_elems = static_cast<int64_t>(w.row_bytes / elem);
+  const auto x_elems = static_cast<int64_t>(row_size(x.type(), x.cols()) / elem);
+  const OneOpenMpThread one_thread;
+  ThreadContext& c = thread_context();
+  const dnnl::memory::desc wei_md(dims{w.cols, rows}, type, dims{1, row_elems});
+  const SliceShape key{w.type, w.cols, rows, row_elems};
+  auto it = c.products.find(key);
+  if (it == c.products.end()) {
+    const int64_t rt = DNNL_RUNTIME_DIM_VAL;
+    const dnnl::memory::desc src_any(dims{rt, w.cols}, type, dims{rt, 1});
+    const dnnl::memory::desc dst_any(dims{rt, rows}, dt::f32, dims{rt, 1});
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_any, wei_md, dst_any), c.engine);
+    it = c.products.emplace(key, dnnl::matmul(pd)).first;
+  }
+  // oneDNN only reads the source and weights; its API takes them as non-const handles.
+  dnnl::memory src({dims{n, w.cols}, type, dims{x_elems, 1}}, c.engine,
+                   const_cast<void*>(x.row(0)));
+  dnnl::memory wei(wei_md, c.engine, const_cast<uint8_t*>(w.row(r0)));
+  dnnl::memory dst({dims{n, rows}, dt::f32, dims{ldy, 1}}, c.engine, y);
+  it->second.execute(c.stream,
+                     {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}});
+  c.stream.wait();
+}
+
+}  // namespace
+
+bool onednn_enabled() {
+  static const bool enabled = [] {
+    const char* env = std::getenv("KTX_ONEDNN");
+    return env == nullptr || std::strcmp(env, "0") != 0;
+  }();
+  return enabled;
+}
+
+bool onednn_matmul(runtime::ThreadPool& pool, const WeightMatrix& w, const QuantizedRows& x,
+                   int64_t n, float* y, int64_t ldy) {
+  if (!onednn_enabled() || n < kMinTokens || w.rows * w.cols < kMinWeights) return false;
+  if (!((w.type == TensorType::F32 || w.type == TensorType::BF16) && x.type() == w.type)) {
+    return false;
+  }
+  // Equal slices, whole multiples of kSliceAlign rows, as many as the threads can share.
+  const int64_t want = kSlicesPerThread * pool.size();
+  const int64_t per = std::max<int64_t>(
+      kSliceAlign, (w.rows + want - 1) / want + kSliceAlign - 1) / kSliceAlign * kSliceAlign;
+  const int64_t slices = (w.rows + per - 1) / per;
+  pool.parallel_for(slices, 1, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t r0 = s * per, r1 = std::min(w.rows, r0 + per);
+      try {
+        run_slice(w, r0, r1, x, n, y + r0, ldy);
+      } catch (const dnnl::error& e) {
+        throw Error(ErrorCode::kInternal,
+                    fmt::format("{}: oneDNN refused a {} product of {} tokens × {} columns × {} "
+                                "rows: {} (status {}); KTX_ONEDNN=0 turns oneDNN off",
+                                w.name(), type_name(w.type), n, w.cols, r1 - r0, e.what(),
+                                static_cast<int>(e.status)));
+      }
+    }
+  });
+  return true;
+}
+
+#else  // no oneDNN in this build
+
+bool onednn_enabled() { return false; }
+
+bool onednn_matmul(runtime::ThreadPool&, const WeightMatrix&, const QuantizedRows&, int64_t, float*,
+                   int64_t) {
+  return false;
+}
+
+#endif
+
+}  // namespace ktx::ops::cpu
