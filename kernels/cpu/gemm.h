@@ -13,7 +13,7 @@
 //
 // What the results promise: for the K-quants (Q4_K, Q5_K, Q6_K, IQ4_XS) each output is the
 // reference's dot product (lib/quant) bit for bit; for the 32-element block quants (Q4_0, Q5_0,
-// Q8_0, IQ4_NL) and the float types (F32, F16, BF16) it is bit for bit the AVX-512 one-row
+// Q8_0, IQ4_NL × Q8_0; Q4_1, Q5_1 × Q8_1) and the float types (F32, F16, BF16) it is bit for bit the AVX-512 one-row
 // kernel's (vec_dot_fn on that tier; for BF16 the AVX512_BF16 one where the CPU has it), which
 // differs from the reference only by float summation order (kernels/cpu/README.md). So a batch and
 // the same tokens one at a time give the same numbers. Tests: tests/unit/test_cpu_gemm.cpp.
@@ -35,10 +35,12 @@ namespace ktx::kernels::cpu {
 inline constexpr int64_t kGemmTokens = 8;
 
 // Panel sizes (the layouts are described in the kernel files, which static_assert these):
-// a Q8_K panel has kGemmPanelQ8KBytes per 256-element super-block, a Q8_0 panel
-// kGemmPanelQ8_0Bytes per group of 16 blocks (512 elements; a short last group is padded).
+// a Q8_K panel has kGemmPanelQ8KBytes per 256-element super-block, a Q8_0 (Q8_1) panel
+// kGemmPanelQ8_0Bytes (kGemmPanelQ8_1Bytes) per group of 16 blocks (512 elements; a short last
+// group is padded).
 inline constexpr size_t kGemmPanelQ8KBytes = 2368;
 inline constexpr size_t kGemmPanelQ8_0Bytes = 4608;
+inline constexpr size_t kGemmPanelQ8_1Bytes = 5120;  // Q8_0's, plus each block's s
 
 // Packs `count` (1..kGemmTokens) activation rows y[0..count) of `n` elements each, stored as the
 // dot type (Q8_K for the K-quants, Q8_0 for the block quants), into one panel of

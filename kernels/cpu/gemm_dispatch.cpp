@@ -38,6 +38,10 @@ GemmFn isa_gemm(Isa isa, TensorType t) {
       return avx512::gemm_q8_0;
     case T::IQ4_NL:
       return avx512::gemm_iq4_nl;
+    case T::Q4_1:
+      return avx512::gemm_q4_1;
+    case T::Q5_1:
+      return avx512::gemm_q5_1;
     case T::F32:
       return avx512::gemm_f32;
     case T::F16:
@@ -65,6 +69,8 @@ GemmPackFn isa_gemm_pack(Isa isa, TensorType t) {
       return avx512::gemm_pack_q8_K;
     case T::Q8_0:
       return avx512::gemm_pack_q8_0;
+    case T::Q8_1:
+      return avx512::gemm_pack_q8_1;
     case T::F32:
       return avx512::gemm_pack_f32;
     case T::F16:
@@ -106,6 +112,8 @@ size_t gemm_panel_bytes(TensorType dot_type, int64_t n) {
       return static_cast<size_t>(n / 256) * kGemmPanelQ8KBytes;
     case T::Q8_0:
       return static_cast<size_t>((n / 32 + 15) / 16) * kGemmPanelQ8_0Bytes;
+    case T::Q8_1:
+      return static_cast<size_t>((n / 32 + 15) / 16) * kGemmPanelQ8_1Bytes;
     case T::F32:
       return (static_cast<size_t>(kGemmTokens * n) * 4 + 63) / 64 * 64;
     case T::F16:

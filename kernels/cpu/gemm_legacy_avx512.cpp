@@ -1,9 +1,9 @@
 // AVX-512 VNNI GEMM kernels (gemm.h) for the 32-element block quants Q4_0, Q5_0, Q8_0 and IQ4_NL ×
-// Q8_0 activations, and the packer of their Q8_0 panels. Built with the avx512 tier's flags;
-// internal linkage or namespace avx512 only.
+// Q8_0 activations and Q4_1, Q5_1 × Q8_1 activations, and the packers of their panels. Built with
+// the avx512 tier's flags; internal linkage or namespace avx512 only.
 //
 // The reference (and the GEMV kernel, legacy_avx512.cpp) forms one float term per 32-element
-// block, float(isum) * (dx * dy), and adds the terms. The GEMV kernel keeps 16 blocks in the 16
+// block, float(isum) * (dx * dy) (+ mx * sy for the types with a minimum), and adds the terms. The GEMV kernel keeps 16 blocks in the 16
 // lanes of a float accumulator, lane i holding block kBlockOfLane[i] of each group of 16. Here a
 // K-step (64 bytes) holds 4 bytes of each of those 16 blocks, in the same lane order:
 //
@@ -37,8 +37,11 @@ namespace {
 
 using quant::BlockIQ4_NL;
 using quant::BlockQ4_0;
+using quant::BlockQ4_1;
 using quant::BlockQ5_0;
+using quant::BlockQ5_1;
 using quant::BlockQ8_0;
+using quant::BlockQ8_1;
 
 constexpr int kGroup = 16;  // blocks per group: one lane each
 constexpr int kTileTokens = static_cast<int>(kGemmTokens);
@@ -46,11 +49,16 @@ constexpr int kTileTokens = static_cast<int>(kGemmTokens);
 // ---- the Q8_0 panel: one group of 16 blocks of 8 tokens -------------------------------------
 //   qs  [token t][K-step k][64]: byte 4l + i = y_t[16g + kBlockOfLane[l]].qs[4k + i] + 128
 //   dy  [token t][16 floats]: lane l = that block's d
-// Blocks past the row's end and tokens past the real count are zeros (y = 0, d = 0).
+// and the Q8_1 panel the same, then
+//   sy  [token t][16 floats]: lane l = that block's s (d · Σqs, as the block stores it)
+// Blocks past the row's end and tokens past the real count are zeros (y = 0, d = 0, s = 0).
 constexpr size_t kQsBytes = static_cast<size_t>(kTileTokens) * 8 * 64;
 constexpr size_t kDyOffset = kQsBytes;
-constexpr size_t kGroupBytes = kDyOffset + static_cast<size_t>(kTileTokens) * 64;  // 4608
+constexpr size_t kSyOffset = kDyOffset + static_cast<size_t>(kTileTokens) * 64;
+constexpr size_t kGroupBytes = kSyOffset;  // 4608
+constexpr size_t kGroupBytesQ8_1 = kSyOffset + static_cast<size_t>(kTileTokens) * 64;  // 5120
 static_assert(kGroupBytes == kGemmPanelQ8_0Bytes, "gemm.h's size");
+static_assert(kGroupBytesQ8_1 == kGemmPanelQ8_1Bytes, "gemm.h's size");
 
 // Tokens (in panels) and rows per pass. A group of 4 panels is 18 KB and the float accumulators of
 // 8 rows x 32 tokens 16 KB: about L1's size. Measured on Zen 4 (Q5_0, 2048 x 10944 x 512 tokens):
@@ -113,10 +121,15 @@ inline __m512i gather_heads(const Block* b, int count, int offset) {
 }
 
 // The f16 d at the start of each of 16 blocks as floats, in lane order (0 past `count`, as the
-// GEMV kernel's masked loads give: such lanes add terms of +0).
+// GEMV kernel's masked loads give: such lanes add terms of +0); block_minimums: the f16 after it
+// (Q4_1 / Q5_1's m, Q8_1's s).
 template <typename Block>
 inline __m512 block_scales(const Block* b, int count) {
   return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(gather_heads(b, count, 0)));
+}
+template <typename Block>
+inline __m512 block_minimums(const Block* b, int count) {
+  return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(gather_heads(b, count, 0), 16)));
 }
 
 // 4-bit codes: dword k of the 16 qs bytes holds elements 4k.. (low nibbles) and 16 + 4k..
@@ -134,6 +147,7 @@ inline void split_nibbles(const __m512i r[4], __m512i w[8]) {
 
 struct Q8_0Format {
   using Block = BlockQ8_0;
+  static constexpr bool kHasMin = false;
   static void weights(const Block* b, int count, __m512i w[8]) {
     transpose_chunks(b, count, offsetof(Block, qs), w);
     transpose_chunks(b, count, offsetof(Block, qs) + 16, w + 4);
@@ -142,6 +156,7 @@ struct Q8_0Format {
 
 struct Q4_0Format {
   using Block = BlockQ4_0;
+  static constexpr bool kHasMin = false;
   static void weights(const Block* b, int count, __m512i w[8]) {
     __m512i r[4];
     transpose_chunks(b, count, offsetof(Block, qs), r);
@@ -152,6 +167,7 @@ struct Q4_0Format {
 
 struct Q5_0Format {
   using Block = BlockQ5_0;
+  static constexpr bool kHasMin = false;
   static void weights(const Block* b, int count, __m512i w[8]) {
     __m512i r[4];
     transpose_chunks(b, count, offsetof(Block, qs), r);
@@ -175,6 +191,7 @@ struct Q5_0Format {
 
 struct IQ4_NLFormat {
   using Block = BlockIQ4_NL;
+  static constexpr bool kHasMin = false;
   static void weights(const Block* b, int count, __m512i w[8]) {
     __m512i r[4];
     transpose_chunks(b, count, offsetof(Block, qs), r);
@@ -182,6 +199,40 @@ struct IQ4_NLFormat {
     const __m512i levels = _mm512_broadcast_i32x4(
         _mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIQ4NLValues)));
     for (int k = 0; k < 8; ++k) w[k] = _mm512_shuffle_epi8(levels, w[k]);
+  }
+};
+
+// Unsigned codes plus a minimum: the nibble (Q4_1), or the nibble and the fifth bit as 16 (Q5_1).
+struct Q4_1Format {
+  using Block = BlockQ4_1;
+  static constexpr bool kHasMin = true;
+  static void weights(const Block* b, int count, __m512i w[8]) {
+    __m512i r[4];
+    transpose_chunks(b, count, offsetof(Block, qs), r);
+    split_nibbles(r, w);
+  }
+};
+
+struct Q5_1Format {
+  using Block = BlockQ5_1;
+  static constexpr bool kHasMin = true;
+  static void weights(const Block* b, int count, __m512i w[8]) {
+    __m512i r[4];
+    transpose_chunks(b, count, offsetof(Block, qs), r);
+    split_nibbles(r, w);
+    // The fifth bits as in Q5_0Format; where set, the code is the nibble + 16.
+    const __m512i qh = gather_heads(b, count, offsetof(Block, qh));
+    for (int k = 0; k < 8; ++k) {
+      const char c = static_cast<char>(k / 2);
+      const __m512i spread = _mm512_shuffle_epi8(
+          qh,
+          _mm512_broadcast_i32x4(_mm_setr_epi8(c, c, c, c, c + 4, c + 4, c + 4, c + 4, c + 8, c + 8,
+                                               c + 8, c + 8, c + 12, c + 12, c + 12, c + 12)));
+      const __m512i bits =
+          _mm512_set1_epi32(k % 2 == 0 ? 0x08040201 : static_cast<int>(0x80402010u));
+      w[k] = _mm512_mask_add_epi8(w[k], _mm512_test_epi8_mask(spread, bits), w[k],
+                                  _mm512_set1_epi8(16));
+    }
   }
 };
 
@@ -193,11 +244,11 @@ struct IQ4_NLFormat {
 // kernels), and the 16 unpacked weight vectors stay in registers for every token.
 // The first group sets the accumulators instead (the GEMV kernel's 0 + term: +0 for a term of -0),
 // so that they need no zeroing pass.
-template <bool kFirst>
+template <bool kFirst, bool kHasMin>
 inline void tokens_of_group(const __m512i wa[8], const __m512i wb[8], __m512i start_a,
-                            __m512i start_b, __m512 dx_a, __m512 dx_b, const uint8_t* panels,
-                            size_t panel_bytes, size_t group_offset, int tokens, __m512* acc_a,
-                            __m512* acc_b) {
+                            __m512i start_b, __m512 dx_a, __m512 dx_b, __m512 mx_a, __m512 mx_b,
+                            const uint8_t* panels, size_t panel_bytes, size_t group_offset,
+                            int tokens, __m512* acc_a, __m512* acc_b) {
   constexpr int kT = 4;
   for (int t0 = 0; t0 < tokens; t0 += kT) {
     const uint8_t* group =
@@ -221,9 +272,14 @@ inline void tokens_of_group(const __m512i wa[8], const __m512i wb[8], __m512i st
 #pragma GCC unroll 4
     for (int t = 0; t < kT; ++t) {
       const __m512 dy = _mm512_loadu_ps(group + kDyOffset + 64 * (tp + t));
-      // The GEMV kernel's term, rounding for rounding: isum * (dx * dy).
-      const __m512 ta = _mm512_mul_ps(_mm512_cvtepi32_ps(ia[t]), _mm512_mul_ps(dx_a, dy));
-      const __m512 tb = _mm512_mul_ps(_mm512_cvtepi32_ps(ib[t]), _mm512_mul_ps(dx_b, dy));
+      // The GEMV kernel's term, rounding for rounding: isum * (dx * dy) [+ mx * sy].
+      __m512 ta = _mm512_mul_ps(_mm512_cvtepi32_ps(ia[t]), _mm512_mul_ps(dx_a, dy));
+      __m512 tb = _mm512_mul_ps(_mm512_cvtepi32_ps(ib[t]), _mm512_mul_ps(dx_b, dy));
+      if constexpr (kHasMin) {
+        const __m512 sy = _mm512_loadu_ps(group + kSyOffset + 64 * (tp + t));
+        ta = _mm512_add_ps(ta, _mm512_mul_ps(mx_a, sy));
+        tb = _mm512_add_ps(tb, _mm512_mul_ps(mx_b, sy));
+      }
       const __m512 base_a = kFirst ? _mm512_setzero_ps() : acc_a[t0 + t];
       const __m512 base_b = kFirst ? _mm512_setzero_ps() : acc_b[t0 + t];
       acc_a[t0 + t] = _mm512_add_ps(base_a, ta);
@@ -273,6 +329,7 @@ struct GroupRow {
   __m512i w[8];
   __m512i start;  // -128 · Σq per block
   __m512 dx;
+  __m512 mx;  // the minimums (types with one), else unused
 };
 
 template <typename F>
@@ -287,14 +344,16 @@ inline void unpack_group(const typename F::Block* blocks, int count, GroupRow& g
   }
   g.start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_add_epi32(c0, c1));
   g.dx = block_scales(blocks, count);
+  if constexpr (F::kHasMin) g.mx = block_minimums(blocks, count);
 }
 
 template <typename F>
 void gemm_legacy(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels,
                  int64_t tokens, float* out, size_t ldo) {
   using Block = typename F::Block;
+  constexpr size_t kPanelGroup = F::kHasMin ? kGroupBytesQ8_1 : kGroupBytes;
   const int64_t nb = n / 32;
-  const size_t panel_bytes = static_cast<size_t>((nb + kGroup - 1) / kGroup) * kGroupBytes;
+  const size_t panel_bytes = static_cast<size_t>((nb + kGroup - 1) / kGroup) * kPanelGroup;
   const auto* base = static_cast<const uint8_t*>(x);
   const auto* pbase = static_cast<const uint8_t*>(panels);
   auto row = [&](int64_t r) {
@@ -333,11 +392,13 @@ void gemm_legacy(int64_t n, const void* x, size_t x_stride, int64_t rows, const 
           // acc[r + 1] exists (r is even, kRows even): for a lone last row it takes row b's
           // duplicate sums, which are never read.
           if (g == 0) {
-            tokens_of_group<true>(a.w, b.w, a.start, b.start, a.dx, b.dx, pp, panel_bytes, 0, nt4,
-                                  acc[r], acc[r + 1]);
+            tokens_of_group<true, F::kHasMin>(a.w, b.w, a.start, b.start, a.dx, b.dx, a.mx, b.mx,
+                                              pp, panel_bytes, 0, nt4, acc[r], acc[r + 1]);
           } else {
-            tokens_of_group<false>(a.w, b.w, a.start, b.start, a.dx, b.dx, pp, panel_bytes,
-                                   static_cast<size_t>(g) * kGroupBytes, nt4, acc[r], acc[r + 1]);
+            tokens_of_group<false, F::kHasMin>(a.w, b.w, a.start, b.start, a.dx, b.dx, a.mx, b.mx,
+                                               pp, panel_bytes,
+                                               static_cast<size_t>(g) * kPanelGroup, nt4, acc[r],
+                                               acc[r + 1]);
           }
         }
       }
@@ -363,35 +424,58 @@ void gemm_legacy(int64_t n, const void* x, size_t x_stride, int64_t rows, const 
   }
 }
 
-}  // namespace
+// ---- the Q8_0 and Q8_1 packers ------------------------------------------------------------------
 
-// ---- the Q8_0 packer ----------------------------------------------------------------------------
+// Q8_1 blocks differ from Q8_0 ones by their s after d; their qs transposes the same way.
+struct Q8_1Format {
+  using Block = BlockQ8_1;
+  static void weights(const Block* b, int count, __m512i w[8]) {
+    transpose_chunks(b, count, offsetof(Block, qs), w);
+    transpose_chunks(b, count, offsetof(Block, qs) + 16, w + 4);
+  }
+};
 
-void gemm_pack_q8_0(int64_t n, const void* const* y, int64_t count, void* panel) {
+template <typename F, bool kWithS>
+void pack_panel(int64_t n, const void* const* y, int64_t count, void* panel) {
+  using Block = typename F::Block;
+  constexpr size_t kBytes = kWithS ? kGroupBytesQ8_1 : kGroupBytes;
   const int64_t nb = n / 32;
   auto* out = static_cast<uint8_t*>(panel);
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int64_t g = 0; g * kGroup < nb; ++g) {
-    uint8_t* p = out + static_cast<size_t>(g) * kGroupBytes;
+    uint8_t* p = out + static_cast<size_t>(g) * kBytes;
     const int64_t blocks = std::min<int64_t>(kGroup, nb - g * kGroup);
     for (int t = 0; t < kTileTokens; ++t) {
       if (t >= count) {
         std::memset(p + 512 * t, 0x80, 512);  // y = 0
         std::memset(p + kDyOffset + 64 * t, 0, 64);
+        if constexpr (kWithS) std::memset(p + kSyOffset + 64 * t, 0, 64);
         continue;
       }
-      // The activations are Q8_0 blocks, the layout of Q8_0 weights: the same transpose. Blocks
-      // past the row's end come out as zeros: y = 0 and d = 0.
-      const BlockQ8_0* src = static_cast<const BlockQ8_0*>(y[t]) + g * kGroup;
+      // The activations' blocks have the layout of Q8_0 weights: the same transpose. Blocks past
+      // the row's end come out as zeros: y = 0, d = 0 (and s = 0).
+      const Block* src = static_cast<const Block*>(y[t]) + g * kGroup;
       const int live = static_cast<int>(blocks);
       __m512i q[8];
-      Q8_0Format::weights(src, live, q);
+      F::weights(src, live, q);
       for (int k = 0; k < 8; ++k)
         _mm512_storeu_si512(p + 512 * t + 64 * k, _mm512_xor_si512(q[k], flip));
       _mm512_storeu_ps(p + kDyOffset + 64 * t, block_scales(src, live));
+      if constexpr (kWithS) _mm512_storeu_ps(p + kSyOffset + 64 * t, block_minimums(src, live));
     }
   }
 }
+
+}  // namespace
+
+void gemm_pack_q8_0(int64_t n, const void* const* y, int64_t count, void* panel) {
+  pack_panel<Q8_0Format, false>(n, y, count, panel);
+}
+
+void gemm_pack_q8_1(int64_t n, const void* const* y, int64_t count, void* panel) {
+  pack_panel<Q8_1Format, true>(n, y, count, panel);
+}
+
 
 void gemm_q8_0(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels,
                int64_t tokens, float* out, size_t ldo) {
@@ -408,6 +492,14 @@ void gemm_q5_0(int64_t n, const void* x, size_t x_stride, int64_t rows, const vo
 void gemm_iq4_nl(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels,
                  int64_t tokens, float* out, size_t ldo) {
   gemm_legacy<IQ4_NLFormat>(n, x, x_stride, rows, panels, tokens, out, ldo);
+}
+void gemm_q4_1(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels,
+               int64_t tokens, float* out, size_t ldo) {
+  gemm_legacy<Q4_1Format>(n, x, x_stride, rows, panels, tokens, out, ldo);
+}
+void gemm_q5_1(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels,
+               int64_t tokens, float* out, size_t ldo) {
+  gemm_legacy<Q5_1Format>(n, x, x_stride, rows, panels, tokens, out, ldo);
 }
 
 }  // namespace ktx::kernels::cpu::avx512

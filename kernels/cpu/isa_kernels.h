@@ -86,7 +86,7 @@ KTX_DECLARE_ROWS_KERNEL(vec_dot_q5_0_q8_0_rows)
 #undef KTX_DECLARE_K_ROWS_KERNELS
 
 // GEMM kernels for batches (gemm.h's GemmFn / GemmPackFn), AVX-512 VNNI only:
-// gemm_kquants_avx512.cpp (× Q8_K panels), gemm_legacy_avx512.cpp (× Q8_0 panels) and
+// gemm_kquants_avx512.cpp (× Q8_K panels), gemm_legacy_avx512.cpp (× Q8_0 / Q8_1 panels) and
 // gemm_float_avx512.cpp (F32 / F16 / BF16 × panels of their own type).
 #define KTX_DECLARE_GEMM_KERNEL(name)                                                    \
   void name(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels, \
@@ -102,6 +102,9 @@ KTX_DECLARE_GEMM_KERNEL(gemm_q8_0)
 KTX_DECLARE_GEMM_KERNEL(gemm_iq4_nl)
 void gemm_pack_q8_K(int64_t n, const void* const* y, int64_t count, void* panel);
 void gemm_pack_q8_0(int64_t n, const void* const* y, int64_t count, void* panel);
+KTX_DECLARE_GEMM_KERNEL(gemm_q4_1)
+KTX_DECLARE_GEMM_KERNEL(gemm_q5_1)
+void gemm_pack_q8_1(int64_t n, const void* const* y, int64_t count, void* panel);
 KTX_DECLARE_GEMM_KERNEL(gemm_f32)
 KTX_DECLARE_GEMM_KERNEL(gemm_f16)
 KTX_DECLARE_GEMM_KERNEL(gemm_bf16)

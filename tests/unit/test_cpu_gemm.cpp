@@ -45,7 +45,7 @@ using ktx::TensorType;
 const TensorType kKQuantTypes[] = {TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K,
                                    TensorType::IQ4_XS};
 const TensorType kBlockTypes[] = {TensorType::Q4_0, TensorType::Q5_0, TensorType::Q8_0,
-                                  TensorType::IQ4_NL};
+                                  TensorType::IQ4_NL, TensorType::Q4_1, TensorType::Q5_1};
 const TensorType kFloatTypes[] = {TensorType::F32, TensorType::F16, TensorType::BF16};
 
 bool is_k_quant(TensorType t) { return ktx::traits(t).block_size == 256; }
@@ -98,6 +98,10 @@ Heads heads(TensorType t) {
       return {offsetof(q::BlockQ6_K, d), SIZE_MAX};
     case TensorType::IQ4_XS:
       return {offsetof(q::BlockIQ4_XS, d), SIZE_MAX};
+    case TensorType::Q4_1:
+      return {offsetof(q::BlockQ4_1, d), offsetof(q::BlockQ4_1, m)};
+    case TensorType::Q5_1:
+      return {offsetof(q::BlockQ5_1, d), offsetof(q::BlockQ5_1, m)};
     default:
       return {0, SIZE_MAX};  // the 32-element blocks start with d
   }
@@ -146,6 +150,20 @@ std::vector<uint8_t> activation_row(Random& rnd, TensorType yt, int64_t n, Fill 
         for (int e = 16 * g; e < 16 * g + 16; ++e) s += b[i].qs[e];
         b[i].bsums[g] = static_cast<int16_t>(s);
       }
+    }
+  } else if (yt == TensorType::Q8_1) {
+    // s = d · Σqs as the quantizer stores it (an f16): the kernels read it for the minimums.
+    auto* b = reinterpret_cast<q::BlockQ8_1*>(row.data());
+    for (int64_t i = 0; i < n / 32; ++i) {
+      const float d =
+          fill == Fill::kExact ? (rnd.integer(0, 1) ? 0.03125f : 0.0625f) : rnd.moderate();
+      b[i].d = q::f32_to_fp16(d);
+      int sum = 0;
+      for (int8_t& v : b[i].qs) {
+        v = static_cast<int8_t>(rnd.integer(-127, 127));
+        sum += v;
+      }
+      b[i].s = q::f32_to_fp16(q::fp16_to_f32(b[i].d) * static_cast<float>(sum));
     }
   } else {
     auto* b = reinterpret_cast<q::BlockQ8_0*>(row.data());
@@ -324,7 +342,9 @@ void check_gemm(const Case& c, Random& rnd, int64_t n, int64_t rows, int64_t tok
         const double tol = (n / 32.0 + n / 256.0 + 8) * 0x1p-24 * terms.abs_sum;
         ok = same_float(got, one) &&
              (terms.exact ? got == ref : std::fabs(double(got) - ref) <= tol);
-        if (yfill == Fill::kExact && wfill == Fill::kExact) REQUIRE(terms.exact);
+        // (Q8_1's s is d · Σqs rounded to f16: the minimum terms of Q4_1 / Q5_1 need not be.)
+        const bool with_min = c.type == TensorType::Q4_1 || c.type == TensorType::Q5_1;
+        if (yfill == Fill::kExact && wfill == Fill::kExact && !with_min) REQUIRE(terms.exact);
       }
       CHECK(ok);
       if (!ok) ++failures;
@@ -350,8 +370,9 @@ TEST_CASE("gemm: dispatch, panel sizes and the KTX_CPU_ISA cap", "[cpu_gemm]") {
   CHECK(cpu::gemm_panel_bytes(TensorType::Q8_0, 544) == 2 * cpu::kGemmPanelQ8_0Bytes);
   CHECK(cpu::gemm_panel_bytes(TensorType::F32, 512) == 8 * 512 * 4);
   CHECK(cpu::gemm_panel_bytes(TensorType::BF16, 3) == 64);  // 48 bytes, padded to 64
-  CHECK(cpu::gemm_panel_bytes(TensorType::Q8_1, 512) == 0);
-  for (TensorType t : {TensorType::Q4_1, TensorType::Q2_K, TensorType::Q3_K}) {
+  CHECK(cpu::gemm_panel_bytes(TensorType::Q8_1, 512) == cpu::kGemmPanelQ8_1Bytes);
+  CHECK(cpu::gemm_panel_bytes(TensorType::Q8_1, 544) == 2 * cpu::kGemmPanelQ8_1Bytes);
+  for (TensorType t : {TensorType::Q2_K, TensorType::Q3_K}) {
     CHECK(cpu::gemm_fn(t) == nullptr);
   }
   CHECK(cpu::isa_gemm(cpu::Isa::kAvx2, TensorType::Q4_K) == nullptr);
@@ -365,6 +386,7 @@ TEST_CASE("gemm: dispatch, panel sizes and the KTX_CPU_ISA cap", "[cpu_gemm]") {
   for (TensorType t : kFloatTypes) CHECK((cpu::gemm_fn(t) != nullptr) == vnni);
   CHECK((cpu::gemm_pack_fn(TensorType::Q8_K) != nullptr) == vnni);
   CHECK((cpu::gemm_pack_fn(TensorType::Q8_0) != nullptr) == vnni);
+  CHECK((cpu::gemm_pack_fn(TensorType::Q8_1) != nullptr) == vnni);
 }
 
 TEST_CASE("gemm: K-quant tiles equal the reference bit for bit, awkward shapes", "[cpu_gemm]") {
