@@ -218,6 +218,12 @@ void affine_row(TensorType type, const void* src, int64_t n, int8_t* code, float
                             name_of(type)));
   }
   if (f->has_offset) {
+    if (offset == nullptr && n > 0) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("affine_row: {} has minimums, so its affine form needs offsets "
+                              "(offset is null)",
+                              name_of(type)));
+    }
     check_row("affine_row", type, n, {src, code, scale, offset});
   } else {
     check_row("affine_row", type, n, {src, code, scale});

@@ -489,6 +489,7 @@ TEST_CASE("gemm: float tiles equal the one-row kernel and the reference, awkward
   // one step, a step and a masked tail, V2-Lite's 1408 and a full hidden row.
   const int64_t lengths[] = {1, 7, 16, 64, 129, 200, 1408, 2048};
   for (const Case& c : cases(kFloatTypes, std::size(kFloatTypes))) {
+    for (int64_t n : lengths) check_gemm(c, rnd, n, 3, 9, Fill::kQuantized, Fill::kQuantized);
     for (int64_t rows : kRows) {
       for (int64_t tokens : kTokens) {
         const int64_t n = lengths[rnd.integer(0, 7)];

@@ -258,7 +258,7 @@ void MlaAttention::attend_naive(int64_t h, int64_t n, int64_t pos0, const float*
                                 const runtime::LayerKvCache& cache) const {
   const int64_t qk = nope_ + rope_dim_;
   const int64_t end = pos0 + n;
-  std::vector<float> scratch;
+  thread_local std::vector<float> scratch;  // a head's decoded W_UK / W_UV, reused
   const MlaHeadWeights::F32Head w = head_weights_->f32_head(h, scratch);
   const float* uk = w.uk;
   const float* uv = w.uv;
