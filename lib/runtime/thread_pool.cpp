@@ -30,6 +30,15 @@ namespace {
 // Set on the pool's own workers: a parallel_for issued from inside a task runs inline instead of
 // waiting on workers that may all be busy with the enclosing job (which would deadlock).
 thread_local const ThreadPool* t_worker_of = nullptr;
+// A worker's place among the pool's threads (1 .. threads - 1; the caller of a job is 0): which
+// share of a parallel_for_streams job it starts on.
+thread_local int t_worker_slot = 0;
+
+constexpr uint64_t pack_range(int64_t lo, int64_t hi) {
+  return static_cast<uint64_t>(lo) | (static_cast<uint64_t>(hi) << 32);
+}
+constexpr int64_t range_lo(uint64_t v) { return static_cast<int64_t>(v & 0xFFFFFFFFu); }
+constexpr int64_t range_hi(uint64_t v) { return static_cast<int64_t>(v >> 32); }
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -87,12 +96,71 @@ struct ThreadPool::Job {
   int active = 0;                   // workers inside run_chunks (guarded by the pool mutex)
   bool async = false;               // from submit(): owned by the list, freed by wait()
   Job* next_job = nullptr;          // the list of running jobs (guarded by the pool mutex)
+  // parallel_for_streams: one range [lo, hi) per thread, packed lo | hi << 32 (n < 2^32). Empty:
+  // the shared counter `next`.
+  std::vector<std::atomic<uint64_t>> ranges;
 
-  bool has_unclaimed() const { return next.load(std::memory_order_relaxed) < n; }
+  bool has_unclaimed() const {
+    if (ranges.empty()) return next.load(std::memory_order_relaxed) < n;
+    for (const std::atomic<uint64_t>& r : ranges) {
+      const uint64_t v = r.load(std::memory_order_relaxed);
+      if (range_lo(v) < range_hi(v)) return true;
+    }
+    return false;
+  }
+
+  // Claims nothing more (the pool is going away).
+  void stop() {
+    next.store(n);
+    for (std::atomic<uint64_t>& r : ranges) r.store(0);
+  }
+
+  // Claims [begin, end) for the thread in `slot`.
+  bool claim(int slot, int64_t& begin, int64_t& end) {
+    if (ranges.empty()) return claim_shared(begin, end);
+    const int k = static_cast<int>(ranges.size());
+    if (claim_front(ranges[static_cast<size_t>(slot % k)], begin, end)) return true;
+    for (int i = 1; i < k; ++i) {
+      if (steal_back(ranges[static_cast<size_t>((slot + i) % k)], begin, end)) return true;
+    }
+    return false;
+  }
+
+  // The owner's next chunk: a quarter of its range's rest (whole grains, at least one), from the
+  // front, so that its chunks follow each other in memory.
+  bool claim_front(std::atomic<uint64_t>& r, int64_t& begin, int64_t& end) const {
+    uint64_t v = r.load(std::memory_order_relaxed);
+    for (;;) {
+      const int64_t lo = range_lo(v), hi = range_hi(v);
+      if (lo >= hi) return false;
+      const int64_t size = std::min(hi - lo, std::max(grain, (hi - lo) / 4 / grain * grain));
+      if (r.compare_exchange_weak(v, pack_range(lo + size, hi), std::memory_order_relaxed)) {
+        begin = lo;
+        end = lo + size;
+        return true;
+      }
+    }
+  }
+
+  // Another thread's work: the back half of what its range has left (all of it below two grains).
+  bool steal_back(std::atomic<uint64_t>& r, int64_t& begin, int64_t& end) const {
+    uint64_t v = r.load(std::memory_order_relaxed);
+    for (;;) {
+      const int64_t lo = range_lo(v), hi = range_hi(v);
+      if (lo >= hi) return false;
+      const int64_t size =
+          hi - lo < 2 * grain ? hi - lo : std::max(grain, (hi - lo) / 2 / grain * grain);
+      if (r.compare_exchange_weak(v, pack_range(lo, hi - size), std::memory_order_relaxed)) {
+        begin = hi - size;
+        end = hi;
+        return true;
+      }
+    }
+  }
 
   // Claims [begin, end): a share of what is left, rounded down to whole grains (but at least
   // one), so chunk edges stay on grain multiples and only the last chunk is short.
-  bool claim(int64_t& begin, int64_t& end) {
+  bool claim_shared(int64_t& begin, int64_t& end) {
     int64_t c = next.load(std::memory_order_relaxed);
     for (;;) {
       if (c >= n) return false;
@@ -125,7 +193,7 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads) {
   try {
     for (int i = 0; i + 1 < n_threads; ++i) {
       const int cpu = pinned_ ? cpus[static_cast<size_t>(i + 1)] : -1;
-      workers_.emplace_back([this, cpu] { worker_loop(cpu); });
+      workers_.emplace_back([this, cpu, i] { worker_loop(cpu, i + 1); });
     }
   } catch (const std::system_error& e) {
     // No destructor runs for a half-built pool: stop and join the workers that did start.
@@ -154,7 +222,7 @@ ThreadPool::~ThreadPool() {
     std::lock_guard lock(mutex_);
     // An asynchronous job nobody waited for: start no more of its chunks; the running ones
     // finish before the workers go (they leave the job before they look at stopping_).
-    for (Job* j = job_; j != nullptr; j = j->next_job) j->next.store(j->n);
+    for (Job* j = job_; j != nullptr; j = j->next_job) j->stop();
   }
   for (;;) {
     uint32_t seen;
@@ -205,8 +273,9 @@ void ThreadPool::idle(std::atomic<uint32_t>& word, uint32_t seen,
 }
 
 void ThreadPool::run_chunks(Job& job) {
+  const int slot = t_worker_of == this ? t_worker_slot : 0;
   int64_t begin, end;
-  while (job.claim(begin, end)) {
+  while (job.claim(slot, begin, end)) {
     if (job.failed.load(std::memory_order_relaxed)) continue;
     try {
       (*job.fn)(begin, end);
@@ -224,9 +293,10 @@ ThreadPool::Job* ThreadPool::find_job() {
   return nullptr;
 }
 
-void ThreadPool::worker_loop(int cpu) {
+void ThreadPool::worker_loop(int cpu, int slot) {
   if (cpu >= 0) pin_to(cpu);
   t_worker_of = this;
+  t_worker_slot = slot;
   for (;;) {
     const uint32_t seen = posted_.load();
     Job* job = nullptr;
@@ -302,6 +372,34 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   job.grain = grain;
   job.split = 4 * static_cast<int64_t>(n_threads_);
   post(&job, /*front=*/true);  // in front of a running asynchronous job
+  run_chunks(job);
+  finish(job);
+  if (job.error) std::rethrow_exception(job.error);
+}
+
+void ThreadPool::parallel_for_streams(int64_t n, int64_t grain,
+                                      const std::function<void(int64_t, int64_t)>& fn) {
+  if (n >= (int64_t{1} << 32)) {  // the packed ranges hold 32-bit indices
+    parallel_for(n, grain, fn);
+    return;
+  }
+  if (n <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  if (n_threads_ == 1 || grain >= n || t_worker_of == this) {
+    fn(0, n);
+    return;
+  }
+  Job job;
+  job.fn = &fn;
+  job.n = n;
+  job.grain = grain;
+  job.ranges = std::vector<std::atomic<uint64_t>>(static_cast<size_t>(n_threads_));
+  // Thread t starts at t/threads of the way, on a grain boundary.
+  for (int t = 0; t < n_threads_; ++t) {
+    const auto edge = [&](int i) { return i == n_threads_ ? n : n * i / n_threads_ / grain * grain; };
+    job.ranges[static_cast<size_t>(t)].store(pack_range(edge(t), edge(t + 1)));
+  }
+  post(&job, /*front=*/true);
   run_chunks(job);
   finish(job);
   if (job.error) std::rethrow_exception(job.error);

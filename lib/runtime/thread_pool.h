@@ -42,6 +42,14 @@ class ThreadPool {
   // Exceptions from fn are rethrown here (the first one).
   void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
+  // parallel_for for memory streams (decode's matrix-vector products): thread t starts on its own
+  // contiguous share [t·n/threads, (t+1)·n/threads) (on grain boundaries) and works through it
+  // front to back in shrinking chunks, so each thread reads one sequential stream that the
+  // hardware prefetchers follow; a thread that runs out steals the back half of what another has
+  // left, so a thread slowed by another process holds up no one for long.
+  void parallel_for_streams(int64_t n, int64_t grain,
+                            const std::function<void(int64_t, int64_t)>& fn);
+
   // Starts fn(begin, end) over [0, n) on the workers and returns at once; wait() joins, and the
   // caller works on the job while it waits. One asynchronous job at a time. parallel_for may run
   // while it is in flight: idle workers help with both, the caller's own job first. A
@@ -54,7 +62,7 @@ class ThreadPool {
 
  private:
   struct Job;
-  void worker_loop(int cpu);
+  void worker_loop(int cpu, int slot);
   void run_chunks(Job& job);
   Job* find_job();                  // under mutex_: the first job with unclaimed chunks
   void post(Job* job, bool front);  // links the job in and wakes the workers

@@ -1,7 +1,8 @@
 // ThreadPool: every index runs exactly once, the caller works too (in wait() as well), exceptions
 // come back, submit() really is asynchronous, parallel_for works while an asynchronous job runs
 // (CPU-only decode: shared experts under routed experts), nested calls do not deadlock, idle
-// workers sleep, chunks keep to grain multiples, workers are pinned unless KTX_PIN=0.
+// workers sleep, chunks keep to grain multiples, workers are pinned unless KTX_PIN=0;
+// parallel_for_streams: contiguous shares, stealing from a blocked thread.
 #if defined(__linux__)
 #include <sched.h>
 #endif
@@ -324,3 +325,82 @@ TEST_CASE("workers are pinned to one CPU each unless KTX_PIN=0", "[thread_pool]"
   REQUIRE_FALSE(crowded.pinned());
 }
 #endif
+
+TEST_CASE("parallel_for_streams: every index once, contiguous shares, stealing, errors",
+          "[thread_pool]") {
+  const int threads = GENERATE(1, 2, 3, 8);
+  ThreadPool pool(threads);
+  for (int64_t n : {0, 1, 2, 3, 7, 17, 100, 1000, 4097}) {
+    for (int64_t grain : {1, 3, 64, 10000}) {
+      INFO("threads " << threads << " n " << n << " grain " << grain);
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+      std::mutex m;
+      std::vector<std::pair<int64_t, int64_t>> chunks;
+      pool.parallel_for_streams(n, grain, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+        std::lock_guard lock(m);
+        chunks.emplace_back(b, e);
+      });
+      for (int64_t i = 0; i < n; ++i) REQUIRE(hits[static_cast<size_t>(i)].load() == 1);
+      for (const auto& [b, e] : chunks) REQUIRE(b < e);  // no empty chunks
+    }
+  }
+}
+
+TEST_CASE("parallel_for_streams: a blocked thread's share is stolen by the others",
+          "[thread_pool]") {
+  ThreadPool pool(3);
+  Gate gate;
+  std::atomic<int64_t> done{0};
+  std::atomic<bool> blocked{false};
+  std::atomic<bool> gave_up{false};
+  std::thread opener([&] {
+    // Opens once the other threads have done everything but the blocked chunk (or, so that a
+    // broken pool fails instead of hanging, after 20 s).
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (done.load() < 900 - 1) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        gave_up = true;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    gate.open();
+  });
+  // 900 items: shares of 300. The first chunk that contains index 0 (the caller's share) blocks
+  // until the rest is done, so the workers must steal the rest of the caller's share.
+  pool.parallel_for_streams(900, 1, [&](int64_t b, int64_t e) {
+    if (b == 0 && !blocked.exchange(true)) {
+      done.fetch_add(e - b - 1);
+      gate.pass();
+      done.fetch_add(1);
+      return;
+    }
+    done.fetch_add(e - b);
+  });
+  opener.join();
+  CHECK_FALSE(gave_up.load());
+  CHECK(done.load() == 900);
+}
+
+TEST_CASE("parallel_for_streams rethrows the first exception; nested calls run inline",
+          "[thread_pool]") {
+  ThreadPool pool(3);
+  CHECK_THROWS_AS(pool.parallel_for_streams(1000, 1,
+                                            [&](int64_t b, int64_t) {
+                                              if (b <= 500) throw std::runtime_error("boom");
+                                            }),
+                  std::runtime_error);
+  std::atomic<int64_t> total{0};
+  pool.parallel_for_streams(10, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      pool.parallel_for_streams(100, 1, [&](int64_t b2, int64_t e2) { total.fetch_add(e2 - b2); });
+    }
+  });
+  CHECK(total.load() == 1000);
+  // Past 32-bit indices it is parallel_for (the packed shares hold 32-bit indices).
+  std::atomic<int64_t> covered{0};
+  pool.parallel_for_streams(int64_t{1} << 33, int64_t{1} << 31,
+                            [&](int64_t b, int64_t e) { covered.fetch_add(e - b); });
+  CHECK(covered.load() == (int64_t{1} << 33));
+}

@@ -54,7 +54,7 @@ class Mlp final : public MlpOp {
       pg.pack(&pool, xg, n);
       if (!same) pu.pack(&pool, xu, n);
     }
-    pool.parallel_for(n_ff, row_grain(2 * n_embd), [&](int64_t r0, int64_t r1) {
+    const auto rows = [&](int64_t r0, int64_t r1) {
       if (gemm) {
         // Gate straight into h, up into a block-sized buffer, then SiLU·mul in place; blocks of
         // 64 rows keep both matrices' rows in L2 while all tokens pass.
@@ -92,7 +92,12 @@ class Mlp final : public MlpOp {
           hidden(t, r, count, g, u);
         }
       }
-    });
+    };
+    if (n == 1) {
+      pool.parallel_for_streams(n_ff, row_grain(2 * n_embd), rows);  // one stream per thread
+    } else {
+      pool.parallel_for(n_ff, row_grain(2 * n_embd), rows);
+    }
     matmul(pool, down_, n, h.data(), n_ff, out, down_.rows);
     if (down_bias_) {
       for (int64_t t = 0; t < n; ++t) {
