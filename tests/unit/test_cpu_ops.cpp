@@ -1183,7 +1183,9 @@ TEST_CASE("cpu.gqa_attention against the double reference", "[cpu_ops]") {
   for (const Case& k : {Case{TensorType::F32, 2, 32, false, false, S::kNone, 1},
                         Case{TensorType::F32, 1, 16, true, true, S::kLinear, 17},
                         Case{TensorType::F32, 4, 32, false, false, S::kYarn, 3},
-                        Case{TensorType::Q8_0, 2, 32, true, false, S::kNone, 3}}) {
+                        Case{TensorType::Q8_0, 2, 32, true, false, S::kNone, 3},
+                        // Three blocks of 16 tokens and a short one against the cache.
+                        Case{TensorType::F32, 2, 32, false, false, S::kNone, 53}}) {
     INFO("type " << ktx::type_name(k.type) << ", n_head_kv " << k.n_head_kv << ", rope dims "
                  << k.rope_dims << (k.bias ? ", biases" : "") << (k.freqs ? ", rope_freqs" : "")
                  << ", scaling " << static_cast<int>(k.scaling) << ", threads " << threads);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/cpu/attention.h"
 #include "ktx/error.h"
 #include "ops/cpu/attention_util.h"
 #include "ops/cpu/common.h"
@@ -87,22 +88,34 @@ class GqaAttention final : public AttentionOp {
 
     std::vector<float> o(static_cast<size_t>(n * q_width));
     const int64_t group = n_head_ / n_head_kv_;
+    // Per head, blocks of tokens against the cache through the tier's f32 tile kernels
+    // (kernels/cpu/attention.h): the scores of a block against every key its last token sees,
+    // each token's softmax over its own keys (later keys weighted 0), then the weighted sum of
+    // the value rows. Blocks of 16 keep the masked-out corner small.
+    constexpr int64_t kTokenBlock = 16;
+    const auto scores = kernels::cpu::mla_scores_fn();
+    const auto weighted_sum = kernels::cpu::mla_weighted_sum_fn();
+    const auto lda = static_cast<size_t>(cache.width_a), ldb = static_cast<size_t>(cache.width_b);
+    const auto ldq = static_cast<size_t>(q_width);
     pool.parallel_for(n_head_, 1, [&](int64_t h0, int64_t h1) {
-      std::vector<float> p(static_cast<size_t>(pos0 + n));
+      std::vector<float> p;
       for (int64_t h = h0; h < h1; ++h) {
         const int64_t kv_off = (h / group) * head_dim_;
-        for (int64_t t = 0; t < n; ++t) {
-          const float* q_t = q.data() + t * q_width + h * head_dim_;
-          const int64_t keys = pos0 + t + 1;
-          for (int64_t s = 0; s < keys; ++s) {
-            p[static_cast<size_t>(s)] = scale_ * dot_f32(q_t, cache.a_row(s) + kv_off, head_dim_);
+        for (int64_t t0 = 0; t0 < n; t0 += kTokenBlock) {
+          const int64_t nt = std::min(kTokenBlock, n - t0);
+          const int64_t keys = pos0 + t0 + nt;  // what the block's last token sees
+          const auto ldp = static_cast<size_t>(keys);
+          p.resize(static_cast<size_t>(nt) * ldp);
+          scores(nt, keys, q.data() + t0 * q_width + h * head_dim_, ldq, cache.a_row(0) + kv_off,
+                 lda, head_dim_, nullptr, 0, nullptr, 0, 0, scale_, p.data(), ldp);
+          for (int64_t i = 0; i < nt; ++i) {
+            float* row = p.data() + static_cast<size_t>(i) * ldp;
+            const int64_t own = pos0 + t0 + i + 1;  // causal: itself and everything before
+            softmax_inplace(row, own);
+            std::fill(row + own, row + keys, 0.0f);
           }
-          softmax_inplace(p.data(), keys);
-          float* o_t = o.data() + t * q_width + h * head_dim_;
-          std::fill(o_t, o_t + head_dim_, 0.0f);
-          for (int64_t s = 0; s < keys; ++s) {
-            axpy_f32(p[static_cast<size_t>(s)], cache.b_row(s) + kv_off, o_t, head_dim_);
-          }
+          weighted_sum(nt, keys, p.data(), ldp, cache.b_row(0) + kv_off, ldb, head_dim_,
+                       o.data() + t0 * q_width + h * head_dim_, ldq);
         }
       }
     });
