@@ -96,9 +96,11 @@ struct ThreadPool::Job {
   int active = 0;                   // workers inside run_chunks (guarded by the pool mutex)
   bool async = false;               // from submit(): owned by the list, freed by wait()
   Job* next_job = nullptr;          // the list of running jobs (guarded by the pool mutex)
-  // parallel_for_streams: one range [lo, hi) per thread, packed lo | hi << 32 (n < 2^32). Empty:
-  // the shared counter `next`.
+  // parallel_for_streams: one range [lo, hi) per thread; submit_nodes: one per NUMA node, the
+  // thread in slot s owning range slot_range[s]. Packed lo | hi << 32 (n < 2^32). Empty: the
+  // shared counter `next`.
   std::vector<std::atomic<uint64_t>> ranges;
+  std::vector<int> slot_range;
 
   bool has_unclaimed() const {
     if (ranges.empty()) return next.load(std::memory_order_relaxed) < n;
@@ -119,9 +121,11 @@ struct ThreadPool::Job {
   bool claim(int slot, int64_t& begin, int64_t& end) {
     if (ranges.empty()) return claim_shared(begin, end);
     const int k = static_cast<int>(ranges.size());
-    if (claim_front(ranges[static_cast<size_t>(slot % k)], begin, end)) return true;
+    const int own = slot_range.empty() ? slot % k
+                                       : slot_range[static_cast<size_t>(slot) % slot_range.size()];
+    if (claim_front(ranges[static_cast<size_t>(own)], begin, end)) return true;
     for (int i = 1; i < k; ++i) {
-      if (steal_back(ranges[static_cast<size_t>((slot + i) % k)], begin, end)) return true;
+      if (steal_back(ranges[static_cast<size_t>((own + i) % k)], begin, end)) return true;
     }
     return false;
   }
@@ -189,9 +193,51 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads) {
   const std::vector<int> cpus = allowed_cpus();
   pinned_ =
       n_threads > 1 && env_int("KTX_PIN", 1) != 0 && static_cast<size_t>(n_threads) == cpus.size();
-  workers_.reserve(static_cast<size_t>(n_threads - 1));
+  // The nodes of the pinned threads' CPUs (slot 0, the caller, counted on the first CPU: where a
+  // pool of one thread per CPU leaves it room).
+  if (pinned_ && env_int("KTX_NUMA", 1) != 0) {
+    const std::vector<NumaNode> nodes = numa_nodes(cpus);
+    if (nodes.size() > 1) {
+      n_nodes_ = static_cast<int>(nodes.size());
+      for (const NumaNode& node : nodes) node_ids_.push_back(node.id);
+      for (int s = 0; s < n_threads; ++s) {
+        int k = 0;
+        for (size_t i = 0; i < nodes.size(); ++i) {
+          const std::vector<int>& c = nodes[i].cpus;
+          if (std::find(c.begin(), c.end(), cpus[static_cast<size_t>(s)]) != c.end()) {
+            k = static_cast<int>(i);
+          }
+        }
+        slot_node_.push_back(k);
+      }
+    }
+  }
+  start_workers(cpus);
+}
+
+ThreadPool::ThreadPool(int n_threads, std::vector<int> slot_nodes) : n_threads_(n_threads) {
+  if (n_threads < 1 || slot_nodes.size() != static_cast<size_t>(n_threads)) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("ThreadPool: n_threads = {} with {} slot nodes, expected at least 1 "
+                            "thread and one node per thread",
+                            n_threads, slot_nodes.size()));
+  }
+  spin_us_ = env_int("KTX_SPIN_US", 200);
+  for (int k : slot_nodes) {
+    if (k < 0 || k >= n_threads) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("ThreadPool: slot node {} is not in [0, {})", k, n_threads));
+    }
+    n_nodes_ = std::max(n_nodes_, k + 1);
+  }
+  slot_node_ = std::move(slot_nodes);
+  start_workers({});
+}
+
+void ThreadPool::start_workers(const std::vector<int>& cpus) {
+  workers_.reserve(static_cast<size_t>(n_threads_ - 1));
   try {
-    for (int i = 0; i + 1 < n_threads; ++i) {
+    for (int i = 0; i + 1 < n_threads_; ++i) {
       const int cpu = pinned_ ? cpus[static_cast<size_t>(i + 1)] : -1;
       workers_.emplace_back([this, cpu, i] { worker_loop(cpu, i + 1); });
     }
@@ -206,7 +252,7 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads) {
     for (std::thread& t : workers_) t.join();
     throw Error(ErrorCode::kOutOfMemory,
                 fmt::format("ThreadPool: could not start thread {} of {}: {}", workers_.size() + 2,
-                            n_threads, e.what()));
+                            n_threads_, e.what()));
   }
 }
 
@@ -415,6 +461,32 @@ void ThreadPool::submit(int64_t n, int64_t grain, std::function<void(int64_t, in
   job->async = true;
   // Behind any parallel_for job, so that a waiting caller keeps priority. Without workers (a
   // pool of 1) the job just waits in the list until wait() runs it.
+  post(job.get(), /*front=*/false);
+  job.release();  // the list owns it now
+}
+
+void ThreadPool::submit_nodes(std::vector<int64_t> bounds, int64_t grain,
+                              std::function<void(int64_t, int64_t)> fn) {
+  const int64_t n = bounds.empty() ? 0 : bounds.back();
+  if (n_nodes_ <= 1 || bounds.size() != static_cast<size_t>(n_nodes_) + 1 ||
+      n >= (int64_t{1} << 32)) {
+    submit(n, grain, std::move(fn));
+    return;
+  }
+  auto job = std::make_unique<Job>();
+  job->owned = std::move(fn);
+  job->fn = &job->owned;
+  job->n = n;
+  job->grain = std::max<int64_t>(grain, 1);
+  job->async = true;
+  job->ranges = std::vector<std::atomic<uint64_t>>(static_cast<size_t>(n_nodes_));
+  for (int k = 0; k < n_nodes_; ++k) {
+    const auto i = static_cast<size_t>(k);
+    const int64_t lo = std::clamp<int64_t>(bounds[i], 0, n);
+    const int64_t hi = std::clamp<int64_t>(bounds[i + 1], lo, n);
+    job->ranges[i].store(pack_range(lo, hi));
+  }
+  job->slot_range = slot_node_;
   post(job.get(), /*front=*/false);
   job.release();  // the list owns it now
 }

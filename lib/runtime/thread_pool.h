@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "runtime/numa.h"
+
 namespace ktx::runtime {
 
 // Threads to use when the user gives none: the CPUs this process may run on (its affinity
@@ -28,6 +30,10 @@ class ThreadPool {
   // more threads than CPUs). KTX_SPIN_US=N: how long an idle thread spins before it sleeps
   // (default 200; 0 sleeps at once).
   explicit ThreadPool(int n_threads);
+  // For tests: a pool whose thread in slot s (0: the caller, s: worker s) counts as being on
+  // node slot_nodes[s] (0 .. nodes - 1), whatever the machine has. No memory is bound for it
+  // (node_id() is -1).
+  ThreadPool(int n_threads, std::vector<int> slot_nodes);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -57,6 +63,22 @@ class ThreadPool {
   void submit(int64_t n, int64_t grain, std::function<void(int64_t, int64_t)> fn);
   void wait();
 
+  // Like submit, over [0, bounds.back()) split into one range per NUMA node: [bounds[k],
+  // bounds[k + 1]) holds node k's items (bounds has n_nodes() + 1 entries). A thread claims from
+  // its own node's range first, front to back, and steals the back half of another node's rest
+  // when its node's work is gone. With one node it is submit().
+  void submit_nodes(std::vector<int64_t> bounds, int64_t grain,
+                    std::function<void(int64_t, int64_t)> fn);
+
+  // The NUMA nodes the threads are spread over: more than one only when the workers are pinned
+  // (one per allowed CPU) on a machine with several nodes, and KTX_NUMA is not "0".
+  int n_nodes() const { return n_nodes_; }
+  // The kernel's number of node k (for binding memory), or -1 for a test pool's made-up nodes.
+  int node_id(int k) const {
+    return k >= 0 && k < static_cast<int>(node_ids_.size()) ? node_ids_[static_cast<size_t>(k)]
+                                                            : -1;
+  }
+
   // Whether the workers were pinned to CPUs (bench_thread_pool reports it).
   bool pinned() const { return pinned_; }
 
@@ -69,7 +91,12 @@ class ThreadPool {
   void finish(Job& job);            // waits until every chunk is done, unlinks the job
   void idle(std::atomic<uint32_t>& word, uint32_t seen, std::atomic<int>& sleepers) const;
 
+  void start_workers(const std::vector<int>& cpus);
+
   int n_threads_;
+  int n_nodes_ = 1;
+  std::vector<int> slot_node_;  // node index of each slot (empty: one node)
+  std::vector<int> node_ids_;   // the kernel's id of each node index (empty: made up or one node)
   int spin_us_ = 200;
   bool pinned_ = false;
   std::vector<std::thread> workers_;

@@ -637,6 +637,51 @@ struct ExpertWeights {
   }
 };
 
+TEST_CASE("cpu.experts: decode split across NUMA nodes gives the same numbers bit for bit",
+          "[cpu_ops][numa]") {
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  Backend backend;
+  runtime::ThreadPool flat(4);
+  runtime::ThreadPool two_nodes(4, {0, 0, 1, 1});  // made-up nodes: scheduling only
+  runtime::ThreadPool three_nodes(3, {0, 1, 2});
+  for (TensorType type : {TensorType::Q4_K, TensorType::Q8_0}) {
+    INFO("type " << ktx::type_name(type));
+    ExpertWeights w;
+    w.n_embd = 256;
+    w.n_ff = 512;  // 4 up blocks of 128: 2 per node of two, 1-2 per node of three
+    w.gate = random_tensor("blk.1.ffn_gate_exps.weight", type, {256, 512, 8}, rng, 0.3f);
+    w.up = random_tensor("blk.1.ffn_up_exps.weight", type, {256, 512, 8}, rng, 0.3f);
+    w.down = random_tensor("blk.1.ffn_down_exps.weight", type, {512, 256, 8}, rng, 0.3f);
+    const ModuleDesc m =
+        module("model.layers.1.mlp.experts", ModuleKind::kExperts,
+               {{"gate_exps", w.gate.get()}, {"up_exps", w.up.get()}, {"down_exps", w.down.get()}});
+    model::ModelConfig c;
+    c.n_embd = 256;
+    c.n_expert = 8;
+    c.n_expert_used = 3;
+    c.n_ff_exp = 512;
+    auto op = backend.create<ops::ExpertsOp>(ModuleKind::kExperts, m, c);
+    for (int step = 0; step < 4; ++step) {
+      const std::vector<float> x = rng.vec(256);
+      const std::vector<int32_t> ids = {static_cast<int32_t>(step), 5, 7};
+      const std::vector<float> weights = {0.5f, 0.3f, 0.2f};
+      std::vector<std::vector<float>> outs;
+      for (runtime::ThreadPool* pool : {&flat, &two_nodes, &three_nodes}) {
+        ops::ExecContext ctx{pool};
+        std::vector<float> out = poisoned(256);
+        op->submit(ctx, 1, x.data(), ids.data(), weights.data(), out.data());
+        op->wait(ctx);
+        REQUIRE(all_finite(out.data(), 256));
+        outs.push_back(std::move(out));
+      }
+      CHECK(std::memcmp(outs[0].data(), outs[1].data(), 256 * sizeof(float)) == 0);
+      CHECK(std::memcmp(outs[0].data(), outs[2].data(), 256 * sizeof(float)) == 0);
+    }
+  }
+}
+
 TEST_CASE("cpu.experts: grouped by expert, asynchronous, against the double reference",
           "[cpu_ops]") {
   const uint64_t seed = fresh_seed();

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "ktx/error.h"
@@ -25,6 +26,7 @@
 #include "ops/cpu/common.h"
 #include "ops/cpu/impls.h"
 #include "ops/cpu/linear.h"
+#include "runtime/numa.h"
 
 namespace ktx::ops::cpu {
 namespace {
@@ -93,7 +95,22 @@ class Experts final : public ExpertsOp {
     bool gemm = false;
     kernels::cpu::GemmFn gate_gemm = nullptr, up_gemm = nullptr, down_gemm = nullptr;
     std::vector<GemmPanels> x_panels, xu_panels, hidden_panels;  // per active expert
+    // Decode on several NUMA nodes (empty otherwise): node k owns up blocks [up_lo[k],
+    // up_lo[k + 1]) of every expert and down blocks [down_lo[k], down_lo[k + 1]); the job's
+    // items are node 0's up tasks, then its down tasks, then node 1's …, from node_start[k].
+    std::vector<int64_t> up_lo, down_lo, node_start;
   };
+
+  // The rows of node k of `nodes` (blocks of `block` rows out of `rows`, split evenly).
+  static std::pair<int64_t, int64_t> node_rows(int64_t rows, int64_t block, int k, int nodes) {
+    const int64_t blocks = (rows + block - 1) / block;
+    return {std::min(rows, blocks * k / nodes * block), std::min(rows, blocks * (k + 1) / nodes * block)};
+  }
+  // Binds each expert's rows of each node to that node, once (decode's split: up blocks of
+  // kDecodeUpBlock rows, down blocks of kDownBlock).
+  void place_on_nodes(const runtime::ThreadPool& pool);
+  // Job item i of a decode on several nodes: the up or down task it stands for.
+  void node_task(Run& run, int64_t i) const;
 
   void up_task_gemm(Run& run, int64_t a, int64_t r0, int64_t r1) const;
   void down_task_gemm(Run& run, int64_t r0, int64_t r1) const;
@@ -107,7 +124,54 @@ class Experts final : public ExpertsOp {
   std::vector<WeightMatrix> gate_, up_, down_;
   std::unique_ptr<Run> run_;
   runtime::ThreadPool* pool_ = nullptr;
+  std::once_flag placed_;
 };
+
+void Experts::place_on_nodes(const runtime::ThreadPool& pool) {
+  const int nodes = pool.n_nodes();
+  std::string error;
+  for (int k = 0; k < nodes && error.empty(); ++k) {
+    const int id = pool.node_id(k);
+    if (id < 0) return;  // a test pool's made-up nodes: nothing to bind to
+    const auto [u0, u1] = node_rows(n_ff_, kDecodeUpBlock, k, nodes);
+    const auto [d0, d1] = node_rows(n_embd_, kDownBlock, k, nodes);
+    for (int64_t e = 0; e < n_expert_ && error.empty(); ++e) {
+      const auto e_ = static_cast<size_t>(e);
+      for (const WeightMatrix* w : {&gate_[e_], &up_[e_]}) {
+        if (!runtime::bind_to_node(w->row(u0), static_cast<size_t>(u1 - u0) * w->row_bytes, id,
+                                   &error)) {
+          break;
+        }
+      }
+      if (error.empty()) {
+        runtime::bind_to_node(down_[e_].row(d0), static_cast<size_t>(d1 - d0) * down_[e_].row_bytes,
+                              id, &error);
+      }
+    }
+  }
+  if (!error.empty()) {
+    // Only speed is at stake: say so once and go on with the pages where they are.
+    fmt::print(stderr,
+               "ktx: {}: could not bind the expert weights' rows to their NUMA nodes ({}); "
+               "they stay where the kernel put them\n",
+               kName, error);
+  }
+}
+
+void Experts::node_task(Run& run, int64_t i) const {
+  const int nodes = static_cast<int>(run.node_start.size()) - 1;
+  int k = 0;
+  while (k + 1 < nodes && i >= run.node_start[static_cast<size_t>(k) + 1]) ++k;
+  const auto kk = static_cast<size_t>(k);
+  const int64_t j = i - run.node_start[kk];
+  const int64_t width = run.up_lo[kk + 1] - run.up_lo[kk];
+  const int64_t n_up = static_cast<int64_t>(run.active.size()) * width;
+  if (j < n_up) {
+    up_task(run, (j / width) * run.up_blocks + run.up_lo[kk] + j % width);
+  } else {
+    down_task(run, run.down_lo[kk] + (j - n_up));
+  }
+}
 
 void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t* ids,
                      const float* weights, float* out) {
@@ -193,6 +257,28 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
   }
 
   Run* r = run.get();
+  if (n == 1 && pool.n_nodes() > 1) {
+    // Each node's threads take the rows that live on their node first (place_on_nodes).
+    std::call_once(placed_, [&] { place_on_nodes(pool); });
+    const int nodes = pool.n_nodes();
+    r->node_start.push_back(0);
+    for (int k = 0; k <= nodes; ++k) {
+      r->up_lo.push_back(r->up_blocks * k / nodes);
+      r->down_lo.push_back(n_down_tasks * k / nodes);
+    }
+    for (int k = 0; k < nodes; ++k) {
+      const auto kk = static_cast<size_t>(k);
+      r->node_start.push_back(r->node_start.back() +
+                              n_active * (r->up_lo[kk + 1] - r->up_lo[kk]) +
+                              (r->down_lo[kk + 1] - r->down_lo[kk]));
+    }
+    pool.submit_nodes(r->node_start, 1, [this, r](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) node_task(*r, i);
+    });
+    run_ = std::move(run);
+    pool_ = &pool;
+    return;
+  }
   pool.submit(r->n_up_tasks + n_down_tasks, 1, [this, r](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       if (i < r->n_up_tasks) {
