@@ -96,6 +96,7 @@ TEST_CASE("numa: submit_nodes runs every item once, each node's threads on their
   std::vector<std::atomic<int>> hits(n);
   std::mutex m;
   std::vector<std::pair<std::thread::id, int64_t>> first;  // each thread's first item
+  std::atomic<bool> node1_started{false}, gave_up{false};
   pool.submit_nodes({0, 150, n}, 1, [&](int64_t b, int64_t e) {
     {
       std::lock_guard lock(m);
@@ -103,16 +104,24 @@ TEST_CASE("numa: submit_nodes runs every item once, each node's threads on their
       for (const auto& f : first) seen = seen || f.first == std::this_thread::get_id();
       if (!seen) first.emplace_back(std::this_thread::get_id(), b);
     }
-    for (int64_t i = b; i < e; ++i) {
-      hits[static_cast<size_t>(i)].fetch_add(1);
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    if (b >= 150) node1_started = true;
+    // Node 0's items wait until a node-1 item has run (at most 10 s), so node 0's threads cannot
+    // use up their range and steal before node 1's threads start: those must start on their own.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (b < 150 && !node1_started) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        gave_up = true;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
     }
+    for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
   });
   pool.wait();
+  CHECK_FALSE(gave_up.load());
   for (int64_t i = 0; i < n; ++i) REQUIRE(hits[static_cast<size_t>(i)].load() == 1);
-  // The caller (slot 0, node 0) starts in [0, 150); at least one thread starts in [150, 400):
-  // the node-1 workers, which are up before node 0 can have used its own range (150 items of
-  // 50 us).
+  // Threads start on their node's range: a first item in [150, 400) came from node 1's threads,
+  // and no thread's first item is one node 0 could only have reached by stealing.
   int in_node1 = 0;
   for (const auto& f : first) in_node1 += f.second >= 150;
   CHECK(in_node1 >= 1);
