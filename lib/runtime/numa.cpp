@@ -15,6 +15,10 @@
 
 namespace ktx::runtime {
 
+namespace {
+constexpr int kMaxCpu = 1 << 20;
+}  // namespace
+
 std::vector<int> parse_cpu_list(std::string_view list) {
   std::vector<int> cpus;
   while (!list.empty() && (list.back() == '\n' || list.back() == ' ')) list.remove_suffix(1);
@@ -30,6 +34,7 @@ std::vector<int> parse_cpu_list(std::string_view list) {
     if (in >> dash) {
       if (dash != '-' || !(in >> hi) || hi < lo) return {};
     }
+    if (hi >= kMaxCpu) return {};  // no such machine: a corrupt list
     std::string rest;
     if (in >> rest) return {};
     for (int c = lo; c <= hi; ++c) cpus.push_back(c);
@@ -44,10 +49,10 @@ std::vector<NumaNode> numa_nodes(const std::vector<int>& allowed, const std::str
   std::vector<NumaNode> nodes;
   std::error_code ec;
   std::filesystem::directory_iterator it(sysfs, ec);
-  if (ec) return nodes;
-  for (const auto& entry : it) {
+  for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    const std::filesystem::directory_entry& entry = *it;
     const std::string name = entry.path().filename().string();
-    if (name.size() <= 4 || name.compare(0, 4, "node") != 0 ||
+    if (name.size() <= 4 || name.size() > 10 || name.compare(0, 4, "node") != 0 ||
         !std::all_of(name.begin() + 4, name.end(), [](char c) { return c >= '0' && c <= '9'; })) {
       continue;
     }
@@ -64,6 +69,30 @@ std::vector<NumaNode> numa_nodes(const std::vector<int>& allowed, const std::str
   std::sort(nodes.begin(), nodes.end(),
             [](const NumaNode& a, const NumaNode& b) { return a.id < b.id; });
   return nodes;
+}
+
+bool map_count_room(size_t more, std::string* why) {
+#if defined(__linux__)
+  std::ifstream limit_file("/proc/sys/vm/max_map_count");
+  size_t limit = 0;
+  if (!(limit_file >> limit)) return true;  // unknown: let the kernel say
+  std::ifstream maps("/proc/self/maps");
+  size_t used = 0;
+  for (std::string line; std::getline(maps, line);) ++used;
+  constexpr size_t kReserve = 4096;  // for everything else the process maps later
+  if (used + more + kReserve <= limit) return true;
+  if (why) {
+    *why = "binding would split the mapping into about " + std::to_string(more) +
+           " more memory maps, and " + std::to_string(used) + " of vm.max_map_count = " +
+           std::to_string(limit) + " are in use; raise it (sysctl vm.max_map_count=" +
+           std::to_string(used + more + 2 * kReserve) + ")";
+  }
+  return false;
+#else
+  (void)more;
+  (void)why;
+  return true;
+#endif
 }
 
 bool bind_to_node(const void* data, size_t size, int node, std::string* error) {

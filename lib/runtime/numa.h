@@ -25,6 +25,10 @@ std::vector<int> parse_cpu_list(std::string_view list);
 std::vector<NumaNode> numa_nodes(const std::vector<int>& allowed,
                                  const std::string& sysfs = "/sys/devices/system/node");
 
+// Whether the process can take `more` memory maps (each bound range of a mapping becomes one)
+// under /proc/sys/vm/max_map_count, keeping some for later; if not, `why` says what to raise.
+bool map_count_room(size_t more, std::string* why);
+
 // Binds the whole pages inside [data, data + size) to `node` (MPOL_BIND) and moves those already
 // in memory there (MPOL_MF_MOVE; pages other processes also map stay). Returns false with the
 // reason in `error` when the kernel refuses (no NUMA support, a container without the right,

@@ -96,11 +96,14 @@ struct ThreadPool::Job {
   int active = 0;                   // workers inside run_chunks (guarded by the pool mutex)
   bool async = false;               // from submit(): owned by the list, freed by wait()
   Job* next_job = nullptr;          // the list of running jobs (guarded by the pool mutex)
-  // parallel_for_streams: one range [lo, hi) per thread; submit_nodes: one per NUMA node, the
-  // thread in slot s owning range slot_range[s]. Packed lo | hi << 32 (n < 2^32). Empty: the
-  // shared counter `next`.
+  // parallel_for_streams: one range [lo, hi) per thread; submit_nodes: one per NUMA node and
+  // phase (range p · owners + k), the thread in slot s owning ranges slot_range[s] of each phase.
+  // Packed lo | hi << 32 (n < 2^32). Empty: the shared counter `next`. An owner's chunk is its
+  // range's rest / split[k] (threads sharing the range: 4 claims each before the rest shrinks).
   std::vector<std::atomic<uint64_t>> ranges;
   std::vector<int> slot_range;
+  std::vector<int64_t> split_of;  // per owner index; empty: 4
+  int phases = 1;
 
   bool has_unclaimed() const {
     if (ranges.empty()) return next.load(std::memory_order_relaxed) < n;
@@ -117,27 +120,32 @@ struct ThreadPool::Job {
     for (std::atomic<uint64_t>& r : ranges) r.store(0);
   }
 
-  // Claims [begin, end) for the thread in `slot`.
+  // Claims [begin, end) for the thread in `slot`: phase by phase, its own range from the front,
+  // then the back of the others'.
   bool claim(int slot, int64_t& begin, int64_t& end) {
     if (ranges.empty()) return claim_shared(begin, end);
-    const int k = static_cast<int>(ranges.size());
+    const int k = static_cast<int>(ranges.size()) / phases;
     const int own = slot_range.empty() ? slot % k
                                        : slot_range[static_cast<size_t>(slot) % slot_range.size()];
-    if (claim_front(ranges[static_cast<size_t>(own)], begin, end)) return true;
-    for (int i = 1; i < k; ++i) {
-      if (steal_back(ranges[static_cast<size_t>((own + i) % k)], begin, end)) return true;
+    const int64_t own_split = split_of.empty() ? 4 : split_of[static_cast<size_t>(own)];
+    for (int p = 0; p < phases; ++p) {
+      std::atomic<uint64_t>* phase = ranges.data() + static_cast<size_t>(p) * static_cast<size_t>(k);
+      if (claim_front(phase[own], own_split, begin, end)) return true;
+      for (int i = 1; i < k; ++i) {
+        if (steal_back(phase[(own + i) % k], begin, end)) return true;
+      }
     }
     return false;
   }
 
-  // The owner's next chunk: a quarter of its range's rest (whole grains, at least one), from the
-  // front, so that its chunks follow each other in memory.
-  bool claim_front(std::atomic<uint64_t>& r, int64_t& begin, int64_t& end) const {
+  // An owner's next chunk: its range's rest / parts (whole grains, at least one), from the front,
+  // so that its chunks follow each other in memory.
+  bool claim_front(std::atomic<uint64_t>& r, int64_t parts, int64_t& begin, int64_t& end) const {
     uint64_t v = r.load(std::memory_order_relaxed);
     for (;;) {
       const int64_t lo = range_lo(v), hi = range_hi(v);
       if (lo >= hi) return false;
-      const int64_t size = std::min(hi - lo, std::max(grain, (hi - lo) / 4 / grain * grain));
+      const int64_t size = std::min(hi - lo, std::max(grain, (hi - lo) / parts / grain * grain));
       if (r.compare_exchange_weak(v, pack_range(lo + size, hi), std::memory_order_relaxed)) {
         begin = lo;
         end = lo + size;
@@ -230,6 +238,14 @@ ThreadPool::ThreadPool(int n_threads, std::vector<int> slot_nodes) : n_threads_(
     }
     n_nodes_ = std::max(n_nodes_, k + 1);
   }
+  for (int k = 0; k < n_nodes_; ++k) {
+    if (std::find(slot_nodes.begin(), slot_nodes.end(), k) == slot_nodes.end()) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("ThreadPool: node {} has no thread (every node below the highest "
+                              "needs one)",
+                              k));
+    }
+  }
   slot_node_ = std::move(slot_nodes);
   start_workers({});
 }
@@ -318,8 +334,7 @@ void ThreadPool::idle(std::atomic<uint32_t>& word, uint32_t seen,
   sleepers.fetch_sub(1);
 }
 
-void ThreadPool::run_chunks(Job& job) {
-  const int slot = t_worker_of == this ? t_worker_slot : 0;
+void ThreadPool::run_chunks(Job& job, int slot) {
   int64_t begin, end;
   while (job.claim(slot, begin, end)) {
     if (job.failed.load(std::memory_order_relaxed)) continue;
@@ -356,7 +371,7 @@ void ThreadPool::worker_loop(int cpu, int slot) {
       idle(posted_, seen, posted_sleepers_);
       continue;
     }
-    run_chunks(*job);
+    run_chunks(*job, t_worker_slot);
     {
       std::lock_guard lock(mutex_);
       --job->active;
@@ -418,7 +433,7 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   job.grain = grain;
   job.split = 4 * static_cast<int64_t>(n_threads_);
   post(&job, /*front=*/true);  // in front of a running asynchronous job
-  run_chunks(job);
+  run_chunks(job, 0);
   finish(job);
   if (job.error) std::rethrow_exception(job.error);
 }
@@ -446,7 +461,7 @@ void ThreadPool::parallel_for_streams(int64_t n, int64_t grain,
     job.ranges[static_cast<size_t>(t)].store(pack_range(edge(t), edge(t + 1)));
   }
   post(&job, /*front=*/true);
-  run_chunks(job);
+  run_chunks(job, 0);
   finish(job);
   if (job.error) std::rethrow_exception(job.error);
 }
@@ -465,11 +480,19 @@ void ThreadPool::submit(int64_t n, int64_t grain, std::function<void(int64_t, in
   job.release();  // the list owns it now
 }
 
-void ThreadPool::submit_nodes(std::vector<int64_t> bounds, int64_t grain,
+void ThreadPool::submit_nodes(std::vector<int64_t> bounds, int phases, int64_t grain,
                               std::function<void(int64_t, int64_t)> fn) {
-  const int64_t n = bounds.empty() ? 0 : bounds.back();
-  if (n_nodes_ <= 1 || bounds.size() != static_cast<size_t>(n_nodes_) + 1 ||
-      n >= (int64_t{1} << 32)) {
+  const size_t want = static_cast<size_t>(std::max(phases, 1) * std::max(n_nodes_, 1)) + 1;
+  bool ordered = phases >= 1 && bounds.size() == want && bounds.front() == 0;
+  for (size_t i = 1; ordered && i < bounds.size(); ++i) ordered = bounds[i - 1] <= bounds[i];
+  if (!ordered) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("ThreadPool::submit_nodes: {} bounds for {} phase(s) of {} node(s); "
+                            "expected {} non-decreasing ones from 0",
+                            bounds.size(), phases, n_nodes_, want));
+  }
+  const int64_t n = bounds.back();
+  if (n_nodes_ <= 1 || n >= (int64_t{1} << 32)) {
     submit(n, grain, std::move(fn));
     return;
   }
@@ -479,14 +502,13 @@ void ThreadPool::submit_nodes(std::vector<int64_t> bounds, int64_t grain,
   job->n = n;
   job->grain = std::max<int64_t>(grain, 1);
   job->async = true;
-  job->ranges = std::vector<std::atomic<uint64_t>>(static_cast<size_t>(n_nodes_));
-  for (int k = 0; k < n_nodes_; ++k) {
-    const auto i = static_cast<size_t>(k);
-    const int64_t lo = std::clamp<int64_t>(bounds[i], 0, n);
-    const int64_t hi = std::clamp<int64_t>(bounds[i + 1], lo, n);
-    job->ranges[i].store(pack_range(lo, hi));
-  }
+  job->phases = phases;
+  job->ranges = std::vector<std::atomic<uint64_t>>(want - 1);
+  for (size_t r = 0; r + 1 < want; ++r) job->ranges[r].store(pack_range(bounds[r], bounds[r + 1]));
   job->slot_range = slot_node_;
+  // A node's range is shared by its threads: each takes a quarter's share of the rest at a time.
+  job->split_of.assign(static_cast<size_t>(n_nodes_), 0);
+  for (int k : slot_node_) job->split_of[static_cast<size_t>(k)] += 4;
   post(job.get(), /*front=*/false);
   job.release();  // the list owns it now
 }
@@ -505,7 +527,7 @@ void ThreadPool::wait() {
   // on a worker: the workers may all be inside this job).
   const ThreadPool* outer = t_worker_of;
   t_worker_of = this;
-  run_chunks(*job);
+  run_chunks(*job, 0);  // the caller's slot (it may be another pool's worker)
   t_worker_of = outer;
   finish(*job);
   if (job->error) std::rethrow_exception(job->error);

@@ -63,11 +63,13 @@ class ThreadPool {
   void submit(int64_t n, int64_t grain, std::function<void(int64_t, int64_t)> fn);
   void wait();
 
-  // Like submit, over [0, bounds.back()) split into one range per NUMA node: [bounds[k],
-  // bounds[k + 1]) holds node k's items (bounds has n_nodes() + 1 entries). A thread claims from
-  // its own node's range first, front to back, and steals the back half of another node's rest
-  // when its node's work is gone. With one node it is submit().
-  void submit_nodes(std::vector<int64_t> bounds, int64_t grain,
+  // Like submit, over [0, bounds.back()) split into one range per phase and NUMA node: range
+  // r = p · n_nodes() + k, [bounds[r], bounds[r + 1]), holds node k's items of phase p (bounds:
+  // phases · n_nodes() + 1 non-decreasing entries from 0, else ktx::Error kInvalidArgument). A
+  // thread takes phase 0 first — its own node's range front to back (the node's threads share
+  // it), then the back half of another node's rest — and only then phase 1 …, so work a later
+  // phase waits for is never left behind. With one node it is submit().
+  void submit_nodes(std::vector<int64_t> bounds, int phases, int64_t grain,
                     std::function<void(int64_t, int64_t)> fn);
 
   // The NUMA nodes the threads are spread over: more than one only when the workers are pinned
@@ -85,7 +87,7 @@ class ThreadPool {
  private:
   struct Job;
   void worker_loop(int cpu, int slot);
-  void run_chunks(Job& job);
+  void run_chunks(Job& job, int slot);  // slot: the thread's place (0: a caller)
   Job* find_job();                  // under mutex_: the first job with unclaimed chunks
   void post(Job* job, bool front);  // links the job in and wakes the workers
   void finish(Job& job);            // waits until every chunk is done, unlinks the job

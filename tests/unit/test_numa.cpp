@@ -89,6 +89,7 @@ TEST_CASE("numa: submit_nodes runs every item once, each node's threads on their
           "[numa]") {
   CHECK_THROWS_AS(ThreadPool(2, {0}), ktx::Error);
   CHECK_THROWS_AS(ThreadPool(2, {0, 2}), ktx::Error);
+  CHECK_THROWS_AS(ThreadPool(3, {0, 0, 2}), ktx::Error);  // node 1 without a thread
   ThreadPool pool(4, {0, 0, 1, 1});
   REQUIRE(pool.n_nodes() == 2);
   CHECK(pool.node_id(0) == -1);  // made up: nothing to bind
@@ -97,7 +98,7 @@ TEST_CASE("numa: submit_nodes runs every item once, each node's threads on their
   std::mutex m;
   std::vector<std::pair<std::thread::id, int64_t>> first;  // each thread's first item
   std::atomic<bool> node1_started{false}, gave_up{false};
-  pool.submit_nodes({0, 150, n}, 1, [&](int64_t b, int64_t e) {
+  pool.submit_nodes({0, 150, n}, 1, 1, [&](int64_t b, int64_t e) {
     {
       std::lock_guard lock(m);
       bool seen = false;
@@ -129,7 +130,65 @@ TEST_CASE("numa: submit_nodes runs every item once, each node's threads on their
   ThreadPool one(3, {0, 0, 0});
   CHECK(one.n_nodes() == 1);
   std::atomic<int64_t> total{0};
-  one.submit_nodes({0, 100}, 1, [&](int64_t b, int64_t e) { total.fetch_add(e - b); });
+  one.submit_nodes({0, 100}, 1, 1, [&](int64_t b, int64_t e) { total.fetch_add(e - b); });
   one.wait();
   CHECK(total.load() == 100);
+}
+
+TEST_CASE("numa: submit_nodes takes a phase everywhere before the next; bad bounds refused",
+          "[numa]") {
+  ThreadPool pool(4, {0, 0, 1, 1});
+  auto noop = [](int64_t, int64_t) {};
+  CHECK_THROWS_AS(pool.submit_nodes({0, 10, 20}, 2, 1, noop), ktx::Error);         // too few
+  CHECK_THROWS_AS(pool.submit_nodes({0, 10, 5, 20, 30}, 2, 1, noop), ktx::Error);  // decreasing
+  CHECK_THROWS_AS(pool.submit_nodes({1, 10, 15, 20, 30}, 2, 1, noop), ktx::Error); // not from 0
+  // Phase 0: node 0 has 10 items, node 1 has 200 slow ones; phase 1 (40 items) waits until every
+  // phase-0 item is done, as cpu.experts' down tasks wait for the up tasks. Node 0's threads must
+  // help with node 1's phase 0 before they take (and wait in) phase 1.
+  const int64_t p0 = 10 + 200, n = p0 + 40;
+  std::atomic<int64_t> p0_done{0}, stolen{0};
+  std::atomic<bool> gave_up{false};
+  std::mutex m;
+  std::vector<std::thread::id> node0;  // the threads that ran node 0's phase-0 items
+  pool.submit_nodes({0, 10, p0, p0 + 20, n}, 2, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      if (i < 10) {
+        std::lock_guard lock(m);
+        node0.push_back(std::this_thread::get_id());
+      } else if (i < p0) {
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+        std::lock_guard lock(m);
+        for (const auto& id : node0) {
+          if (id == std::this_thread::get_id()) {
+            stolen.fetch_add(1);
+            break;
+          }
+        }
+      } else {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (p0_done.load() < p0) {
+          if (std::chrono::steady_clock::now() > deadline) {
+            gave_up = true;
+            break;
+          }
+          std::this_thread::sleep_for(std::chrono::microseconds(50));
+        }
+        continue;
+      }
+      p0_done.fetch_add(1);
+    }
+  });
+  pool.wait();
+  CHECK_FALSE(gave_up.load());
+  CHECK(p0_done.load() == p0);
+  CHECK(stolen.load() > 0);
+}
+
+TEST_CASE("numa: room for more memory maps", "[numa]") {
+  std::string why;
+  CHECK(ktx::runtime::map_count_room(10, &why));
+  if (std::ifstream("/proc/sys/vm/max_map_count")) {
+    CHECK_FALSE(ktx::runtime::map_count_room(size_t{1} << 40, &why));
+    CHECK(why.find("vm.max_map_count") != std::string::npos);
+  }
 }

@@ -97,7 +97,8 @@ class Experts final : public ExpertsOp {
     std::vector<GemmPanels> x_panels, xu_panels, hidden_panels;  // per active expert
     // Decode on several NUMA nodes (empty otherwise): node k owns up blocks [up_lo[k],
     // up_lo[k + 1]) of every expert and down blocks [down_lo[k], down_lo[k + 1]); the job's
-    // items are node 0's up tasks, then its down tasks, then node 1's …, from node_start[k].
+    // items are the up tasks node by node, then the down tasks node by node (two phases of
+    // ThreadPool::submit_nodes): item ranges from node_start (2 · nodes + 1 bounds).
     std::vector<int64_t> up_lo, down_lo, node_start;
   };
 
@@ -130,9 +131,17 @@ class Experts final : public ExpertsOp {
 void Experts::place_on_nodes(const runtime::ThreadPool& pool) {
   const int nodes = pool.n_nodes();
   std::string error;
+  if (pool.node_id(0) < 0) return;  // a test pool's made-up nodes: nothing to bind to
+  // Each node's rows of each matrix become a map of their own (neighbours have other nodes):
+  // DeepSeek-V3 on two nodes needs ~90k, past Linux's default limit of 65530.
+  if (!runtime::map_count_room(static_cast<size_t>(n_expert_) * 3 * static_cast<size_t>(nodes),
+                               &error)) {
+    fmt::print(stderr, "ktx: {}: the expert weights' rows are not bound to their NUMA nodes: {}\n",
+               kName, error);
+    return;
+  }
   for (int k = 0; k < nodes && error.empty(); ++k) {
     const int id = pool.node_id(k);
-    if (id < 0) return;  // a test pool's made-up nodes: nothing to bind to
     const auto [u0, u1] = node_rows(n_ff_, kDecodeUpBlock, k, nodes);
     const auto [d0, d1] = node_rows(n_embd_, kDownBlock, k, nodes);
     for (int64_t e = 0; e < n_expert_ && error.empty(); ++e) {
@@ -159,17 +168,16 @@ void Experts::place_on_nodes(const runtime::ThreadPool& pool) {
 }
 
 void Experts::node_task(Run& run, int64_t i) const {
-  const int nodes = static_cast<int>(run.node_start.size()) - 1;
-  int k = 0;
-  while (k + 1 < nodes && i >= run.node_start[static_cast<size_t>(k) + 1]) ++k;
-  const auto kk = static_cast<size_t>(k);
-  const int64_t j = i - run.node_start[kk];
-  const int64_t width = run.up_lo[kk + 1] - run.up_lo[kk];
-  const int64_t n_up = static_cast<int64_t>(run.active.size()) * width;
-  if (j < n_up) {
-    up_task(run, (j / width) * run.up_blocks + run.up_lo[kk] + j % width);
+  const int nodes = static_cast<int>(run.up_lo.size()) - 1;
+  int r = 0;  // range: p · nodes + k
+  while (r + 1 < 2 * nodes && i >= run.node_start[static_cast<size_t>(r) + 1]) ++r;
+  const auto k = static_cast<size_t>(r % nodes);
+  const int64_t j = i - run.node_start[static_cast<size_t>(r)];
+  if (r < nodes) {
+    const int64_t width = run.up_lo[k + 1] - run.up_lo[k];
+    up_task(run, (j / width) * run.up_blocks + run.up_lo[k] + j % width);
   } else {
-    down_task(run, run.down_lo[kk] + (j - n_up));
+    down_task(run, run.down_lo[k] + j);
   }
 }
 
@@ -261,18 +269,20 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
     // Each node's threads take the rows that live on their node first (place_on_nodes).
     std::call_once(placed_, [&] { place_on_nodes(pool); });
     const int nodes = pool.n_nodes();
-    r->node_start.push_back(0);
     for (int k = 0; k <= nodes; ++k) {
       r->up_lo.push_back(r->up_blocks * k / nodes);
       r->down_lo.push_back(n_down_tasks * k / nodes);
     }
-    for (int k = 0; k < nodes; ++k) {
+    r->node_start.push_back(0);
+    for (int k = 0; k < nodes; ++k) {  // phase 0: up tasks
       const auto kk = static_cast<size_t>(k);
-      r->node_start.push_back(r->node_start.back() +
-                              n_active * (r->up_lo[kk + 1] - r->up_lo[kk]) +
-                              (r->down_lo[kk + 1] - r->down_lo[kk]));
+      r->node_start.push_back(r->node_start.back() + n_active * (r->up_lo[kk + 1] - r->up_lo[kk]));
     }
-    pool.submit_nodes(r->node_start, 1, [this, r](int64_t begin, int64_t end) {
+    for (int k = 0; k < nodes; ++k) {  // phase 1: down tasks (they wait for every up task)
+      const auto kk = static_cast<size_t>(k);
+      r->node_start.push_back(r->node_start.back() + (r->down_lo[kk + 1] - r->down_lo[kk]));
+    }
+    pool.submit_nodes(r->node_start, 2, 1, [this, r](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) node_task(*r, i);
     });
     run_ = std::move(run);
