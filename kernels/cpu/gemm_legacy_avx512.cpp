@@ -142,6 +142,18 @@ inline void split_nibbles(const __m512i r[4], __m512i w[8]) {
   }
 }
 
+// The fifth bits of K-step k of Q5_0 / Q5_1 blocks (qh of 16 blocks in lane order, gather_heads):
+// element 4k + i's bit is bit 4k + i of qh, in byte k / 2 at bit 4 (k % 2) + i. One mask bit per
+// byte of the K-step's vector.
+inline __mmask64 fifth_bits(__m512i qh, int k) {
+  const char c = static_cast<char>(k / 2);
+  const __m512i spread = _mm512_shuffle_epi8(
+      qh, _mm512_broadcast_i32x4(_mm_setr_epi8(c, c, c, c, c + 4, c + 4, c + 4, c + 4, c + 8, c + 8,
+                                               c + 8, c + 8, c + 12, c + 12, c + 12, c + 12)));
+  const __m512i bits = _mm512_set1_epi32(k % 2 == 0 ? 0x08040201 : static_cast<int>(0x80402010u));
+  return _mm512_test_epi8_mask(spread, bits);
+}
+
 // ---- weight formats: up to 16 blocks -> 8 K-steps of signed bytes ------------------------------
 // Lanes of blocks at or past `count` may hold anything finite: their activations and d are 0.
 
@@ -172,19 +184,10 @@ struct Q5_0Format {
     __m512i r[4];
     transpose_chunks(b, count, offsetof(Block, qs), r);
     split_nibbles(r, w);
-    // Element 4k + i's fifth bit is bit 4k + i of qh: byte k / 2, bit 4 (k % 2) + i. Where it is
-    // clear the code is the nibble - 16, where set the nibble itself.
+    // Where the fifth bit is clear the code is the nibble - 16, where set the nibble itself.
     const __m512i qh = gather_heads(b, count, offsetof(Block, qh));
     for (int k = 0; k < 8; ++k) {
-      const char c = static_cast<char>(k / 2);
-      const __m512i spread = _mm512_shuffle_epi8(
-          qh,
-          _mm512_broadcast_i32x4(_mm_setr_epi8(c, c, c, c, c + 4, c + 4, c + 4, c + 4, c + 8, c + 8,
-                                               c + 8, c + 8, c + 12, c + 12, c + 12, c + 12)));
-      const __m512i bits =
-          _mm512_set1_epi32(k % 2 == 0 ? 0x08040201 : static_cast<int>(0x80402010u));
-      w[k] = _mm512_mask_sub_epi8(w[k], _mm512_testn_epi8_mask(spread, bits), w[k],
-                                  _mm512_set1_epi8(16));
+      w[k] = _mm512_mask_sub_epi8(w[k], ~fifth_bits(qh, k), w[k], _mm512_set1_epi8(16));
     }
   }
 };
@@ -220,18 +223,10 @@ struct Q5_1Format {
     __m512i r[4];
     transpose_chunks(b, count, offsetof(Block, qs), r);
     split_nibbles(r, w);
-    // The fifth bits as in Q5_0Format; where set, the code is the nibble + 16.
+    // Where the fifth bit is set the code is the nibble + 16.
     const __m512i qh = gather_heads(b, count, offsetof(Block, qh));
     for (int k = 0; k < 8; ++k) {
-      const char c = static_cast<char>(k / 2);
-      const __m512i spread = _mm512_shuffle_epi8(
-          qh,
-          _mm512_broadcast_i32x4(_mm_setr_epi8(c, c, c, c, c + 4, c + 4, c + 4, c + 4, c + 8, c + 8,
-                                               c + 8, c + 8, c + 12, c + 12, c + 12, c + 12)));
-      const __m512i bits =
-          _mm512_set1_epi32(k % 2 == 0 ? 0x08040201 : static_cast<int>(0x80402010u));
-      w[k] = _mm512_mask_add_epi8(w[k], _mm512_test_epi8_mask(spread, bits), w[k],
-                                  _mm512_set1_epi8(16));
+      w[k] = _mm512_mask_add_epi8(w[k], fifth_bits(qh, k), w[k], _mm512_set1_epi8(16));
     }
   }
 };

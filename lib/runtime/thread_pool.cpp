@@ -432,7 +432,12 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   job.n = n;
   job.grain = grain;
   job.split = 4 * static_cast<int64_t>(n_threads_);
-  post(&job, /*front=*/true);  // in front of a running asynchronous job
+  run_here(job);
+}
+
+// A caller's job: in front of a running asynchronous one, worked on by the caller too, joined.
+void ThreadPool::run_here(Job& job) {
+  post(&job, /*front=*/true);
   run_chunks(job, 0);
   finish(job);
   if (job.error) std::rethrow_exception(job.error);
@@ -460,10 +465,7 @@ void ThreadPool::parallel_for_streams(int64_t n, int64_t grain,
     const auto edge = [&](int i) { return i == n_threads_ ? n : n * i / n_threads_ / grain * grain; };
     job.ranges[static_cast<size_t>(t)].store(pack_range(edge(t), edge(t + 1)));
   }
-  post(&job, /*front=*/true);
-  run_chunks(job, 0);
-  finish(job);
-  if (job.error) std::rethrow_exception(job.error);
+  run_here(job);
 }
 
 void ThreadPool::submit(int64_t n, int64_t grain, std::function<void(int64_t, int64_t)> fn) {

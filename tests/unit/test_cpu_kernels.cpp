@@ -139,6 +139,32 @@ std::vector<uint8_t> float_row(TensorType t, int64_t n, Random& rnd, Mode mode) 
   return row;
 }
 
+// `rows` rows of `cols` normal floats quantized to `t`, one after another.
+std::vector<uint8_t> random_matrix(Random& rnd, TensorType t, int64_t rows, int64_t cols) {
+  std::vector<uint8_t> bytes;
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<float> v(static_cast<size_t>(cols));
+    for (float& e : v) e = rnd.normal();
+    std::vector<uint8_t> row(ktx::row_size(t, cols));
+    q::quantize_row(t, v.data(), row.data(), cols);
+    bytes.insert(bytes.end(), row.begin(), row.end());
+  }
+  return bytes;
+}
+
+// A tensor's description for weight_matrix(): [cols × rows] of `t` at `data`.
+ktx::gguf::TensorInfo matrix_info(TensorType t, int64_t rows, int64_t cols, const uint8_t* data,
+                                  size_t size) {
+  ktx::gguf::TensorInfo info;
+  info.name = "blk.0.test.weight";
+  info.type = t;
+  info.shape = {cols, rows};
+  info.n_elements = static_cast<uint64_t>(cols * rows);
+  info.n_bytes = size;
+  info.data = data;
+  return info;
+}
+
 // ---- rows that end at an unreadable page ------------------------------------------------------
 
 // A copy of `bytes` whose last byte is the last readable one: a PROT_NONE page follows, so
@@ -478,21 +504,8 @@ TEST_CASE("cpu kernels: matmul uses the dispatched kernels, outputs poisoned, ga
   for (TensorType t : {TensorType::Q4_0, TensorType::Q8_0, TensorType::IQ4_NL, TensorType::Q5_1,
                        TensorType::Q4_K, TensorType::F16, TensorType::F32}) {
     const TensorType yt = *q::vec_dot_type(t);
-    std::vector<uint8_t> bytes;
-    for (int64_t r = 0; r < rows; ++r) {
-      std::vector<float> v(static_cast<size_t>(cols));
-      for (float& e : v) e = rnd.normal();
-      std::vector<uint8_t> row(ktx::row_size(t, cols));
-      q::quantize_row(t, v.data(), row.data(), cols);
-      bytes.insert(bytes.end(), row.begin(), row.end());
-    }
-    ktx::gguf::TensorInfo info;
-    info.name = "blk.0.test.weight";
-    info.type = t;
-    info.shape = {cols, rows};
-    info.n_elements = static_cast<uint64_t>(cols * rows);
-    info.n_bytes = bytes.size();
-    info.data = bytes.data();
+    const std::vector<uint8_t> bytes = random_matrix(rnd, t, rows, cols);
+    const ktx::gguf::TensorInfo info = matrix_info(t, rows, cols, bytes.data(), bytes.size());
     const ktx::ops::cpu::WeightMatrix w = ktx::ops::cpu::weight_matrix(info);
     for (int64_t n : {1, 3, 17}) {
       INFO(name(t) << ", " << n << " tokens, " << threads << " threads");
@@ -538,23 +551,11 @@ TEST_CASE("cpu kernels: F32 and BF16 batches through oneDNN against a double ref
     // Matrices of at least 2^20 weights (smaller ones stay with ktx's kernels).
     for (int64_t cols : {7, 200, 2048}) {
       for (int64_t rows : {(1 << 20) / cols + 1, (1 << 20) / cols + 37}) {
-        std::vector<uint8_t> bytes;
-        for (int64_t r = 0; r < rows; ++r) {
-          std::vector<float> v(static_cast<size_t>(cols));
-          for (float& e : v) e = rnd.normal();
-          std::vector<uint8_t> row(ktx::row_size(t, cols));
-          q::quantize_row(t, v.data(), row.data(), cols);
-          bytes.insert(bytes.end(), row.begin(), row.end());
-        }
         // The matrix ends where an unreadable page begins: an over-read crashes.
+        const std::vector<uint8_t> bytes = random_matrix(rnd, t, rows, cols);
         const GuardedRow weights(bytes);
-        ktx::gguf::TensorInfo info;
-        info.name = "blk.0.test.weight";
-        info.type = t;
-        info.shape = {cols, rows};
-        info.n_elements = static_cast<uint64_t>(cols * rows);
-        info.n_bytes = bytes.size();
-        info.data = weights.data();
+        const ktx::gguf::TensorInfo info =
+            matrix_info(t, rows, cols, weights.data(), bytes.size());
         const ktx::ops::cpu::WeightMatrix w = ktx::ops::cpu::weight_matrix(info);
         for (int64_t n : {8, 9, 33}) {
           INFO(name(t) << ", " << rows << " rows × " << cols << " columns, " << n << " tokens, "
@@ -610,13 +611,7 @@ TEST_CASE("cpu kernels: F32 and BF16 batches through oneDNN against a double ref
                          Small{TensorType::F32, 2048, 1024, 7}}) {
     INFO(name(k.type) << ", " << k.rows << " rows, " << k.n << " tokens");
     const std::vector<uint8_t> bytes(ktx::row_size(k.type, k.cols) * static_cast<size_t>(k.rows));
-    ktx::gguf::TensorInfo info;
-    info.name = "blk.0.small.weight";
-    info.type = k.type;
-    info.shape = {k.cols, k.rows};
-    info.n_elements = static_cast<uint64_t>(k.cols * k.rows);
-    info.n_bytes = bytes.size();
-    info.data = bytes.data();
+    const ktx::gguf::TensorInfo info = matrix_info(k.type, k.rows, k.cols, bytes.data(), bytes.size());
     const ktx::ops::cpu::WeightMatrix w = ktx::ops::cpu::weight_matrix(info);
     ktx::ops::cpu::QuantizedRows xq;
     const std::vector<float> x(static_cast<size_t>(k.cols * k.n), 1.0f);
