@@ -54,8 +54,8 @@ using MlaAffineWeightedSumFn = void (*)(int64_t rows, const float* w, const Affi
 
 // o = W_UV o_lat:  s[r] = Σ_c x[c] · A(r, c)  for r < rows, c < width (a multiple of 16). The
 // same sums as mla_scores with one head, scale 1 and no second part, bit for bit.
-using MlaAffineScoresFn = void (*)(int64_t rows, const float* x, const AffineRows& a,
-                                   int64_t width, float* s);
+using MlaAffineScoresFn = void (*)(int64_t rows, const float* x, const AffineRows& a, int64_t width,
+                                   float* s);
 
 // The fastest implementation for this CPU (KTX_CPU_ISA caps it like vec_dot_fn); never null.
 MlaScoresFn mla_scores_fn();

@@ -41,8 +41,8 @@ void mla_weighted_sum_ref(int64_t heads, int64_t positions, const float* w, size
 // A(r, c) as dequantize_row computes it: a rounded product, then a rounded sum.
 float affine_element(const AffineRows& a, int64_t r, int64_t c) {
   const size_t g = static_cast<size_t>(r) * a.lds + static_cast<size_t>(c / 16);
-  const float v = a.scale[g] * static_cast<float>(a.code[static_cast<size_t>(r) * a.ldc +
-                                                         static_cast<size_t>(c)]);
+  const float v = a.scale[g] * static_cast<float>(
+                                   a.code[static_cast<size_t>(r) * a.ldc + static_cast<size_t>(c)]);
   return a.offset != nullptr ? v + a.offset[g] : v;
 }
 

@@ -13,10 +13,11 @@
 //
 // What the results promise: for the K-quants (Q4_K, Q5_K, Q6_K, IQ4_XS) each output is the
 // reference's dot product (lib/quant) bit for bit; for the 32-element block quants (Q4_0, Q5_0,
-// Q8_0, IQ4_NL × Q8_0; Q4_1, Q5_1 × Q8_1) and the float types (F32, F16, BF16) it is bit for bit the AVX-512 one-row
-// kernel's (vec_dot_fn on that tier; for BF16 the AVX512_BF16 one where the CPU has it), which
-// differs from the reference only by float summation order (kernels/cpu/README.md). So a batch and
-// the same tokens one at a time give the same numbers. Tests: tests/unit/test_cpu_gemm.cpp.
+// Q8_0, IQ4_NL × Q8_0; Q4_1, Q5_1 × Q8_1) and the float types (F32, F16, BF16) it is bit for bit
+// the AVX-512 one-row kernel's (vec_dot_fn on that tier; for BF16 the AVX512_BF16 one where the CPU
+// has it), which differs from the reference only by float summation order (kernels/cpu/README.md).
+// So a batch and the same tokens one at a time give the same numbers. Tests:
+// tests/unit/test_cpu_gemm.cpp.
 //
 // Float panels (F32, F16, BF16 activations: the dot types of the float weights) are plain copies
 // of kGemmTokens rows of n elements, one after another, padded with zeros.

@@ -97,7 +97,8 @@ void gemm_float(int64_t n, const void* xv, size_t x_stride, int64_t rows, const 
   const auto* x = static_cast<const uint8_t*>(xv);
   const auto* p = static_cast<const uint8_t*>(panels);
   const size_t y_stride = static_cast<size_t>(n) * L::kBytes;
-  const size_t panel_bytes = gemm_panel_bytes(L::kBytes == 4 ? TensorType::F32 : TensorType::F16, n);
+  const size_t panel_bytes =
+      gemm_panel_bytes(L::kBytes == 4 ? TensorType::F32 : TensorType::F16, n);
   const auto token = [&](int64_t t) {
     return p + static_cast<size_t>(t / kGemmTokens) * panel_bytes +
            static_cast<size_t>(t % kGemmTokens) * y_stride;

@@ -72,7 +72,8 @@ void gemm_bf16(int64_t n, const void* xv, size_t x_stride, int64_t rows, const v
   const size_t ws = x_stride / 2, ys = static_cast<size_t>(n);
   const size_t panel = gemm_panel_bytes(TensorType::BF16, n) / 2;
   const auto token = [&](int64_t t) {
-    return p + static_cast<size_t>(t / kGemmTokens) * panel + static_cast<size_t>(t % kGemmTokens) * ys;
+    return p + static_cast<size_t>(t / kGemmTokens) * panel +
+           static_cast<size_t>(t % kGemmTokens) * ys;
   };
   int64_t r = 0;
   for (; r + 2 <= rows; r += 2) {

@@ -3,9 +3,10 @@
 // the avx512 tier's flags; internal linkage or namespace avx512 only.
 //
 // The reference (and the GEMV kernel, legacy_avx512.cpp) forms one float term per 32-element
-// block, float(isum) * (dx * dy) (+ mx * sy for the types with a minimum), and adds the terms. The GEMV kernel keeps 16 blocks in the 16
-// lanes of a float accumulator, lane i holding block kBlockOfLane[i] of each group of 16. Here a
-// K-step (64 bytes) holds 4 bytes of each of those 16 blocks, in the same lane order:
+// block, float(isum) * (dx * dy) (+ mx * sy for the types with a minimum), and adds the terms. The
+// GEMV kernel keeps 16 blocks in the 16 lanes of a float accumulator, lane i holding block
+// kBlockOfLane[i] of each group of 16. Here a K-step (64 bytes) holds 4 bytes of each of those 16
+// blocks, in the same lane order:
 //
 //   K-step k (0..7), dword lane l, byte i  <->  element 4k + i of block 16g + kBlockOfLane[l]
 //
@@ -55,7 +56,7 @@ constexpr int kTileTokens = static_cast<int>(kGemmTokens);
 constexpr size_t kQsBytes = static_cast<size_t>(kTileTokens) * 8 * 64;
 constexpr size_t kDyOffset = kQsBytes;
 constexpr size_t kSyOffset = kDyOffset + static_cast<size_t>(kTileTokens) * 64;
-constexpr size_t kGroupBytes = kSyOffset;  // 4608
+constexpr size_t kGroupBytes = kSyOffset;                                              // 4608
 constexpr size_t kGroupBytesQ8_1 = kSyOffset + static_cast<size_t>(kTileTokens) * 64;  // 5120
 static_assert(kGroupBytes == kGemmPanelQ8_0Bytes, "gemm.h's size");
 static_assert(kGroupBytesQ8_1 == kGemmPanelQ8_1Bytes, "gemm.h's size");
@@ -390,10 +391,9 @@ void gemm_legacy(int64_t n, const void* x, size_t x_stride, int64_t rows, const 
             tokens_of_group<true, F::kHasMin>(a.w, b.w, a.start, b.start, a.dx, b.dx, a.mx, b.mx,
                                               pp, panel_bytes, 0, nt4, acc[r], acc[r + 1]);
           } else {
-            tokens_of_group<false, F::kHasMin>(a.w, b.w, a.start, b.start, a.dx, b.dx, a.mx, b.mx,
-                                               pp, panel_bytes,
-                                               static_cast<size_t>(g) * kPanelGroup, nt4, acc[r],
-                                               acc[r + 1]);
+            tokens_of_group<false, F::kHasMin>(
+                a.w, b.w, a.start, b.start, a.dx, b.dx, a.mx, b.mx, pp, panel_bytes,
+                static_cast<size_t>(g) * kPanelGroup, nt4, acc[r], acc[r + 1]);
           }
         }
       }
@@ -470,7 +470,6 @@ void gemm_pack_q8_0(int64_t n, const void* const* y, int64_t count, void* panel)
 void gemm_pack_q8_1(int64_t n, const void* const* y, int64_t count, void* panel) {
   pack_panel<Q8_1Format, true>(n, y, count, panel);
 }
-
 
 void gemm_q8_0(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels,
                int64_t tokens, float* out, size_t ldo) {

@@ -129,7 +129,7 @@ KTX_DECLARE_GEMM_KERNEL(gemm_bf16)
                         const float* v, size_t ldv, int64_t width, float* o, size_t ldo);         \
   void mla_affine_weighted_sum(int64_t rows, const float* w, const AffineRows& a, int64_t width,  \
                                float* o);                                                         \
-  void mla_affine_scores(int64_t rows, const float* x, const AffineRows& a, int64_t width,         \
+  void mla_affine_scores(int64_t rows, const float* x, const AffineRows& a, int64_t width,        \
                          float* s);
 namespace avx512 {
 KTX_DECLARE_ATTENTION_KERNELS

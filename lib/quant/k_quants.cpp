@@ -172,7 +172,8 @@ void affine_row_q3_K(const BlockQ3_K* x, int8_t* code, float* scale, float*, int
   for (int64_t i = 0; i < n / kQK_K; ++i, code += kQK_K) {
     const BlockQ3_K& b = x[i];
     const float d = fp16_to_f32(b.d);
-    for (int sub = 0; sub < kQK_K / 16; ++sub) *scale++ = d * static_cast<float>(q3_K_scale(b, sub));
+    for (int sub = 0; sub < kQK_K / 16; ++sub)
+      *scale++ = d * static_cast<float>(q3_K_scale(b, sub));
     for (int e = 0; e < kQK_K; ++e) code[e] = static_cast<int8_t>(q3_K_quant(b, e));
   }
 }

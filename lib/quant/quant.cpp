@@ -137,7 +137,6 @@ void check_row(const char* what, TensorType type, int64_t n,
   }
 }
 
-
 using AffineFn = void (*)(const void* src, int8_t* code, float* scale, float* offset, int64_t n);
 
 template <typename Block, void (*F)(const Block*, int8_t*, float*, float*, int64_t)>

@@ -83,8 +83,9 @@ bool map_count_room(size_t more, std::string* why) {
   if (used + more + kReserve <= limit) return true;
   if (why) {
     *why = "binding would split the mapping into about " + std::to_string(more) +
-           " more memory maps, and " + std::to_string(used) + " of vm.max_map_count = " +
-           std::to_string(limit) + " are in use; raise it (sysctl vm.max_map_count=" +
+           " more memory maps, and " + std::to_string(used) +
+           " of vm.max_map_count = " + std::to_string(limit) +
+           " are in use; raise it (sysctl vm.max_map_count=" +
            std::to_string(used + more + 2 * kReserve) + ")";
   }
   return false;
@@ -99,8 +100,9 @@ bool bind_to_node(const void* data, size_t size, int node, std::string* error) {
 #if defined(__linux__) && defined(SYS_mbind)
   constexpr int kMaxNodes = 1024;
   if (node < 0 || node >= kMaxNodes) {
-    if (error) *error = "node " + std::to_string(node) + " is past the " +
-                        std::to_string(kMaxNodes) + " nodes ktx can bind to";
+    if (error)
+      *error = "node " + std::to_string(node) + " is past the " + std::to_string(kMaxNodes) +
+               " nodes ktx can bind to";
     return false;
   }
   const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));

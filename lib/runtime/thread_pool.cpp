@@ -125,11 +125,12 @@ struct ThreadPool::Job {
   bool claim(int slot, int64_t& begin, int64_t& end) {
     if (ranges.empty()) return claim_shared(begin, end);
     const int k = static_cast<int>(ranges.size()) / phases;
-    const int own = slot_range.empty() ? slot % k
-                                       : slot_range[static_cast<size_t>(slot) % slot_range.size()];
+    const int own =
+        slot_range.empty() ? slot % k : slot_range[static_cast<size_t>(slot) % slot_range.size()];
     const int64_t own_split = split_of.empty() ? 4 : split_of[static_cast<size_t>(own)];
     for (int p = 0; p < phases; ++p) {
-      std::atomic<uint64_t>* phase = ranges.data() + static_cast<size_t>(p) * static_cast<size_t>(k);
+      std::atomic<uint64_t>* phase =
+          ranges.data() + static_cast<size_t>(p) * static_cast<size_t>(k);
       if (claim_front(phase[own], own_split, begin, end)) return true;
       for (int i = 1; i < k; ++i) {
         if (steal_back(phase[(own + i) % k], begin, end)) return true;
@@ -462,7 +463,9 @@ void ThreadPool::parallel_for_streams(int64_t n, int64_t grain,
   job.ranges = std::vector<std::atomic<uint64_t>>(static_cast<size_t>(n_threads_));
   // Thread t starts at t/threads of the way, on a grain boundary.
   for (int t = 0; t < n_threads_; ++t) {
-    const auto edge = [&](int i) { return i == n_threads_ ? n : n * i / n_threads_ / grain * grain; };
+    const auto edge = [&](int i) {
+      return i == n_threads_ ? n : n * i / n_threads_ / grain * grain;
+    };
     job.ranges[static_cast<size_t>(t)].store(pack_range(edge(t), edge(t + 1)));
   }
   run_here(job);

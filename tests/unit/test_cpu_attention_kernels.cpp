@@ -288,7 +288,6 @@ TEST_CASE("cpu attention kernels: the dispatch picks the selected tier", "[cpu_k
   REQUIRE(cpu::mla_weighted_sum_fn() != nullptr);
   CHECK(cpu::mla_scores_fn() == cpu::isa_mla_scores(cpu::selected_isa()));
   CHECK(cpu::mla_weighted_sum_fn() == cpu::isa_mla_weighted_sum(cpu::selected_isa()));
-  CHECK(cpu::mla_affine_weighted_sum_fn() ==
-        cpu::isa_mla_affine_weighted_sum(cpu::selected_isa()));
+  CHECK(cpu::mla_affine_weighted_sum_fn() == cpu::isa_mla_affine_weighted_sum(cpu::selected_isa()));
   CHECK(cpu::mla_affine_scores_fn() == cpu::isa_mla_affine_scores(cpu::selected_isa()));
 }

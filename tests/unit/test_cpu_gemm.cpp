@@ -44,7 +44,7 @@ using ktx::TensorType;
 
 const TensorType kKQuantTypes[] = {TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K,
                                    TensorType::IQ4_XS};
-const TensorType kBlockTypes[] = {TensorType::Q4_0, TensorType::Q5_0, TensorType::Q8_0,
+const TensorType kBlockTypes[] = {TensorType::Q4_0,   TensorType::Q5_0, TensorType::Q8_0,
                                   TensorType::IQ4_NL, TensorType::Q4_1, TensorType::Q5_1};
 const TensorType kFloatTypes[] = {TensorType::F32, TensorType::F16, TensorType::BF16};
 
@@ -297,7 +297,8 @@ void check_gemm(const Case& c, Random& rnd, int64_t n, int64_t rows, int64_t tok
   std::vector<uint8_t> all;
   for (int64_t r = 0; r < rows; ++r) {
     // Every third row raw bytes (not for the float types, where they are infinities and NaNs).
-    const Fill f = wfill == Fill::kQuantized && r % 3 == 2 && !is_float(c.type) ? Fill::kRaw : wfill;
+    const Fill f =
+        wfill == Fill::kQuantized && r % 3 == 2 && !is_float(c.type) ? Fill::kRaw : wfill;
     const std::vector<uint8_t> row = weight_row(rnd, c.type, n, f);
     all.insert(all.end(), row.begin(), row.end());
   }

@@ -554,8 +554,7 @@ TEST_CASE("cpu kernels: F32 and BF16 batches through oneDNN against a double ref
         // The matrix ends where an unreadable page begins: an over-read crashes.
         const std::vector<uint8_t> bytes = random_matrix(rnd, t, rows, cols);
         const GuardedRow weights(bytes);
-        const ktx::gguf::TensorInfo info =
-            matrix_info(t, rows, cols, weights.data(), bytes.size());
+        const ktx::gguf::TensorInfo info = matrix_info(t, rows, cols, weights.data(), bytes.size());
         const ktx::ops::cpu::WeightMatrix w = ktx::ops::cpu::weight_matrix(info);
         for (int64_t n : {8, 9, 33}) {
           INFO(name(t) << ", " << rows << " rows × " << cols << " columns, " << n << " tokens, "
@@ -607,11 +606,13 @@ TEST_CASE("cpu kernels: F32 and BF16 batches through oneDNN against a double ref
     TensorType type;
     int64_t cols, rows, n;
   };
-  for (const Small& k : {Small{TensorType::F16, 2048, 1024, 16}, Small{TensorType::F32, 2048, 64, 16},
-                         Small{TensorType::F32, 2048, 1024, 7}}) {
+  for (const Small& k :
+       {Small{TensorType::F16, 2048, 1024, 16}, Small{TensorType::F32, 2048, 64, 16},
+        Small{TensorType::F32, 2048, 1024, 7}}) {
     INFO(name(k.type) << ", " << k.rows << " rows, " << k.n << " tokens");
     const std::vector<uint8_t> bytes(ktx::row_size(k.type, k.cols) * static_cast<size_t>(k.rows));
-    const ktx::gguf::TensorInfo info = matrix_info(k.type, k.rows, k.cols, bytes.data(), bytes.size());
+    const ktx::gguf::TensorInfo info =
+        matrix_info(k.type, k.rows, k.cols, bytes.data(), bytes.size());
     const ktx::ops::cpu::WeightMatrix w = ktx::ops::cpu::weight_matrix(info);
     ktx::ops::cpu::QuantizedRows xq;
     const std::vector<float> x(static_cast<size_t>(k.cols * k.n), 1.0f);

@@ -1009,8 +1009,8 @@ MlaSetup make_mla(Rng& rng, TensorType type, bool q_lora, bool split, int yarn,
     s.k_b = tensor_from("blk.0.attn_k_b.weight", kv_b_type.value_or(type), {nope, R, H}, k_b);
     s.v_b = tensor_from("blk.0.attn_v_b.weight", kv_b_type.value_or(type), {R, v, H}, v_b);
   } else {
-    s.kv_b = tensor_from("blk.0.attn_kv_b.weight", kv_b_type.value_or(type), {R, H * (nope + v)},
-                         kv_b);
+    s.kv_b =
+        tensor_from("blk.0.attn_kv_b.weight", kv_b_type.value_or(type), {R, H * (nope + v)}, kv_b);
   }
   s.output =
       random_tensor("blk.0.attn_output.weight", output_type.value_or(type), {H * v, E}, rng, 0.3f);
@@ -1055,10 +1055,9 @@ TEST_CASE("cpu.mla_attention: both forms, both kv_b flavours, against the naive 
         Case{T::Q8_0, T::F32, true, false, 0, 5, T::Q4_1},
         Case{T::Q8_0, T::F32, false, true, 1, 3, T::Q4_1}}) {
     INFO("type " << ktx::type_name(k.type) << ", kv_b " << ktx::type_name(k.kv_b.value_or(k.type))
-                 << ", output " << ktx::type_name(k.output)
-                 << (k.q_lora ? ", q_lora" : ", plain q") << (k.split ? ", k_b/v_b" : ", kv_b")
-                 << ", yarn mode " << k.yarn << ", prefill " << k.n_prefill << ", threads "
-                 << threads);
+                 << ", output " << ktx::type_name(k.output) << (k.q_lora ? ", q_lora" : ", plain q")
+                 << (k.split ? ", k_b/v_b" : ", kv_b") << ", yarn mode " << k.yarn << ", prefill "
+                 << k.n_prefill << ", threads " << threads);
     const MlaSetup s = make_mla(rng, k.type, k.q_lora, k.split, k.yarn, k.output, k.kv_b);
     const ModuleDesc m = s.desc();
     // Calls: the prefill, a chunk of 3 at pos0 > 0, then decode steps over a growing cache.

@@ -35,8 +35,7 @@ TEST_CASE("numa: cpu lists", "[numa]") {
 }
 
 TEST_CASE("numa: nodes from a sysfs tree, limited to the allowed CPUs", "[numa]") {
-  const fs::path root =
-      fs::temp_directory_path() / ("ktx-numa-" + std::to_string(::getpid()));
+  const fs::path root = fs::temp_directory_path() / ("ktx-numa-" + std::to_string(::getpid()));
   fs::remove_all(root);
   auto node = [&](const std::string& name, const std::string& cpulist) {
     fs::create_directories(root / name);
@@ -44,11 +43,11 @@ TEST_CASE("numa: nodes from a sysfs tree, limited to the allowed CPUs", "[numa]"
   };
   node("node0", "0-3");
   node("node1", "4-7");
-  node("node2", "8-9");     // none allowed: dropped
-  node("node10", "10");     // ids sort as numbers
-  node("nodeX", "11");      // not a node
-  node("possible", "0-11"); // not a node
-  node("node3", "");        // no cpulist: skipped
+  node("node2", "8-9");      // none allowed: dropped
+  node("node10", "10");      // ids sort as numbers
+  node("nodeX", "11");       // not a node
+  node("possible", "0-11");  // not a node
+  node("node3", "");         // no cpulist: skipped
   const std::vector<int> allowed = {1, 2, 5, 10};
   const auto nodes = ktx::runtime::numa_nodes(allowed, root.string());
   REQUIRE(nodes.size() == 3);
@@ -139,9 +138,9 @@ TEST_CASE("numa: submit_nodes takes a phase everywhere before the next; bad boun
           "[numa]") {
   ThreadPool pool(4, {0, 0, 1, 1});
   auto noop = [](int64_t, int64_t) {};
-  CHECK_THROWS_AS(pool.submit_nodes({0, 10, 20}, 2, 1, noop), ktx::Error);         // too few
-  CHECK_THROWS_AS(pool.submit_nodes({0, 10, 5, 20, 30}, 2, 1, noop), ktx::Error);  // decreasing
-  CHECK_THROWS_AS(pool.submit_nodes({1, 10, 15, 20, 30}, 2, 1, noop), ktx::Error); // not from 0
+  CHECK_THROWS_AS(pool.submit_nodes({0, 10, 20}, 2, 1, noop), ktx::Error);          // too few
+  CHECK_THROWS_AS(pool.submit_nodes({0, 10, 5, 20, 30}, 2, 1, noop), ktx::Error);   // decreasing
+  CHECK_THROWS_AS(pool.submit_nodes({1, 10, 15, 20, 30}, 2, 1, noop), ktx::Error);  // not from 0
   // Phase 0: node 0 has 10 items, node 1 has 200 slow ones; phase 1 (40 items) waits until every
   // phase-0 item is done, as cpu.experts' down tasks wait for the up tasks. Node 0's threads must
   // help with node 1's phase 0 before they take (and wait in) phase 1.

@@ -441,8 +441,8 @@ TEST_CASE("quant: the affine form gives dequantize_row's values bit for bit", "[
     }
   }
   CHECK(with_form == 12);
-  for (TensorType t : {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_1,
-                       TensorType::Q8_K}) {
+  for (TensorType t :
+       {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_1, TensorType::Q8_K}) {
     CHECK_FALSE(q::has_affine_form(t));
     std::vector<uint8_t> src(ktx::row_size(t, 256));
     std::vector<int8_t> code(256);
@@ -456,12 +456,12 @@ TEST_CASE("quant: the affine form gives dequantize_row's values bit for bit", "[
   std::vector<int8_t> code(256);
   std::vector<float> scale(16);
   // Q4_K has minimums: leaving out the offsets is an argument error, as is a partial block.
-  CHECK_THROWS_AS(q::affine_row(TensorType::Q4_K, src.data(), 256, code.data(), scale.data(),
-                                nullptr),
-                  ktx::Error);
-  CHECK_THROWS_AS(q::affine_row(TensorType::Q6_K, src.data(), 100, code.data(), scale.data(),
-                                nullptr),
-                  ktx::Error);
+  CHECK_THROWS_AS(
+      q::affine_row(TensorType::Q4_K, src.data(), 256, code.data(), scale.data(), nullptr),
+      ktx::Error);
+  CHECK_THROWS_AS(
+      q::affine_row(TensorType::Q6_K, src.data(), 100, code.data(), scale.data(), nullptr),
+      ktx::Error);
 }
 
 TEST_CASE("quant: dequantize_row matches the gguf package on golden blocks", "[quant]") {

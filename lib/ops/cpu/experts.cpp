@@ -105,7 +105,8 @@ class Experts final : public ExpertsOp {
   // The rows of node k of `nodes` (blocks of `block` rows out of `rows`, split evenly).
   static std::pair<int64_t, int64_t> node_rows(int64_t rows, int64_t block, int k, int nodes) {
     const int64_t blocks = (rows + block - 1) / block;
-    return {std::min(rows, blocks * k / nodes * block), std::min(rows, blocks * (k + 1) / nodes * block)};
+    return {std::min(rows, blocks * k / nodes * block),
+            std::min(rows, blocks * (k + 1) / nodes * block)};
   }
   // Binds each expert's rows of each node to that node, once (decode's split: up blocks of
   // kDecodeUpBlock rows, down blocks of kDownBlock).

@@ -201,7 +201,7 @@ void MlaAttention::attend_absorbed(int64_t h, int64_t n, int64_t pos0, const flo
     const float* q_nope = q + (t * n_head_ + h) * qk;
     const float* q_pe = q_nope + nope_;
     head_weights_->absorb_query(h, q_nope, q_lat.data());  // q_lat = W_UKᵀ q_nope
-    const int64_t keys = pos0 + t + 1;  // causal: itself and everything before
+    const int64_t keys = pos0 + t + 1;                     // causal: itself and everything before
     scores(1, keys, q_lat.data(), rank, cache.a_row(0), lda, rank_, q_pe, 0, cache.b_row(0), ldb,
            rope_dim_, scale_, p.data(), 0);
     softmax_inplace(p.data(), keys);

@@ -35,9 +35,7 @@ struct AffineMatrix {
   // `out` (n × width floats).
   float at(int64_t r, int64_t c) const;
   void decode_rows(int64_t first_row, int64_t n, float* out) const;
-  size_t bytes() const {
-    return code.size() + (scale.size() + offset.size()) * sizeof(float);
-  }
+  size_t bytes() const { return code.size() + (scale.size() + offset.size()) * sizeof(float); }
 };
 
 class MlaHeadWeights {

@@ -4,9 +4,8 @@
 #include <cstring>
 
 #if defined(KTX_HAVE_ONEDNN)
-#include <omp.h>
-
 #include <fmt/format.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <dnnl.hpp>
@@ -88,8 +87,8 @@ const dnnl::matmul& primitive(ThreadContext& c, const SliceShape& k) {
     const int64_t rt = DNNL_RUNTIME_DIM_VAL;
     const dnnl::memory::desc src_any(dims{rt, k.cols}, data_type(k.type), dims{rt, 1});
     const dnnl::memory::desc dst_any(dims{rt, k.rows}, dt::f32, dims{rt, 1});
-    const dnnl::matmul::primitive_desc pd(
-        dnnl::matmul::desc(src_any, weights_desc(k), dst_any), c.engine);
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_any, weights_desc(k), dst_any),
+                                          c.engine);
     it = c.products.emplace(k, dnnl::matmul(pd)).first;
   }
   return it->second;
