@@ -54,6 +54,8 @@ class Model {
   const registry::OperatorRegistry& registry() const { return registry_; }
   const registry::BackendSet& backends() const { return backends_; }
   int n_threads() const { return pool_.size(); }
+  // The NUMA nodes the pool's threads are spread over (ThreadPool::n_nodes).
+  int n_numa_nodes() const { return pool_.n_nodes(); }
   // Warnings from loading (a rule that matched no module …), "FILE:LINE: ..." where it applies.
   const std::vector<std::string>& warnings() const { return warnings_; }
 

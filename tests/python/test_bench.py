@@ -67,6 +67,8 @@ def test_json_keys_and_breakdown(model, ktx_bin):
     assert doc["threads"] == 2
     assert doc["n_prompt"] == P and doc["n_gen"] == N
     assert doc["isa"] in ("scalar", "avx2", "avx512vnni")
+    assert isinstance(doc["onednn"], bool)
+    assert doc["numa_nodes"] >= 1
     assert doc["bandwidth_gbs"] == 20 and doc["bandwidth_source"] == "given"
     assert doc["roofline_decode_tok_s"] == pytest.approx(20e9 / doc["bytes_per_token"])
     assert doc["roofline_fraction"] == pytest.approx(doc["decode_tok_s"] / doc["roofline_decode_tok_s"])

@@ -22,6 +22,7 @@
 #include "json_writer.h"
 #include "model/module_tree.h"
 #include "model_args.h"
+#include "ops/cpu/onednn_matmul.h"
 #include "runtime/session.h"
 
 // The quick bandwidth probe shares its code with bench/bench_memory_bandwidth (header-only).
@@ -267,6 +268,8 @@ int run_bench(const std::vector<std::string>& argv) {
     j.field("rules", options.rules_path);
     j.field("threads", static_cast<int64_t>(model->n_threads()));
     j.field("isa", isa());
+    j.field("onednn", ops::cpu::onednn_enabled());
+    j.field("numa_nodes", static_cast<int64_t>(model->n_numa_nodes()));
     j.field("n_prompt", n_prompt);
     j.field("n_gen", n_gen);
     j.field("prefill_seconds", prefill_s);
@@ -309,7 +312,11 @@ int run_bench(const std::vector<std::string>& argv) {
   constexpr double kMB = 1e6;
   fmt::print("model    {} ({}, {} layers, {:.2f} GB)\n", path, config.arch_name, config.n_layer,
              static_cast<double>(model_bytes) / 1e9);
-  fmt::print("threads  {}, kernels {}{}\n", model->n_threads(), isa(),
+  fmt::print("threads  {}, kernels {}{}{}{}\n", model->n_threads(), isa(),
+             ops::cpu::onednn_enabled() ? " + oneDNN (F32/BF16 prefill)" : "",
+             model->n_numa_nodes() > 1
+                 ? fmt::format(", experts split over {} NUMA nodes", model->n_numa_nodes())
+                 : std::string(),
              options.rules_path.empty() ? "" : ", rules " + options.rules_path);
   fmt::print("pages    {:.2f} GB of the model mapped in 2 MiB pages{}\n",
              static_cast<double>(huge_bytes) / 1e9,
