@@ -39,8 +39,8 @@ kernels::cpu::AffineRows AffineMatrix::rows_from(int64_t first_row) const {
           scale.data() + g, offset.empty() ? nullptr : offset.data() + g, groups};
 }
 
-// A product, then a sum, as dequantize_row (this file builds for baseline x86-64, which has no
-// fused multiply-add for the compiler to contract them into).
+// A product, then a sum, as dequantize_row (this file is built with -ffp-contract=off, so the
+// compiler never fuses them; lib/CMakeLists.txt).
 float AffineMatrix::at(int64_t r, int64_t c) const {
   const auto g = static_cast<size_t>(r * (width / kGroup) + c / kGroup);
   const float v = scale[g] * static_cast<float>(code[static_cast<size_t>(r * width + c)]);
@@ -52,10 +52,10 @@ void AffineMatrix::decode_rows(int64_t first_row, int64_t n, float* out) const {
   for (int64_t g = first_row * groups; g < (first_row + n) * groups; ++g) {
     const int8_t* q = code.data() + g * kGroup;
     const float s = scale[static_cast<size_t>(g)];
-    const float o = offset.empty() ? 0.0f : offset[static_cast<size_t>(g)];
     if (offset.empty()) {
       for (int64_t e = 0; e < kGroup; ++e) out[e] = s * static_cast<float>(q[e]);
     } else {
+      const float o = offset[static_cast<size_t>(g)];
       for (int64_t e = 0; e < kGroup; ++e) out[e] = s * static_cast<float>(q[e]) + o;
     }
     out += kGroup;
