@@ -119,7 +119,7 @@ TEST_CASE("cpu attention kernels: MLA scores against a double reference", "[cpu_
   for (const Tier& tier : tiers()) {
     const cpu::MlaScoresFn fn = cpu::isa_mla_scores(tier.isa);
     REQUIRE(fn != nullptr);
-    for (int64_t heads : {1, 4, 7, 16, 17}) {
+    for (int64_t heads : {1, 2, 3, 4, 6, 7, 16, 17}) {
       for (int64_t positions : {1, 3, 7, 17, 70}) {
         for (const Widths& w : widths) {
           INFO(cpu::isa_name(tier.isa) << ": heads " << heads << ", positions " << positions
@@ -180,7 +180,7 @@ TEST_CASE("cpu attention kernels: MLA weighted sum against a double reference", 
   for (const Tier& tier : tiers()) {
     const cpu::MlaWeightedSumFn fn = cpu::isa_mla_weighted_sum(tier.isa);
     REQUIRE(fn != nullptr);
-    for (int64_t heads : {1, 4, 7, 16, 17}) {
+    for (int64_t heads : {1, 2, 3, 4, 6, 7, 16, 17}) {
       for (int64_t positions : {0, 1, 7, 17, 130}) {
         for (int64_t width : {1, 7, 16, 33, 100, 512}) {
           INFO(cpu::isa_name(tier.isa)

@@ -97,6 +97,12 @@ class GqaAttention final : public AttentionOp {
     const auto weighted_sum = kernels::cpu::mla_weighted_sum_fn();
     const auto lda = static_cast<size_t>(cache.width_a), ldb = static_cast<size_t>(cache.width_b);
     const auto ldq = static_cast<size_t>(q_width);
+    if (n == 1) {
+      decode_step(pool, pos0, q.data(), o.data(), cache);
+      matmul(pool, out_, n, o.data(), q_width, out, out_.rows);
+      add_bias(out_bias_, out, n, out_.rows);
+      return;
+    }
     pool.parallel_for(n_head_, 1, [&](int64_t h0, int64_t h1) {
       std::vector<float> p;
       for (int64_t h = h0; h < h1; ++h) {
@@ -129,6 +135,35 @@ class GqaAttention final : public AttentionOp {
     for (int64_t t = 0; t < n; ++t) {
       for (int64_t i = 0; i < width; ++i) y[t * width + i] += b.data()[i];
     }
+  }
+
+  // One token: the query heads of each K/V head together, so each cache row is loaded once per
+  // group (the tile kernels block up to 4 heads); the scores in parallel over chunks of keys,
+  // the weighted sums over the K/V heads. Each output is computed as in the batch path.
+  void decode_step(runtime::ThreadPool& pool, int64_t pos, const float* q, float* o,
+                   const runtime::LayerKvCache& cache) const {
+    const int64_t keys = pos + 1, group = n_head_ / n_head_kv_;
+    const auto ldp = static_cast<size_t>(keys), hd = static_cast<size_t>(head_dim_);
+    const auto lda = static_cast<size_t>(cache.width_a), ldb = static_cast<size_t>(cache.width_b);
+    const auto scores = kernels::cpu::mla_scores_fn();
+    const auto weighted_sum = kernels::cpu::mla_weighted_sum_fn();
+    std::vector<float> p(static_cast<size_t>(n_head_) * ldp);
+    pool.parallel_for(keys, 16, [&](int64_t s0, int64_t s1) {
+      for (int64_t g = 0; g < n_head_kv_; ++g) {
+        scores(group, s1 - s0, q + g * group * head_dim_, hd, cache.a_row(s0) + g * head_dim_, lda,
+               head_dim_, nullptr, 0, nullptr, 0, 0, scale_, p.data() + g * group * keys + s0,
+               ldp);
+      }
+    });
+    pool.parallel_for(n_head_, 1, [&](int64_t h0, int64_t h1) {
+      for (int64_t h = h0; h < h1; ++h) softmax_inplace(p.data() + h * keys, keys);
+    });
+    pool.parallel_for(n_head_kv_, 1, [&](int64_t g0, int64_t g1) {
+      for (int64_t g = g0; g < g1; ++g) {
+        weighted_sum(group, keys, p.data() + g * group * keys, ldp, cache.b_row(0) + g * head_dim_,
+                     ldb, head_dim_, o + g * group * head_dim_, hd);
+      }
+    });
   }
 
   int64_t n_head_, n_head_kv_, head_dim_;
