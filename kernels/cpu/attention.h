@@ -3,6 +3,8 @@
 // of heads instead of once per head. Decode at ~576 positions does ~11.5 M multiply-adds per
 // layer here; code outside kernels/cpu is built without -m flags (4-wide SSE), so these run the
 // tier's vectors (16 lanes on AVX-512, 8 on AVX2). Chosen once per process like vec_dot.h.
+// Grouped-query attention (lib/ops/cpu/gqa_attention.cpp) uses the same two products: a block of
+// tokens, or a K/V head's query heads, against the K and V cache rows.
 //
 // What the results promise: each output is an f32 sum of the same products as the scalar
 // reference (mla_scores_ref / mla_weighted_sum_ref), added in another order and with fused
