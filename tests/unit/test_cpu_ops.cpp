@@ -723,9 +723,11 @@ TEST_CASE("cpu.experts: grouped by expert, asynchronous, against the double refe
     auto op = backend.create<ops::ExpertsOp>(ModuleKind::kExperts, m, c);
     const bool f32 = k.gate_up == TensorType::F32 && k.down == TensorType::F32;
 
-    // Routings: random; one expert never chosen; every token on expert 0 (and k - 1 others).
-    enum class Routing { kRandom, kOneIdle, kAllOnOne };
-    for (Routing routing : {Routing::kRandom, Routing::kOneIdle, Routing::kAllOnOne}) {
+    // Routings: random; one expert never chosen; every token on expert 0 (and k - 1 others);
+    // a token's first expert given twice (no router does it, a caller may: both routes count).
+    enum class Routing { kRandom, kOneIdle, kAllOnOne, kTwice };
+    for (Routing routing :
+         {Routing::kRandom, Routing::kOneIdle, Routing::kAllOnOne, Routing::kTwice}) {
       for (int64_t n : {1, 3, 17}) {
         INFO("routing " << static_cast<int>(routing) << ", n_tokens " << n);
         const std::vector<float> x = rng.vec(n * k.n_embd);
@@ -741,7 +743,8 @@ TEST_CASE("cpu.experts: grouped by expert, asynchronous, against the double refe
             std::iter_swap(pool_ids.begin(), std::find(pool_ids.begin(), pool_ids.end(), 0));
           }
           for (int64_t j = 0; j < k.k; ++j) {
-            ids.push_back(pool_ids[static_cast<size_t>(j)]);
+            const bool twice = routing == Routing::kTwice && j == 1;
+            ids.push_back(pool_ids[static_cast<size_t>(twice ? 0 : j)]);
             weights.push_back(rng.uniform(0.1f, 1.0f));
           }
         }

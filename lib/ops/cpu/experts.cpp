@@ -386,8 +386,12 @@ void Experts::down_task(Run& run, int64_t task) const {
     for (size_t a = 0; a < run.active.size(); ++a) {
       const int64_t j = run.first[a];
       down_[static_cast<size_t>(run.active[a])].dot(r0, r1 - r0, run.hidden_q.row(j), y);
-      const float wj = run.weight[static_cast<size_t>(j)];
-      for (int64_t i = r0; i < r1; ++i) out[i] += wj * y[i - r0];
+      // A route given twice to one expert (routers never do; callers of the operator may) adds
+      // its weight again, as the batch path does: the token, and so the hidden row, is the same.
+      for (int64_t jj = j; jj < run.first[a + 1]; ++jj) {
+        const float wj = run.weight[static_cast<size_t>(jj)];
+        for (int64_t i = r0; i < r1; ++i) out[i] += wj * y[i - r0];
+      }
     }
     return;
   }
