@@ -26,68 +26,7 @@
 namespace ktx::kernels::cpu::avx512 {
 namespace {
 
-// 16 elements from element i of a row, as floats (the one-row kernel's loads).
-struct F32L {
-  static constexpr size_t kBytes = 4;
-  static __m512 load(const uint8_t* p, int64_t i, __mmask16 m) {
-    return _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(p) + i);
-  }
-};
-struct F16L {
-  static constexpr size_t kBytes = 2;
-  static __m512 load(const uint8_t* p, int64_t i, __mmask16 m) {
-    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(p) + i));
-  }
-};
-struct BF16L {
-  static constexpr size_t kBytes = 2;
-  static __m512 load(const uint8_t* p, int64_t i, __mmask16 m) {
-    const __m256i h = _mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(p) + i);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-  }
-};
-
-// out[t * ldo + r] for R rows (w, w_stride bytes apart) × T tokens (y, y_stride bytes apart).
-template <typename L, int R, int T>
-void tile(int64_t n, const uint8_t* w, size_t w_stride, const uint8_t* y, size_t y_stride,
-          float* out, size_t ldo) {
-  __m512 acc[R][T][4];
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) {
-      for (int k = 0; k < 4; ++k) acc[r][t][k] = _mm512_setzero_ps();
-    }
-  }
-  const __mmask16 all = 0xFFFF;
-  int64_t i = 0;
-  for (; i + 64 <= n; i += 64) {
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; ++k) {
-      __m512 wv[R], yv[T];
-      for (int r = 0; r < R; ++r) wv[r] = L::load(w + r * w_stride, i + 16 * k, all);
-      for (int t = 0; t < T; ++t) yv[t] = L::load(y + t * y_stride, i + 16 * k, all);
-      for (int r = 0; r < R; ++r) {
-        for (int t = 0; t < T; ++t) acc[r][t][k] = _mm512_fmadd_ps(wv[r], yv[t], acc[r][t][k]);
-      }
-    }
-  }
-  for (; i < n; i += 16) {
-    const int64_t left = n - i;
-    const __mmask16 m = left >= 16 ? all : static_cast<__mmask16>((1u << left) - 1);
-    __m512 wv[R], yv[T];
-    for (int r = 0; r < R; ++r) wv[r] = L::load(w + r * w_stride, i, m);
-    for (int t = 0; t < T; ++t) yv[t] = L::load(y + t * y_stride, i, m);
-    for (int r = 0; r < R; ++r) {
-      for (int t = 0; t < T; ++t) acc[r][t][0] = _mm512_fmadd_ps(wv[r], yv[t], acc[r][t][0]);
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) {
-      const __m512 s = _mm512_add_ps(_mm512_add_ps(acc[r][t][0], acc[r][t][1]),
-                                     _mm512_add_ps(acc[r][t][2], acc[r][t][3]));
-      out[static_cast<size_t>(t) * ldo + static_cast<size_t>(r)] = _mm512_reduce_add_ps(s);
-    }
-  }
-}
+#include "kernels/cpu/float_tile_avx512.inc"
 
 // Tiles of 2 rows × 2 tokens over rows × tokens; a pair of tokens never straddles two panels
 // (kGemmTokens is even).
@@ -108,17 +47,17 @@ void gemm_float(int64_t n, const void* xv, size_t x_stride, int64_t rows, const 
     const uint8_t* w = x + static_cast<size_t>(r) * x_stride;
     int64_t t = 0;
     for (; t + 2 <= tokens; t += 2) {
-      tile<L, 2, 2>(n, w, x_stride, token(t), y_stride, out + t * ldo + r, ldo);
+      float_tile<L, 2, 2>(n, w, x_stride, token(t), y_stride, out + t * ldo + r, ldo);
     }
-    if (t < tokens) tile<L, 2, 1>(n, w, x_stride, token(t), y_stride, out + t * ldo + r, ldo);
+    if (t < tokens) float_tile<L, 2, 1>(n, w, x_stride, token(t), y_stride, out + t * ldo + r, ldo);
   }
   if (r < rows) {
     const uint8_t* w = x + static_cast<size_t>(r) * x_stride;
     int64_t t = 0;
     for (; t + 2 <= tokens; t += 2) {
-      tile<L, 1, 2>(n, w, x_stride, token(t), y_stride, out + t * ldo + r, ldo);
+      float_tile<L, 1, 2>(n, w, x_stride, token(t), y_stride, out + t * ldo + r, ldo);
     }
-    if (t < tokens) tile<L, 1, 1>(n, w, x_stride, token(t), y_stride, out + t * ldo + r, ldo);
+    if (t < tokens) float_tile<L, 1, 1>(n, w, x_stride, token(t), y_stride, out + t * ldo + r, ldo);
   }
 }
 
@@ -133,20 +72,9 @@ void pack_rows(int64_t n, const void* const* y, int64_t count, void* panel, size
 
 }  // namespace
 
-void gemm_f32(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels,
-              int64_t tokens, float* out, size_t ldo) {
-  gemm_float<F32L>(n, x, x_stride, rows, panels, tokens, out, ldo);
-}
-
-void gemm_f16(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels,
-              int64_t tokens, float* out, size_t ldo) {
-  gemm_float<F16L>(n, x, x_stride, rows, panels, tokens, out, ldo);
-}
-
-void gemm_bf16(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels,
-               int64_t tokens, float* out, size_t ldo) {
-  gemm_float<BF16L>(n, x, x_stride, rows, panels, tokens, out, ldo);
-}
+KTX_DEFINE_GEMM_KERNEL(gemm_f32, gemm_float<F32L>)
+KTX_DEFINE_GEMM_KERNEL(gemm_f16, gemm_float<F16L>)
+KTX_DEFINE_GEMM_KERNEL(gemm_bf16, gemm_float<BF16L>)
 
 void gemm_pack_f32(int64_t n, const void* const* y, int64_t count, void* panel) {
   pack_rows(n, y, count, panel, 4, gemm_panel_bytes(TensorType::F32, n));

@@ -19,49 +19,7 @@
 namespace ktx::kernels::cpu::avx512bf16 {
 namespace {
 
-template <int R, int T>
-void tile(int64_t n, const uint16_t* w, size_t w_stride, const uint16_t* y, size_t y_stride,
-          float* out, size_t ldo) {
-  __m512 acc[R][T][4];
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) {
-      for (int k = 0; k < 4; ++k) acc[r][t][k] = _mm512_setzero_ps();
-    }
-  }
-  int64_t i = 0;
-  for (; i + 128 <= n; i += 128) {
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; ++k) {
-      __m512i wv[R], yv[T];
-      for (int r = 0; r < R; ++r) wv[r] = _mm512_loadu_si512(w + r * w_stride + i + 32 * k);
-      for (int t = 0; t < T; ++t) yv[t] = _mm512_loadu_si512(y + t * y_stride + i + 32 * k);
-      for (int r = 0; r < R; ++r) {
-        for (int t = 0; t < T; ++t) {
-          acc[r][t][k] = _mm512_dpbf16_ps(acc[r][t][k], (__m512bh)wv[r], (__m512bh)yv[t]);
-        }
-      }
-    }
-  }
-  for (; i < n; i += 32) {
-    const int64_t left = n - i;
-    const __mmask32 m = left >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << left) - 1);
-    __m512i wv[R], yv[T];
-    for (int r = 0; r < R; ++r) wv[r] = _mm512_maskz_loadu_epi16(m, w + r * w_stride + i);
-    for (int t = 0; t < T; ++t) yv[t] = _mm512_maskz_loadu_epi16(m, y + t * y_stride + i);
-    for (int r = 0; r < R; ++r) {
-      for (int t = 0; t < T; ++t) {
-        acc[r][t][0] = _mm512_dpbf16_ps(acc[r][t][0], (__m512bh)wv[r], (__m512bh)yv[t]);
-      }
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) {
-      const __m512 s = _mm512_add_ps(_mm512_add_ps(acc[r][t][0], acc[r][t][1]),
-                                     _mm512_add_ps(acc[r][t][2], acc[r][t][3]));
-      out[static_cast<size_t>(t) * ldo + static_cast<size_t>(r)] = _mm512_reduce_add_ps(s);
-    }
-  }
-}
+#include "kernels/cpu/bf16_tile_avx512_bf16.inc"
 
 }  // namespace
 
@@ -79,14 +37,14 @@ void gemm_bf16(int64_t n, const void* xv, size_t x_stride, int64_t rows, const v
   for (; r + 2 <= rows; r += 2) {
     const uint16_t* w = x + static_cast<size_t>(r) * ws;
     int64_t t = 0;
-    for (; t + 2 <= tokens; t += 2) tile<2, 2>(n, w, ws, token(t), ys, out + t * ldo + r, ldo);
-    if (t < tokens) tile<2, 1>(n, w, ws, token(t), ys, out + t * ldo + r, ldo);
+    for (; t + 2 <= tokens; t += 2) bf16_tile<2, 2>(n, w, ws, token(t), ys, out + t * ldo + r, ldo);
+    if (t < tokens) bf16_tile<2, 1>(n, w, ws, token(t), ys, out + t * ldo + r, ldo);
   }
   if (r < rows) {
     const uint16_t* w = x + static_cast<size_t>(r) * ws;
     int64_t t = 0;
-    for (; t + 2 <= tokens; t += 2) tile<1, 2>(n, w, ws, token(t), ys, out + t * ldo + r, ldo);
-    if (t < tokens) tile<1, 1>(n, w, ws, token(t), ys, out + t * ldo + r, ldo);
+    for (; t + 2 <= tokens; t += 2) bf16_tile<1, 2>(n, w, ws, token(t), ys, out + t * ldo + r, ldo);
+    if (t < tokens) bf16_tile<1, 1>(n, w, ws, token(t), ys, out + t * ldo + r, ldo);
   }
 }
 

@@ -114,16 +114,7 @@ inline __m512 pair_halves(uint16_t a, uint16_t b) {
 
 // ---- Q4_K / Q5_K scales and minimums -----------------------------------------------------------
 
-// The 8 six-bit scales and 8 six-bit mins of a Q4_K/Q5_K super-block as bytes [s0..s7 m0..m7].
-inline __m128i k4_scales_mins(const uint8_t* s) {
-  uint32_t w[3];
-  std::memcpy(w, s, sizeof w);
-  const uint32_t sc_lo = w[0] & 0x3f3f3f3fu, mn_lo = w[1] & 0x3f3f3f3fu;
-  const uint32_t sc_hi = (w[2] & 0x0f0f0f0fu) | ((w[0] >> 2) & 0x30303030u);
-  const uint32_t mn_hi = ((w[2] >> 4) & 0x0f0f0f0fu) | ((w[1] >> 2) & 0x30303030u);
-  return _mm_set_epi32(static_cast<int>(mn_hi), static_cast<int>(mn_lo), static_cast<int>(sc_hi),
-                       static_cast<int>(sc_lo));
-}
+#include "kernels/cpu/k4_scales.inc"
 
 // Lane l of a 32-element-sub-block format belongs to sub-block l / 2: each of 8 byte scales
 // twice, as int32 lanes.
@@ -495,21 +486,9 @@ void gemm_pack_q8_K(int64_t n, const void* const* y, int64_t count, void* panel)
   }
 }
 
-void gemm_q4_K(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels,
-               int64_t tokens, float* out, size_t ldo) {
-  gemm_k<Q4KFormat>(n, x, x_stride, rows, panels, tokens, out, ldo);
-}
-void gemm_q5_K(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels,
-               int64_t tokens, float* out, size_t ldo) {
-  gemm_k<Q5KFormat>(n, x, x_stride, rows, panels, tokens, out, ldo);
-}
-void gemm_q6_K(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels,
-               int64_t tokens, float* out, size_t ldo) {
-  gemm_k<Q6KFormat>(n, x, x_stride, rows, panels, tokens, out, ldo);
-}
-void gemm_iq4_xs(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels,
-                 int64_t tokens, float* out, size_t ldo) {
-  gemm_k<IQ4XSFormat>(n, x, x_stride, rows, panels, tokens, out, ldo);
-}
+KTX_DEFINE_GEMM_KERNEL(gemm_q4_K, gemm_k<Q4KFormat>)
+KTX_DEFINE_GEMM_KERNEL(gemm_q5_K, gemm_k<Q5KFormat>)
+KTX_DEFINE_GEMM_KERNEL(gemm_q6_K, gemm_k<Q6KFormat>)
+KTX_DEFINE_GEMM_KERNEL(gemm_iq4_xs, gemm_k<IQ4XSFormat>)
 
 }  // namespace ktx::kernels::cpu::avx512

@@ -471,29 +471,11 @@ void gemm_pack_q8_1(int64_t n, const void* const* y, int64_t count, void* panel)
   pack_panel<Q8_1Format, true>(n, y, count, panel);
 }
 
-void gemm_q8_0(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels,
-               int64_t tokens, float* out, size_t ldo) {
-  gemm_legacy<Q8_0Format>(n, x, x_stride, rows, panels, tokens, out, ldo);
-}
-void gemm_q4_0(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels,
-               int64_t tokens, float* out, size_t ldo) {
-  gemm_legacy<Q4_0Format>(n, x, x_stride, rows, panels, tokens, out, ldo);
-}
-void gemm_q5_0(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels,
-               int64_t tokens, float* out, size_t ldo) {
-  gemm_legacy<Q5_0Format>(n, x, x_stride, rows, panels, tokens, out, ldo);
-}
-void gemm_iq4_nl(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels,
-                 int64_t tokens, float* out, size_t ldo) {
-  gemm_legacy<IQ4_NLFormat>(n, x, x_stride, rows, panels, tokens, out, ldo);
-}
-void gemm_q4_1(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels,
-               int64_t tokens, float* out, size_t ldo) {
-  gemm_legacy<Q4_1Format>(n, x, x_stride, rows, panels, tokens, out, ldo);
-}
-void gemm_q5_1(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels,
-               int64_t tokens, float* out, size_t ldo) {
-  gemm_legacy<Q5_1Format>(n, x, x_stride, rows, panels, tokens, out, ldo);
-}
+KTX_DEFINE_GEMM_KERNEL(gemm_q8_0, gemm_legacy<Q8_0Format>)
+KTX_DEFINE_GEMM_KERNEL(gemm_q4_0, gemm_legacy<Q4_0Format>)
+KTX_DEFINE_GEMM_KERNEL(gemm_q5_0, gemm_legacy<Q5_0Format>)
+KTX_DEFINE_GEMM_KERNEL(gemm_iq4_nl, gemm_legacy<IQ4_NLFormat>)
+KTX_DEFINE_GEMM_KERNEL(gemm_q4_1, gemm_legacy<Q4_1Format>)
+KTX_DEFINE_GEMM_KERNEL(gemm_q5_1, gemm_legacy<Q5_1Format>)
 
 }  // namespace ktx::kernels::cpu::avx512

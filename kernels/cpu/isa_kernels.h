@@ -112,6 +112,14 @@ void gemm_pack_f32(int64_t n, const void* const* y, int64_t count, void* panel);
 void gemm_pack_16bit(int64_t n, const void* const* y, int64_t count, void* panel);
 }  // namespace avx512
 
+// Defines a tier's GEMM entry point `name` (declared above) as a call of `impl`, the tier file's
+// kernel template for the type (e.g. gemm_legacy<Q8_0Format>).
+#define KTX_DEFINE_GEMM_KERNEL(name, impl)                                                 \
+  void name(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels, \
+            int64_t tokens, float* out, size_t ldo) {                                    \
+    impl(n, x, x_stride, rows, panels, tokens, out, ldo);                                \
+  }
+
 // BF16 × BF16 with vdpbf16ps (legacy_avx512_bf16.cpp), for CPUs with AVX512_BF16.
 // BF16 GEMM tiles with it (gemm_float_avx512_bf16.cpp).
 namespace avx512bf16 {

@@ -125,19 +125,7 @@ inline __m256i load_bsums(const BlockQ8_K& y) { return load32(y.bsums); }
 
 // ---- Q4_K / Q5_K ----------------------------------------------------------------------------
 
-// The 8 six-bit scales and 8 six-bit mins of a Q4_K/Q5_K super-block as bytes [s0..s7 m0..m7].
-inline __m128i k4_scales_mins(const uint8_t* s) {
-  uint32_t w[3];
-  std::memcpy(w, s, sizeof w);
-  // Sub-blocks 0..3: scale and min are the low 6 bits of bytes 0..3 and 4..7.
-  const uint32_t sc_lo = w[0] & 0x3f3f3f3fu, mn_lo = w[1] & 0x3f3f3f3fu;
-  // Sub-blocks 4..7: low 4 bits from bytes 8..11 (scale low nibble, min high nibble), top 2 bits
-  // from bits 6..7 of bytes 0..3 (scales) and 4..7 (mins), shifted down to bits 4..5.
-  const uint32_t sc_hi = (w[2] & 0x0f0f0f0fu) | ((w[0] >> 2) & 0x30303030u);
-  const uint32_t mn_hi = ((w[2] >> 4) & 0x0f0f0f0fu) | ((w[1] >> 2) & 0x30303030u);
-  return _mm_set_epi32(static_cast<int>(mn_hi), static_cast<int>(mn_lo), static_cast<int>(sc_hi),
-                       static_cast<int>(sc_lo));
-}
+#include "kernels/cpu/k4_scales.inc"
 
 // Σ_j min_j * (bsums[2j] + bsums[2j+1]) in 8 lanes: each min is repeated for its two 16-sums.
 inline __m256i k4_min_sums(__m128i scales_mins, const BlockQ8_K& y) {

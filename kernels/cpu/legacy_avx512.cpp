@@ -369,42 +369,14 @@ inline float acc_sum(Acc a) { return _mm512_reduce_add_ps(a); }
 
 // ---- float types: 4 × 16 lanes of FMA; n need not be a multiple of anything -----------------
 
-// Loads 16 values (or the first `left` of them, the rest 0) as floats.
-struct F32L {
-  static __m512 load(const void* p, int64_t i, __mmask16 m) {
-    return _mm512_maskz_loadu_ps(m, static_cast<const float*>(p) + i);
-  }
-};
-struct F16L {
-  static __m512 load(const void* p, int64_t i, __mmask16 m) {
-    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(p) + i));
-  }
-};
-struct BF16L {
-  static __m512 load(const void* p, int64_t i, __mmask16 m) {
-    const __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(p) + i);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-  }
-};
+#include "kernels/cpu/float_tile_avx512.inc"
 
 template <typename L>
 float dot_float(int64_t n, const void* x, const void* y) {
-  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                   _mm512_setzero_ps()};
-  const __mmask16 all = 0xFFFF;
-  int64_t i = 0;
-  for (; i + 64 <= n; i += 64) {
-    for (int k = 0; k < 4; ++k) {
-      acc[k] = _mm512_fmadd_ps(L::load(x, i + 16 * k, all), L::load(y, i + 16 * k, all), acc[k]);
-    }
-  }
-  for (; i < n; i += 16) {
-    const int64_t left = n - i;
-    const __mmask16 m = left >= 16 ? all : static_cast<__mmask16>((1u << left) - 1);
-    acc[0] = _mm512_fmadd_ps(L::load(x, i, m), L::load(y, i, m), acc[0]);
-  }
-  const __m512 s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-  return _mm512_reduce_add_ps(s);
+  float s;
+  float_tile<L, 1, 1>(n, static_cast<const uint8_t*>(x), 0, static_cast<const uint8_t*>(y), 0, &s,
+                      1);
+  return s;
 }
 
 // ---- activation quantizers ----------------------------------------------------------------------

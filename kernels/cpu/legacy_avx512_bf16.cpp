@@ -16,28 +16,14 @@
 
 namespace ktx::kernels::cpu::avx512bf16 {
 
-float vec_dot_bf16(int64_t n, const void* xv, const void* yv) {
-  const auto* x = static_cast<const uint16_t*>(xv);
-  const auto* y = static_cast<const uint16_t*>(yv);
-  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                   _mm512_setzero_ps()};
-  int64_t i = 0;
-  for (; i + 128 <= n; i += 128) {
-    for (int k = 0; k < 4; ++k) {
-      const __m512i a = _mm512_loadu_si512(x + i + 32 * k);
-      const __m512i b = _mm512_loadu_si512(y + i + 32 * k);
-      acc[k] = _mm512_dpbf16_ps(acc[k], (__m512bh)a, (__m512bh)b);
-    }
-  }
-  for (; i < n; i += 32) {
-    const int64_t left = n - i;
-    const __mmask32 m = left >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << left) - 1);
-    const __m512i a = _mm512_maskz_loadu_epi16(m, x + i);
-    const __m512i b = _mm512_maskz_loadu_epi16(m, y + i);
-    acc[0] = _mm512_dpbf16_ps(acc[0], (__m512bh)a, (__m512bh)b);
-  }
-  const __m512 s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-  return _mm512_reduce_add_ps(s);
+namespace {
+#include "kernels/cpu/bf16_tile_avx512_bf16.inc"
+}  // namespace
+
+float vec_dot_bf16(int64_t n, const void* x, const void* y) {
+  float s;
+  bf16_tile<1, 1>(n, static_cast<const uint16_t*>(x), 0, static_cast<const uint16_t*>(y), 0, &s, 1);
+  return s;
 }
 
 }  // namespace ktx::kernels::cpu::avx512bf16

@@ -422,18 +422,26 @@ void ThreadPool::finish(Job& job) {
 
 void ThreadPool::parallel_for(int64_t n, int64_t grain,
                               const std::function<void(int64_t, int64_t)>& fn) {
-  if (n <= 0) return;
   grain = std::max<int64_t>(grain, 1);
-  if (n_threads_ == 1 || grain >= n || t_worker_of == this) {
-    fn(0, n);
-    return;
-  }
+  if (ran_inline(n, grain, fn)) return;
   Job job;
   job.fn = &fn;
   job.n = n;
   job.grain = grain;
   job.split = 4 * static_cast<int64_t>(n_threads_);
   run_here(job);
+}
+
+// Nothing to share out: no items, one thread, one grain, or a call from inside a task of this
+// pool (whose workers may all be busy with the enclosing job). Runs it here and says so.
+bool ThreadPool::ran_inline(int64_t n, int64_t grain,
+                            const std::function<void(int64_t, int64_t)>& fn) const {
+  if (n <= 0) return true;
+  if (n_threads_ == 1 || grain >= n || t_worker_of == this) {
+    fn(0, n);
+    return true;
+  }
+  return false;
 }
 
 // A caller's job: in front of a running asynchronous one, worked on by the caller too, joined.
@@ -450,12 +458,8 @@ void ThreadPool::parallel_for_streams(int64_t n, int64_t grain,
     parallel_for(n, grain, fn);
     return;
   }
-  if (n <= 0) return;
   grain = std::max<int64_t>(grain, 1);
-  if (n_threads_ == 1 || grain >= n || t_worker_of == this) {
-    fn(0, n);
-    return;
-  }
+  if (ran_inline(n, grain, fn)) return;
   Job job;
   job.fn = &fn;
   job.n = n;

@@ -89,9 +89,10 @@ class ThreadPool {
   void worker_loop(int cpu, int slot);
   void run_chunks(Job& job, int slot);  // slot: the thread's place (0: a caller)
   void run_here(Job& job);              // post, work on it, join, rethrow
-  Job* find_job();                      // under mutex_: the first job with unclaimed chunks
-  void post(Job* job, bool front);      // links the job in and wakes the workers
-  void finish(Job& job);                // waits until every chunk is done, unlinks the job
+  bool ran_inline(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) const;
+  Job* find_job();                  // under mutex_: the first job with unclaimed chunks
+  void post(Job* job, bool front);  // links the job in and wakes the workers
+  void finish(Job& job);            // waits until every chunk is done, unlinks the job
   void idle(std::atomic<uint32_t>& word, uint32_t seen, std::atomic<int>& sleepers) const;
 
   void start_workers(const std::vector<int>& cpus);

@@ -27,6 +27,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "guarded_memory.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/cpu_features.h"
 
@@ -47,37 +48,23 @@ struct Random {
   float normal() { return std::normal_distribution<float>(0.0f, 1.0f)(gen); }
 };
 
-// `n` values that end where an unreadable page begins: normal floats, or any int8 codes.
+// `n` values that end where an unreadable page begins (guarded_memory.h): normal floats, or
+// any int8 codes.
 template <typename T>
-class Guarded {
- public:
-  Guarded(size_t n, Random& rnd) {
-    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-    const size_t bytes = n * sizeof(T);
-    const size_t data_pages = (bytes + page - 1) / page;
-    size_ = (data_pages + 1) * page;
-    void* p = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    REQUIRE(p != MAP_FAILED);
-    base_ = static_cast<uint8_t*>(p);
-    REQUIRE(mprotect(base_ + data_pages * page, page, PROT_NONE) == 0);
-    data_ = reinterpret_cast<T*>(base_ + data_pages * page - bytes);
-    for (size_t i = 0; i < n; ++i) {
-      if constexpr (std::is_same_v<T, float>) {
-        data_[i] = rnd.normal();
-      } else {
-        data_[i] = static_cast<T>(std::uniform_int_distribution<int>(-128, 127)(rnd.gen));
-      }
+std::vector<T> random_values(size_t n, Random& rnd) {
+  std::vector<T> v(n);
+  for (T& e : v) {
+    if constexpr (std::is_same_v<T, float>) {
+      e = rnd.normal();
+    } else {
+      e = static_cast<T>(std::uniform_int_distribution<int>(-128, 127)(rnd.gen));
     }
   }
-  ~Guarded() { munmap(base_, size_); }
-  Guarded(const Guarded&) = delete;
-  Guarded& operator=(const Guarded&) = delete;
-  const T* data() const { return data_; }
-
- private:
-  uint8_t* base_ = nullptr;
-  T* data_ = nullptr;
-  size_t size_ = 0;
+  return v;
+}
+template <typename T>
+struct Guarded : GuardedArray<T> {
+  Guarded(size_t n, Random& rnd) : GuardedArray<T>(random_values<T>(n, rnd)) {}
 };
 using GuardedFloats = Guarded<float>;
 

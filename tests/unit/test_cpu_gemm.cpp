@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "guarded_memory.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/isa_kernels.h"
@@ -176,31 +177,6 @@ std::vector<uint8_t> activation_row(Random& rnd, TensorType yt, int64_t n, Fill 
   }
   return row;
 }
-
-// Bytes that end where a PROT_NONE page begins: reading past the last weight row faults.
-class GuardedBytes {
- public:
-  explicit GuardedBytes(const std::vector<uint8_t>& bytes) {
-    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-    const size_t body = (bytes.size() + page - 1) / page * page;
-    size_ = body + page;
-    void* m = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    REQUIRE(m != MAP_FAILED);
-    map_ = static_cast<uint8_t*>(m);
-    REQUIRE(mprotect(map_ + body, page, PROT_NONE) == 0);
-    data_ = map_ + body - bytes.size();
-    if (!bytes.empty()) std::memcpy(data_, bytes.data(), bytes.size());
-  }
-  ~GuardedBytes() { munmap(map_, size_); }
-  GuardedBytes(const GuardedBytes&) = delete;
-  GuardedBytes& operator=(const GuardedBytes&) = delete;
-  const uint8_t* data() const { return data_; }
-
- private:
-  uint8_t* map_ = nullptr;
-  uint8_t* data_ = nullptr;
-  size_t size_ = 0;
-};
 
 bool same_float(float a, float b) {
   if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b);

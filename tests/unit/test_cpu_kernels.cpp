@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "guarded_memory.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/isa_kernels.h"
 #include "kernels/cpu/vec_dot.h"
@@ -167,32 +168,6 @@ ktx::gguf::TensorInfo matrix_info(TensorType t, int64_t rows, int64_t cols, cons
 
 // ---- rows that end at an unreadable page ------------------------------------------------------
 
-// A copy of `bytes` whose last byte is the last readable one: a PROT_NONE page follows, so
-// reading one byte past the row faults. Its start is only as aligned as its size makes it.
-class GuardedRow {
- public:
-  explicit GuardedRow(const std::vector<uint8_t>& bytes) {
-    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-    const size_t data_pages = (bytes.size() + page - 1) / page;
-    size_ = (data_pages + 1) * page;
-    void* p = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    REQUIRE(p != MAP_FAILED);
-    base_ = static_cast<uint8_t*>(p);
-    REQUIRE(mprotect(base_ + data_pages * page, page, PROT_NONE) == 0);
-    data_ = base_ + data_pages * page - bytes.size();
-    if (!bytes.empty()) std::memcpy(data_, bytes.data(), bytes.size());
-  }
-  ~GuardedRow() { munmap(base_, size_); }
-  GuardedRow(const GuardedRow&) = delete;
-  GuardedRow& operator=(const GuardedRow&) = delete;
-  const uint8_t* data() const { return data_; }
-
- private:
-  uint8_t* base_ = nullptr;
-  uint8_t* data_ = nullptr;
-  size_t size_ = 0;
-};
-
 // ---- the kernels under test -------------------------------------------------------------------
 
 struct DotKernel {
@@ -306,8 +281,8 @@ TEST_CASE("cpu kernels: block-quant dots against the reference", "[cpu_kernels]"
           const int64_t n = 32 * nb;
           INFO(k.name << " " << name(t) << " × " << name(yt) << ", " << nb << " blocks, "
                       << (mode == Mode::kExact ? "power-of-two scales" : "random scales"));
-          const GuardedRow x(weight_row(t, n, rnd, mode));
-          const GuardedRow y(activation_row(yt, n, rnd, mode));
+          const GuardedBytes x(weight_row(t, n, rnd, mode));
+          const GuardedBytes y(activation_row(yt, n, rnd, mode));
           const float ref = q::vec_dot(t, n, x.data(), y.data());
           const float got = k.fn(n, x.data(), y.data());
           const Terms terms = block_terms(t, nb, x.data(), y.data());
@@ -334,8 +309,8 @@ TEST_CASE("cpu kernels: float dots against the reference", "[cpu_kernels]") {
         for (Mode mode : {Mode::kExact, Mode::kRandom}) {
           INFO(k.name << " " << name(t) << ", n = " << n << ", "
                       << (mode == Mode::kExact ? "small integers / 16" : "normals"));
-          const GuardedRow x(float_row(t, n, rnd, mode));
-          const GuardedRow y(float_row(t, n, rnd, mode));
+          const GuardedBytes x(float_row(t, n, rnd, mode));
+          const GuardedBytes y(float_row(t, n, rnd, mode));
           const float ref = q::vec_dot(t, n, x.data(), y.data());
           const float got = k.fn(n, x.data(), y.data());
           INFO("kernel " << got << ", reference " << ref);
@@ -477,8 +452,8 @@ TEST_CASE("cpu kernels: multi-row dots equal the one-row kernel of their tier bi
             const std::vector<uint8_t> row = weight_row(t, n, rnd, Mode::kRandom);
             std::memcpy(all.data() + static_cast<size_t>(r) * stride, row.data(), row_bytes);
           }
-          const GuardedRow x(all);
-          const GuardedRow y(activation_row(yt, n, rnd, Mode::kRandom));
+          const GuardedBytes x(all);
+          const GuardedBytes y(activation_row(yt, n, rnd, Mode::kRandom));
           std::vector<float> out(static_cast<size_t>(rows) + 4, nan);
           rows_fn(n, x.data(), stride, rows, y.data(), out.data());
           for (int64_t r = 0; r < rows; ++r) {
@@ -553,7 +528,7 @@ TEST_CASE("cpu kernels: F32 and BF16 batches through oneDNN against a double ref
       for (int64_t rows : {(1 << 20) / cols + 1, (1 << 20) / cols + 37}) {
         // The matrix ends where an unreadable page begins: an over-read crashes.
         const std::vector<uint8_t> bytes = random_matrix(rnd, t, rows, cols);
-        const GuardedRow weights(bytes);
+        const GuardedBytes weights(bytes);
         const ktx::gguf::TensorInfo info = matrix_info(t, rows, cols, weights.data(), bytes.size());
         const ktx::ops::cpu::WeightMatrix w = ktx::ops::cpu::weight_matrix(info);
         for (int64_t n : {8, 9, 33}) {
