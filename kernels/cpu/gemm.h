@@ -14,8 +14,9 @@
 // What the results promise: for the K-quants (Q4_K, Q5_K, Q6_K, IQ4_XS) each output is the
 // reference's dot product (lib/quant) bit for bit; for the 32-element block quants (Q4_0, Q5_0,
 // Q8_0, IQ4_NL × Q8_0; Q4_1, Q5_1 × Q8_1) and the float types (F32, F16, BF16) it is bit for bit
-// the AVX-512 one-row kernel's (vec_dot_fn on that tier; for BF16 the AVX512_BF16 one where the CPU
-// has it), which differs from the reference only by float summation order (kernels/cpu/README.md).
+// the same tier's one-row kernel's (vec_dot_fn on that tier; for BF16 the AVX512_BF16 one where
+// the CPU has it), which differs from the reference only by float summation order
+// (kernels/cpu/README.md).
 // So a batch and the same tokens one at a time give the same numbers. Tests:
 // tests/unit/test_cpu_gemm.cpp.
 //
@@ -54,10 +55,11 @@ using GemmPackFn = void (*)(int64_t n, const void* const* y, int64_t count, void
 using GemmFn = void (*)(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels,
                         int64_t tokens, float* out, size_t ldo);
 
-// The GEMM kernel for a weight type on this CPU, or null when there is none (types without one,
-// CPUs below AVX-512 VNNI, KTX_CPU_ISA below avx512vnni, or KTX_GEMM=0 in the environment, which
+// The selected tier's GEMM kernel for a weight type, or null when there is none (the float types
+// below AVX-512 VNNI, types without one, the scalar tier, or KTX_GEMM=0 in the environment, which
 // turns the GEMM kernels off to compare against the GEMV path in one build): then use vec_dot_fn
-// per row and token.
+// per row and token. gemm_pack_fn gives the same tier's packer: each tier lays its panels out its
+// own way (in the sizes below), so a kernel reads only its own tier's panels.
 GemmFn gemm_fn(TensorType weight_type);
 
 // The packer for the activation type a GEMM reads (quant::vec_dot_type of its weight type), or

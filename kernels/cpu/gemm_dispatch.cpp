@@ -1,12 +1,17 @@
-// gemm.h's dispatch: which GEMM kernel and panel packer a weight type gets on this CPU. Only the
-// AVX-512 VNNI tier has GEMM kernels; below it (and under KTX_CPU_ISA=avx2|scalar) batches use the
-// GEMV kernels of vec_dot.h. Compiled without -m flags.
+// gemm.h's dispatch: which GEMM kernel and panel packer a weight type gets on this CPU: the
+// selected tier's (AVX-512 VNNI: every quantized and float type; AVX2: the quantized ones). Where
+// the tier has none (the scalar tier, AVX2's float types) batches use the GEMV kernels of
+// vec_dot.h. Kernel and packer always come from the same tier: the panel layouts differ.
+// Compiled without -m flags.
 #include <cstdlib>
 #include <cstring>
 
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/isa_kernels.h"
 
+#ifndef KTX_CPU_KERNELS_AVX2
+#define KTX_CPU_KERNELS_AVX2 0
+#endif
 #ifndef KTX_CPU_KERNELS_AVX512
 #define KTX_CPU_KERNELS_AVX512 0
 #endif
@@ -18,8 +23,59 @@ namespace ktx::kernels::cpu {
 
 using T = TensorType;
 
-GemmFn isa_gemm(Isa isa, TensorType t) {
-  if (isa != Isa::kAvx512Vnni || !isa_available(isa)) return nullptr;
+namespace {
+
+GemmFn avx2_gemm(TensorType t) {
+#if KTX_CPU_KERNELS_AVX2
+  switch (t) {
+    case T::Q4_K:
+      return avx2::gemm_q4_K;
+    case T::Q5_K:
+      return avx2::gemm_q5_K;
+    case T::Q6_K:
+      return avx2::gemm_q6_K;
+    case T::IQ4_XS:
+      return avx2::gemm_iq4_xs;
+    case T::Q4_0:
+      return avx2::gemm_q4_0;
+    case T::Q5_0:
+      return avx2::gemm_q5_0;
+    case T::Q8_0:
+      return avx2::gemm_q8_0;
+    case T::IQ4_NL:
+      return avx2::gemm_iq4_nl;
+    case T::Q4_1:
+      return avx2::gemm_q4_1;
+    case T::Q5_1:
+      return avx2::gemm_q5_1;
+    default:
+      return nullptr;
+  }
+#else
+  (void)t;
+  return nullptr;
+#endif
+}
+
+GemmPackFn avx2_gemm_pack(TensorType t) {
+#if KTX_CPU_KERNELS_AVX2
+  switch (t) {
+    case T::Q8_K:
+      return avx2::gemm_pack_q8_K;
+    case T::Q8_0:
+      return avx2::gemm_pack_q8_0;
+    case T::Q8_1:
+      return avx2::gemm_pack_q8_1;
+    default:
+      return nullptr;
+  }
+#else
+  (void)t;
+  return nullptr;
+#endif
+}
+
+GemmFn avx512_gemm(TensorType t) {
 #if KTX_CPU_KERNELS_AVX512
   switch (t) {
     case T::Q4_K:
@@ -61,8 +117,7 @@ GemmFn isa_gemm(Isa isa, TensorType t) {
 #endif
 }
 
-GemmPackFn isa_gemm_pack(Isa isa, TensorType t) {
-  if (isa != Isa::kAvx512Vnni || !isa_available(isa)) return nullptr;
+GemmPackFn avx512_gemm_pack(TensorType t) {
 #if KTX_CPU_KERNELS_AVX512
   switch (t) {
     case T::Q8_K:
@@ -85,25 +140,47 @@ GemmPackFn isa_gemm_pack(Isa isa, TensorType t) {
 #endif
 }
 
-namespace {
-
-// Read once: the tier allows it and KTX_GEMM is not "0".
+// Read once: KTX_GEMM is not "0".
 bool gemm_enabled() {
   static const bool enabled = [] {
     const char* env = std::getenv("KTX_GEMM");
-    return selected_isa() == Isa::kAvx512Vnni && (env == nullptr || std::strcmp(env, "0") != 0);
+    return env == nullptr || std::strcmp(env, "0") != 0;
   }();
   return enabled;
 }
 
 }  // namespace
 
+GemmFn isa_gemm(Isa isa, TensorType t) {
+  if (!isa_available(isa)) return nullptr;
+  switch (isa) {
+    case Isa::kAvx512Vnni:
+      return avx512_gemm(t);
+    case Isa::kAvx2:
+      return avx2_gemm(t);
+    default:
+      return nullptr;
+  }
+}
+
+GemmPackFn isa_gemm_pack(Isa isa, TensorType t) {
+  if (!isa_available(isa)) return nullptr;
+  switch (isa) {
+    case Isa::kAvx512Vnni:
+      return avx512_gemm_pack(t);
+    case Isa::kAvx2:
+      return avx2_gemm_pack(t);
+    default:
+      return nullptr;
+  }
+}
+
 GemmFn gemm_fn(TensorType weight_type) {
-  return gemm_enabled() ? isa_gemm(Isa::kAvx512Vnni, weight_type) : nullptr;
+  return gemm_enabled() ? isa_gemm(selected_isa(), weight_type) : nullptr;
 }
 
 GemmPackFn gemm_pack_fn(TensorType dot_type) {
-  return gemm_enabled() ? isa_gemm_pack(Isa::kAvx512Vnni, dot_type) : nullptr;
+  return gemm_enabled() ? isa_gemm_pack(selected_isa(), dot_type) : nullptr;
 }
 
 size_t gemm_panel_bytes(TensorType dot_type, int64_t n) {

@@ -85,9 +85,10 @@ KTX_DECLARE_ROWS_KERNEL(vec_dot_q5_0_q8_0_rows)
 #undef KTX_DECLARE_ROWS_KERNEL
 #undef KTX_DECLARE_K_ROWS_KERNELS
 
-// GEMM kernels for batches (gemm.h's GemmFn / GemmPackFn), AVX-512 VNNI only:
-// gemm_kquants_avx512.cpp (× Q8_K panels), gemm_legacy_avx512.cpp (× Q8_0 / Q8_1 panels) and
-// gemm_float_avx512.cpp (F32 / F16 / BF16 × panels of their own type).
+// GEMM kernels for batches (gemm.h's GemmFn / GemmPackFn): gemm_kquants_*.cpp (× Q8_K panels),
+// gemm_legacy_*.cpp (× Q8_0 / Q8_1 panels) and, AVX-512 only, gemm_float_avx512.cpp (F32 / F16 /
+// BF16 × panels of their own type). Each tier packs its panels its own way (same sizes): a tier's
+// kernels read only its own packers' panels.
 #define KTX_DECLARE_GEMM_KERNEL(name)                                                    \
   void name(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels, \
             int64_t tokens, float* out, size_t ldo);
@@ -111,10 +112,25 @@ KTX_DECLARE_GEMM_KERNEL(gemm_bf16)
 void gemm_pack_f32(int64_t n, const void* const* y, int64_t count, void* panel);
 void gemm_pack_16bit(int64_t n, const void* const* y, int64_t count, void* panel);
 }  // namespace avx512
+namespace avx2 {
+KTX_DECLARE_GEMM_KERNEL(gemm_q4_K)
+KTX_DECLARE_GEMM_KERNEL(gemm_q5_K)
+KTX_DECLARE_GEMM_KERNEL(gemm_q6_K)
+KTX_DECLARE_GEMM_KERNEL(gemm_iq4_xs)
+KTX_DECLARE_GEMM_KERNEL(gemm_q4_0)
+KTX_DECLARE_GEMM_KERNEL(gemm_q5_0)
+KTX_DECLARE_GEMM_KERNEL(gemm_q8_0)
+KTX_DECLARE_GEMM_KERNEL(gemm_iq4_nl)
+KTX_DECLARE_GEMM_KERNEL(gemm_q4_1)
+KTX_DECLARE_GEMM_KERNEL(gemm_q5_1)
+void gemm_pack_q8_K(int64_t n, const void* const* y, int64_t count, void* panel);
+void gemm_pack_q8_0(int64_t n, const void* const* y, int64_t count, void* panel);
+void gemm_pack_q8_1(int64_t n, const void* const* y, int64_t count, void* panel);
+}  // namespace avx2
 
 // Defines a tier's GEMM entry point `name` (declared above) as a call of `impl`, the tier file's
 // kernel template for the type (e.g. gemm_legacy<Q8_0Format>).
-#define KTX_DEFINE_GEMM_KERNEL(name, impl)                                                 \
+#define KTX_DEFINE_GEMM_KERNEL(name, impl)                                               \
   void name(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels, \
             int64_t tokens, float* out, size_t ldo) {                                    \
     impl(n, x, x_stride, rows, panels, tokens, out, ldo);                                \

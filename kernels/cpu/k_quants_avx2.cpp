@@ -32,6 +32,8 @@ using quant::BlockQ6_K;
 using quant::BlockQ8_K;
 using quant::kQK_K;
 
+#include "kernels/cpu/k_quants_avx2_shared.inc"
+
 // ---- the reference's float steps --------------------------------------------------------------
 
 // Keeps `v` a rounded value the compiler cannot fuse into a following add or subtract: the
@@ -42,12 +44,6 @@ inline float rounded(float v) {
 }
 inline __m128 rounded(__m128 v) {
   __asm__("" : "+x"(v));
-  return v;
-}
-
-inline uint32_t load_u32(const void* p) {
-  uint32_t v;
-  std::memcpy(&v, p, sizeof v);
   return v;
 }
 
@@ -101,37 +97,13 @@ float exact_dot(int64_t n, const Block* x, const BlockQ8_K* y, Sums sums, Halves
   return sum;
 }
 
-// ---- loads and shuffle controls -------------------------------------------------------------
-
-inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
-inline __m128i load16(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
-
-// vpshufb control repeating word w of a lane in every word.
-inline __m128i word_repeat(int w) {
-  return _mm_set1_epi16(static_cast<int16_t>(((2 * w + 1) << 8) | (2 * w)));
-}
-
-// Word w of every lane in the whole vector (a 32-element sub-block's scale).
-inline __m256i word_control(int w) { return _mm256_broadcastsi128_si256(word_repeat(w)); }
-
-// Word w in lane 0 and word w + 1 in lane 1 (two 16-element sub-blocks' scales).
-inline __m256i lanes_control(int w) { return _mm256_set_m128i(word_repeat(w + 1), word_repeat(w)); }
-
-// Lane 0 (8 words) in both lanes, or lane 1 in both.
-inline __m256i low_lane_twice(__m256i v) { return _mm256_permute2x128_si256(v, v, 0x00); }
-inline __m256i high_lane_twice(__m256i v) { return _mm256_permute2x128_si256(v, v, 0x11); }
-
 inline __m256i load_bsums(const BlockQ8_K& y) { return load32(y.bsums); }
 
 // ---- Q4_K / Q5_K ----------------------------------------------------------------------------
 
-#include "kernels/cpu/k4_scales.inc"
-
 // Σ_j min_j * (bsums[2j] + bsums[2j+1]) in 8 lanes: each min is repeated for its two 16-sums.
 inline __m256i k4_min_sums(__m128i scales_mins, const BlockQ8_K& y) {
-  const __m128i dup = _mm_set_epi8(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
-  const __m256i mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(scales_mins, dup));
-  return _mm256_madd_epi16(load_bsums(y), mins);
+  return _mm256_madd_epi16(load_bsums(y), k4_min_words(scales_mins));
 }
 
 // Q4_K and Q5_K share everything but the fifth bit.
@@ -294,22 +266,6 @@ float dot_q6_K(int64_t n, const BlockQ6_K* x, const BlockQ8_K* y) {
 }
 
 // ---- IQ4_XS ---------------------------------------------------------------------------------
-
-// The 8 six-bit scales minus 32 as 8 int16 words: low nibble at bit 4*ib of scales_l, top 2
-// bits at bit 2*ib of scales_h.
-inline __m128i iq4_xs_scales(const BlockIQ4_XS& b) {
-  const __m256i lo4 =
-      _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(load_u32(b.scales_l))),
-                                         _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
-                       _mm256_set1_epi32(0xF));
-  const __m256i hi2 =
-      _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(b.scales_h),
-                                         _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
-                       _mm256_set1_epi32(3));
-  const __m256i s32 =
-      _mm256_sub_epi32(_mm256_or_si256(lo4, _mm256_slli_epi32(hi2, 4)), _mm256_set1_epi32(32));
-  return _mm_packs_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
-}
 
 float dot_iq4_xs(int64_t n, const BlockIQ4_XS* x, const BlockQ8_K* y) {
   const __m256i m4 = _mm256_set1_epi8(0x0F);

@@ -1,17 +1,20 @@
-// Tests of the GEMM kernels and panel packers (kernels/cpu/gemm.h, gemm_*_avx512.cpp) against the
-// scalar references in lib/quant: every type with a GEMM kernel, fresh random data each run (the
-// seed is printed on failure; KTX_TEST_SEED=<n> replays one), outputs poisoned with NaN, rows and
-// token counts that are not multiples of the tile (1, 2, 3, 5, 17 rows; 1 … 41 tokens, more
-// panels than one pass takes), the last weight row ending at an unreadable page.
+// Tests of the GEMM kernels and panel packers (kernels/cpu/gemm.h, gemm_*_avx512.cpp,
+// gemm_*_avx2.cpp) against the scalar references in lib/quant, on every tier this CPU runs: every
+// type with a GEMM kernel, fresh random data each run (the seed is printed on failure;
+// KTX_TEST_SEED=<n> replays one), outputs poisoned with NaN, rows and token counts that are not
+// multiples of the tile (1, 2, 3, 5, 17 rows; 1 … 41 tokens, more panels than one pass takes), the
+// last weight row ending at an unreadable page.
 //
 // What must match:
 //   K-quants (Q4_K, Q5_K, Q6_K, IQ4_XS)   the reference's dot product bit for bit (NaN: any NaN),
 //                                         also on raw random blocks and extreme f16 scales;
-//   block quants (Q4_0, Q5_0, Q8_0, IQ4_NL) the AVX-512 one-row kernel bit for bit (so a batch
-//                                         gives what the same tokens one at a time give), and the
-//                                         reference within test_cpu_kernels.cpp's bound
+//   block quants (Q4_0, Q5_0, Q8_0, IQ4_NL, the same tier's one-row kernel bit for bit (so a
+//   Q4_1, Q5_1)                           batch gives what the same tokens one at a time give),
+//                                         and the reference within test_cpu_kernels.cpp's bound
 //                                         (nb + nb/8 + 8) · 2^-24 · Σ|terms|; exactly where every
-//                                         term and partial sum is exact (power-of-two scales).
+//                                         term and partial sum is exact (power-of-two scales);
+//   float types (AVX-512 only)            the one-row kernel bit for bit, the reference within
+//                                         f32 summation error.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -234,32 +237,41 @@ std::vector<uint8_t> pack_panels(cpu::GemmPackFn pack, TensorType yt, int64_t n,
 }
 
 struct Case {
+  cpu::Isa isa;
   TensorType type;
   cpu::GemmFn gemm;
   cpu::GemmPackFn pack;
-  cpu::VecDotFn one_row;  // the AVX-512 GEMV kernel
+  cpu::VecDotFn one_row;  // the same tier's GEMV kernel
 };
 
-// Every type with an AVX-512 GEMM kernel, or nothing (with a warning) when this CPU or build has
-// none.
+// Every type with a GEMM kernel on each tier this CPU and build can run (AVX-512 VNNI: all of
+// them; AVX2: the quantized ones), each with its own tier's packer and one-row kernel; a warning
+// for the tiers that are missing.
 std::vector<Case> cases(const TensorType* types, size_t count) {
   std::vector<Case> out;
-  if (!cpu::isa_available(cpu::Isa::kAvx512Vnni)) {
-    WARN("this CPU or build lacks avx512vnni: the GEMM kernels are not tested");
-    return out;
-  }
-  for (size_t i = 0; i < count; ++i) {
-    const TensorType t = types[i];
-    const cpu::GemmFn gemm = cpu::isa_gemm(cpu::Isa::kAvx512Vnni, t);
-    const cpu::GemmPackFn pack = cpu::isa_gemm_pack(cpu::Isa::kAvx512Vnni, *q::vec_dot_type(t));
-    REQUIRE(gemm != nullptr);
-    REQUIRE(pack != nullptr);
-    // BF16's one-row kernel is AVX512_BF16's where the CPU has it (vec_dot_fn's choice).
-    cpu::VecDotFn one_row = cpu::isa_vec_dot(cpu::Isa::kAvx512Vnni, t);
-    if (t == TensorType::BF16 && cpu::avx512bf16_vec_dot_bf16() != nullptr) {
-      one_row = cpu::avx512bf16_vec_dot_bf16();
+  for (cpu::Isa isa : {cpu::Isa::kAvx512Vnni, cpu::Isa::kAvx2}) {
+    if (!cpu::isa_available(isa)) {
+      WARN("this CPU or build lacks " << cpu::isa_name(isa) << ": its GEMM kernels are not tested");
+      continue;
     }
-    out.push_back({t, gemm, pack, one_row});
+    for (size_t i = 0; i < count; ++i) {
+      const TensorType t = types[i];
+      if (isa == cpu::Isa::kAvx2 && is_float(t)) {
+        CHECK(cpu::isa_gemm(isa, t) == nullptr);  // AVX2 batches of float weights use the GEMV
+        continue;
+      }
+      const cpu::GemmFn gemm = cpu::isa_gemm(isa, t);
+      const cpu::GemmPackFn pack = cpu::isa_gemm_pack(isa, *q::vec_dot_type(t));
+      REQUIRE(gemm != nullptr);
+      REQUIRE(pack != nullptr);
+      // BF16's one-row kernel is AVX512_BF16's where the CPU has it (vec_dot_fn's choice).
+      cpu::VecDotFn one_row = cpu::isa_vec_dot(isa, t);
+      if (isa == cpu::Isa::kAvx512Vnni && t == TensorType::BF16 &&
+          cpu::avx512bf16_vec_dot_bf16() != nullptr) {
+        one_row = cpu::avx512bf16_vec_dot_bf16();
+      }
+      out.push_back({isa, t, gemm, pack, one_row});
+    }
   }
   return out;
 }
@@ -294,9 +306,9 @@ void check_gemm(const Case& c, Random& rnd, int64_t n, int64_t rows, int64_t tok
       const uint8_t* xr = x.data() + static_cast<size_t>(r) * row_bytes;
       const float got = out[static_cast<size_t>(t * ldo + r)];
       const float ref = q::vec_dot(c.type, n, xr, act[static_cast<size_t>(t)].data());
-      INFO(ktx::type_name(c.type) << ", n = " << n << ", " << rows << " rows × " << tokens
-                                  << " tokens: row " << r << ", token " << t << ": gemm "
-                                  << hex(got) << ", reference " << hex(ref));
+      INFO(cpu::isa_name(c.isa) << " " << ktx::type_name(c.type) << ", n = " << n << ", " << rows
+                                << " rows × " << tokens << " tokens: row " << r << ", token " << t
+                                << ": gemm " << hex(got) << ", reference " << hex(ref));
       bool ok;
       if (is_k_quant(c.type)) {
         ok = same_float(got, ref);
@@ -352,18 +364,25 @@ TEST_CASE("gemm: dispatch, panel sizes and the KTX_CPU_ISA cap", "[cpu_gemm]") {
   for (TensorType t : {TensorType::Q2_K, TensorType::Q3_K}) {
     CHECK(cpu::gemm_fn(t) == nullptr);
   }
-  CHECK(cpu::isa_gemm(cpu::Isa::kAvx2, TensorType::Q4_K) == nullptr);
   CHECK(cpu::isa_gemm(cpu::Isa::kScalar, TensorType::Q4_K) == nullptr);
-  // On when the selected tier is AVX-512 VNNI and KTX_GEMM=0 does not turn the kernels off.
+  CHECK(cpu::isa_gemm_pack(cpu::Isa::kScalar, TensorType::Q8_K) == nullptr);
+  // The selected tier's kernels (AVX2: no float ones), unless KTX_GEMM=0 turns them off.
   const char* env = std::getenv("KTX_GEMM");
-  const bool vnni =
-      cpu::selected_isa() == cpu::Isa::kAvx512Vnni && (env == nullptr || std::string(env) != "0");
-  for (TensorType t : kKQuantTypes) CHECK((cpu::gemm_fn(t) != nullptr) == vnni);
-  for (TensorType t : kBlockTypes) CHECK((cpu::gemm_fn(t) != nullptr) == vnni);
-  for (TensorType t : kFloatTypes) CHECK((cpu::gemm_fn(t) != nullptr) == vnni);
-  CHECK((cpu::gemm_pack_fn(TensorType::Q8_K) != nullptr) == vnni);
-  CHECK((cpu::gemm_pack_fn(TensorType::Q8_0) != nullptr) == vnni);
-  CHECK((cpu::gemm_pack_fn(TensorType::Q8_1) != nullptr) == vnni);
+  const bool on = env == nullptr || std::string(env) != "0";
+  const cpu::Isa isa = cpu::selected_isa();
+  const bool quantized = on && isa != cpu::Isa::kScalar;
+  const bool floats = on && isa == cpu::Isa::kAvx512Vnni;
+  for (TensorType t : kKQuantTypes) CHECK((cpu::gemm_fn(t) != nullptr) == quantized);
+  for (TensorType t : kBlockTypes) CHECK((cpu::gemm_fn(t) != nullptr) == quantized);
+  for (TensorType t : kFloatTypes) CHECK((cpu::gemm_fn(t) != nullptr) == floats);
+  CHECK((cpu::gemm_pack_fn(TensorType::Q8_K) != nullptr) == quantized);
+  CHECK((cpu::gemm_pack_fn(TensorType::Q8_0) != nullptr) == quantized);
+  CHECK((cpu::gemm_pack_fn(TensorType::Q8_1) != nullptr) == quantized);
+  CHECK((cpu::gemm_pack_fn(TensorType::F32) != nullptr) == floats);
+  if (quantized) {
+    CHECK(cpu::gemm_fn(TensorType::Q4_K) == cpu::isa_gemm(isa, TensorType::Q4_K));
+    CHECK(cpu::gemm_pack_fn(TensorType::Q8_K) == cpu::isa_gemm_pack(isa, TensorType::Q8_K));
+  }
 }
 
 TEST_CASE("gemm: K-quant tiles equal the reference bit for bit, awkward shapes", "[cpu_gemm]") {
@@ -427,8 +446,8 @@ TEST_CASE("gemm: K-quant tiles with extreme scales keep the reference's infiniti
         const float ref = q::vec_dot(c.type, n, all.data() + r * ktx::row_size(c.type, n),
                                      act[static_cast<size_t>(t)].data());
         const float got = out[static_cast<size_t>(t * rows + r)];
-        INFO(ktx::type_name(c.type)
-             << " row " << r << " token " << t << ": " << hex(got) << " vs " << hex(ref));
+        INFO(cpu::isa_name(c.isa) << " " << ktx::type_name(c.type) << " row " << r << " token " << t
+                                  << ": " << hex(got) << " vs " << hex(ref));
         CHECK(same_float(got, ref));
       }
     }

@@ -13,8 +13,8 @@
 
 namespace ktx::ops::cpu {
 
-// The GEMM kernel for w on this CPU, or null (no kernel for the type, or the CPU or KTX_CPU_ISA
-// is below AVX-512 VNNI): then batches use matmul_rows.
+// The GEMM kernel for w on this CPU, or null (no kernel for the type on the selected tier, the
+// scalar tier, or KTX_GEMM=0): then batches use matmul_rows.
 kernels::cpu::GemmFn batch_kernel(const WeightMatrix& w);
 
 // Activation rows packed for the GEMM kernels: panels of kernels::cpu::kGemmTokens rows, in the
