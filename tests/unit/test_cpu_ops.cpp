@@ -1056,7 +1056,10 @@ TEST_CASE("cpu.mla_attention: both forms, both kv_b flavours, against the naive 
         // W_UK / W_UV in Q4_1, which has minimums: their affine form carries offsets
         // (mla_head_weights.h).
         Case{T::Q8_0, T::F32, true, false, 0, 5, T::Q4_1},
-        Case{T::Q8_0, T::F32, false, true, 1, 3, T::Q4_1}}) {
+        Case{T::Q8_0, T::F32, false, true, 1, 3, T::Q4_1},
+        // Decode over a few hundred positions: split into 4-5 runs of the cache whose partial
+        // softmaxes are merged (decode_absorbed), the last run shorter than the others.
+        Case{T::F32, T::F32, false, false, 0, 300}, Case{T::Q8_0, T::F32, true, true, 1, 203}}) {
     INFO("type " << ktx::type_name(k.type) << ", kv_b " << ktx::type_name(k.kv_b.value_or(k.type))
                  << ", output " << ktx::type_name(k.output) << (k.q_lora ? ", q_lora" : ", plain q")
                  << (k.split ? ", k_b/v_b" : ", kv_b") << ", yarn mode " << k.yarn << ", prefill "

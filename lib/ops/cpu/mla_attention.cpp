@@ -19,6 +19,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <optional>
 #include <vector>
 
@@ -210,46 +212,90 @@ void MlaAttention::attend_absorbed(int64_t h, int64_t n, int64_t pos0, const flo
   }
 }
 
-// One token, absorbed: attend_absorbed's steps for all heads at once. A position's latent row is
-// shared by every head, so the steps that read the cache run over positions (the scores) or
-// over slices of the latent width (the weighted sum) with all heads inside: the cache is read
-// twice per layer instead of twice per head (1.3 MB per layer at 576 positions for V2-Lite,
-// read 32 times, ran at a few GB/s). The kernels (kernels/cpu/attention.h) then block several
-// heads × several positions in registers, so each cache vector loaded serves several heads. Each
-// output is computed the same way whatever the tile, so this gives attend_absorbed's results bit
-// for bit.
+// One token, absorbed: attend_absorbed's steps for all heads at once, split over the cache
+// ("split-KV", as FlashDecoding and FlashMLA decode). A position's latent row is shared by every
+// head, so each task takes a run of positions with all heads inside: the scores of its rows,
+// their softmax with the task's own maximum and sum, and the weighted sum of the same rows while
+// they are still in L2. The latent cache (1.3 MB per layer at 576 positions for V2-Lite, growing
+// with the context) is read from memory once per layer, not twice, and the steps need two
+// barriers instead of four. Then per head the tasks' partial sums are merged, rescaled by
+// exp(task maximum - overall maximum) / overall sum, and projected with W_UV. The kernels
+// (kernels/cpu/attention.h) block several heads × several positions in registers, so each cache
+// vector loaded serves several heads. The result differs from attend_absorbed's one softmax over
+// all positions only by float rounding (the exponentials and sums are taken in other groupings).
 void MlaAttention::decode_absorbed(runtime::ThreadPool& pool, int64_t pos, const float* q, float* o,
                                    const runtime::LayerKvCache& cache) const {
   const int64_t qk = nope_ + rope_dim_, keys = pos + 1;
   const auto scores = kernels::cpu::mla_scores_fn();
   const auto weighted_sum = kernels::cpu::mla_weighted_sum_fn();
   const auto lda = static_cast<size_t>(cache.width_a), ldb = static_cast<size_t>(cache.width_b);
-  const auto rank = static_cast<size_t>(rank_), ldp = static_cast<size_t>(keys);
-  std::vector<float> q_lat(static_cast<size_t>(n_head_) * rank);
-  std::vector<float> o_lat(static_cast<size_t>(n_head_) * rank);
-  std::vector<float> p(static_cast<size_t>(n_head_) * ldp);
+  const auto rank = static_cast<size_t>(rank_), heads = static_cast<size_t>(n_head_);
+  std::vector<float> q_lat(heads * rank);
   pool.parallel_for(n_head_, 1, [&](int64_t h0, int64_t h1) {
     for (int64_t h = h0; h < h1; ++h) {
       head_weights_->absorb_query(h, q + h * qk, q_lat.data() + h * rank_);
     }
   });
-  // Scores, then each head's softmax.
-  pool.parallel_for(keys, 16, [&](int64_t s0, int64_t s1) {
-    scores(n_head_, s1 - s0, q_lat.data(), rank, cache.a_row(s0), lda, rank_, q + nope_,
-           static_cast<size_t>(qk), cache.b_row(s0), ldb, rope_dim_, scale_, p.data() + s0, ldp);
+  // Tasks of at least 64 positions (the weighted sum's tile), about four per thread: enough to
+  // even out threads that run at different speeds, few enough that the partial sums (heads ×
+  // rank floats per task) stay small next to the rows they summarise.
+  const int64_t max_tasks = 4 * static_cast<int64_t>(pool.size());
+  const int64_t tasks = std::clamp<int64_t>((keys + 63) / 64, 1, max_tasks);
+  const int64_t per_task = (keys + tasks - 1) / tasks;
+  std::vector<float> partial(static_cast<size_t>(tasks) * heads * rank);  // Σ e^(s - m_t) c_kv(s)
+  std::vector<float> task_max(static_cast<size_t>(tasks) * heads);
+  std::vector<double> task_sum(task_max.size());
+  pool.parallel_for(tasks, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> p(heads * static_cast<size_t>(per_task));
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t s0 = t * per_task, len = std::min(per_task, keys - s0);
+      if (len <= 0) {  // a rounding of per_task can leave the last task empty
+        std::fill_n(task_max.data() + t * n_head_, n_head_,
+                    -std::numeric_limits<float>::infinity());
+        std::fill_n(task_sum.data() + t * n_head_, n_head_, 0.0);
+        continue;
+      }
+      const auto ldp = static_cast<size_t>(len);
+      scores(n_head_, len, q_lat.data(), rank, cache.a_row(s0), lda, rank_, q + nope_,
+             static_cast<size_t>(qk), cache.b_row(s0), ldb, rope_dim_, scale_, p.data(), ldp);
+      for (size_t h = 0; h < heads; ++h) {
+        float* ph = p.data() + h * ldp;
+        const float m = *std::max_element(ph, ph + len);
+        double sum = 0.0;
+        for (int64_t i = 0; i < len; ++i) {
+          ph[i] = std::exp(ph[i] - m);
+          sum += ph[i];
+        }
+        task_max[static_cast<size_t>(t) * heads + h] = m;
+        task_sum[static_cast<size_t>(t) * heads + h] = sum;
+      }
+      weighted_sum(n_head_, len, p.data(), ldp, cache.a_row(s0), lda, rank_,
+                   partial.data() + static_cast<size_t>(t) * heads * rank, rank);
+    }
   });
   pool.parallel_for(n_head_, 1, [&](int64_t h0, int64_t h1) {
-    for (int64_t h = h0; h < h1; ++h) softmax_inplace(p.data() + h * keys, keys);
-  });
-  // o_lat = Σ_s p_s c_kv(s), each thread a slice of the latent width for every head (slices of
-  // 64 keep the AVX-512 tiles whole).
-  pool.parallel_for(rank_, 64, [&](int64_t c0, int64_t c1) {
-    weighted_sum(n_head_, keys, p.data(), ldp, cache.a_row(0) + c0, lda, c1 - c0, o_lat.data() + c0,
-                 rank);
-  });
-  pool.parallel_for(n_head_, 1, [&](int64_t h0, int64_t h1) {
+    std::vector<float> o_lat(rank), scale(static_cast<size_t>(tasks));
     for (int64_t h = h0; h < h1; ++h) {
-      head_weights_->project_output(h, o_lat.data() + h * rank_, o + h * v_dim_);
+      float m = -std::numeric_limits<float>::infinity();
+      for (int64_t t = 0; t < tasks; ++t)
+        m = std::max(m, task_max[static_cast<size_t>(t * n_head_ + h)]);
+      double sum = 0.0;
+      for (int64_t t = 0; t < tasks; ++t) {
+        const size_t i = static_cast<size_t>(t * n_head_ + h);
+        const double w = task_sum[i] > 0.0 ? std::exp(static_cast<double>(task_max[i] - m)) : 0.0;
+        scale[static_cast<size_t>(t)] = static_cast<float>(w);
+        sum += w * task_sum[i];
+      }
+      const auto inv = static_cast<float>(1.0 / sum);
+      std::fill(o_lat.begin(), o_lat.end(), 0.0f);
+      for (int64_t t = 0; t < tasks; ++t) {
+        const float w = scale[static_cast<size_t>(t)] * inv;
+        if (w == 0.0f) continue;
+        const float* part =
+            partial.data() + (static_cast<size_t>(t) * heads + static_cast<size_t>(h)) * rank;
+        for (size_t c = 0; c < rank; ++c) o_lat[c] += w * part[c];
+      }
+      head_weights_->project_output(h, o_lat.data(), o + h * v_dim_);
     }
   });
 }
