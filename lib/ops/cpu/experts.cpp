@@ -12,7 +12,10 @@
 // each task own its slice of `out`: no locks, and a sum order that does not depend on threads.
 // Decode (one token) is one flat list of such tasks over all selected experts, so both threads
 // stream weights the whole time; its tasks are larger and each row block is one multi-row kernel
-// call (long streams for the prefetchers), with the same results as the batched loop.
+// call (long streams for the prefetchers), with the same results as the batched loop. Its down
+// tasks are (active expert × block of n_embd rows) instead, each expert's result in a row of its
+// own that wait() sums into out in expert order (the batch loop's sums in its order): a task then
+// reads one run of one matrix, not a short run of each expert's.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -37,6 +40,9 @@ constexpr int64_t kDownBlock = 64;  // n_embd rows per down task
 // One token: 128 gate + 128 up rows per task (2 × 147 KB of Q4_K at V2-Lite's width, ~10 µs
 // from memory): 66 tasks for 6 experts of 1408 rows, plenty for a few threads to even out.
 constexpr int64_t kDecodeUpBlock = 128;
+// One token's down tasks: 256 rows of one expert (248 KB of Q5_0 at V2-Lite's width; 48 tasks for
+// 6 experts). Blocks of 64 rows across all experts, as the batch takes them, ran 8-9% slower.
+constexpr int64_t kDecodeDownBlock = 256;
 
 class Experts final : public ExpertsOp {
  public:
@@ -96,10 +102,14 @@ class Experts final : public ExpertsOp {
     kernels::cpu::GemmFn gate_gemm = nullptr, up_gemm = nullptr, down_gemm = nullptr;
     std::vector<GemmPanels> x_panels, xu_panels, hidden_panels;  // per active expert
     // Decode on several NUMA nodes (empty otherwise): node k owns up blocks [up_lo[k],
-    // up_lo[k + 1]) of every expert and down blocks [down_lo[k], down_lo[k + 1]); the job's
+    // up_lo[k + 1]) and down blocks [down_lo[k], down_lo[k + 1]) of every expert; the job's
     // items are the up tasks node by node, then the down tasks node by node (two phases of
     // ThreadPool::submit_nodes): item ranges from node_start (2 · nodes + 1 bounds).
     std::vector<int64_t> up_lo, down_lo, node_start;
+    // Decode: down tasks per (active expert, block of kDecodeDownBlock rows), each expert's
+    // result in its own row of expert_out ([n_active][n_embd]), summed into out by wait().
+    std::vector<float> expert_out;
+    int64_t down_blocks = 0;  // per active expert
   };
 
   // The rows of node k of `nodes` (blocks of `block` rows out of `rows`, split evenly).
@@ -109,7 +119,7 @@ class Experts final : public ExpertsOp {
             std::min(rows, blocks * (k + 1) / nodes * block)};
   }
   // Binds each expert's rows of each node to that node, once (decode's split: up blocks of
-  // kDecodeUpBlock rows, down blocks of kDownBlock).
+  // kDecodeUpBlock rows, down blocks of kDecodeDownBlock).
   void place_on_nodes(const runtime::ThreadPool& pool);
   // Job item i of a decode on several nodes: the up or down task it stands for.
   void node_task(Run& run, int64_t i) const;
@@ -119,6 +129,9 @@ class Experts final : public ExpertsOp {
 
   void up_task(Run& run, int64_t task) const;
   void down_task(Run& run, int64_t task) const;
+  void decode_down_task(Run& run, int64_t task) const;
+  // Blocks until every up task is done; false when one failed (then do nothing).
+  bool wait_for_up_tasks(Run& run) const;
   void fail(Run& run) const;
 
   int64_t k_;
@@ -144,7 +157,7 @@ void Experts::place_on_nodes(const runtime::ThreadPool& pool) {
   for (int k = 0; k < nodes && error.empty(); ++k) {
     const int id = pool.node_id(k);
     const auto [u0, u1] = node_rows(n_ff_, kDecodeUpBlock, k, nodes);
-    const auto [d0, d1] = node_rows(n_embd_, kDownBlock, k, nodes);
+    const auto [d0, d1] = node_rows(n_embd_, kDecodeDownBlock, k, nodes);
     for (int64_t e = 0; e < n_expert_ && error.empty(); ++e) {
       const auto e_ = static_cast<size_t>(e);
       for (const WeightMatrix* w : {&gate_[e_], &up_[e_]}) {
@@ -178,7 +191,8 @@ void Experts::node_task(Run& run, int64_t i) const {
     const int64_t width = run.up_lo[k + 1] - run.up_lo[k];
     up_task(run, (j / width) * run.up_blocks + run.up_lo[k] + j % width);
   } else {
-    down_task(run, run.down_lo[k] + j);
+    const int64_t width = run.down_lo[k + 1] - run.down_lo[k];
+    decode_down_task(run, (j / width) * run.down_blocks + run.down_lo[k] + j % width);
   }
 }
 
@@ -241,7 +255,12 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
   run->blocks_left = std::make_unique<std::atomic<int64_t>[]>(static_cast<size_t>(n_active));
   for (int64_t a = 0; a < n_active; ++a) run->blocks_left[a].store(run->up_blocks);
   run->up_left.store(run->n_up_tasks);
-  const int64_t n_down_tasks = (n_embd_ + kDownBlock - 1) / kDownBlock;
+  if (n == 1) {
+    run->down_blocks = (n_embd_ + kDecodeDownBlock - 1) / kDecodeDownBlock;
+    run->expert_out.resize(static_cast<size_t>(n_active * n_embd_));
+  }
+  const int64_t n_down_tasks =
+      n == 1 ? n_active * run->down_blocks : (n_embd_ + kDownBlock - 1) / kDownBlock;
 
   if (n > 1) {
     run->gate_gemm = batch_kernel(g0);
@@ -272,7 +291,7 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
     const int nodes = pool.n_nodes();
     for (int k = 0; k <= nodes; ++k) {
       r->up_lo.push_back(r->up_blocks * k / nodes);
-      r->down_lo.push_back(n_down_tasks * k / nodes);
+      r->down_lo.push_back(r->down_blocks * k / nodes);
     }
     r->node_start.push_back(0);
     for (int k = 0; k < nodes; ++k) {  // phase 0: up tasks
@@ -281,7 +300,8 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
     }
     for (int k = 0; k < nodes; ++k) {  // phase 1: down tasks (they wait for every up task)
       const auto kk = static_cast<size_t>(k);
-      r->node_start.push_back(r->node_start.back() + (r->down_lo[kk + 1] - r->down_lo[kk]));
+      r->node_start.push_back(r->node_start.back() +
+                              n_active * (r->down_lo[kk + 1] - r->down_lo[kk]));
     }
     pool.submit_nodes(r->node_start, 2, 1, [this, r](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) node_task(*r, i);
@@ -292,10 +312,10 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
   }
   pool.submit(r->n_up_tasks + n_down_tasks, 1, [this, r](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      if (i < r->n_up_tasks) {
-        up_task(*r, i);
+      if (i >= r->n_up_tasks) {
+        r->n == 1 ? decode_down_task(*r, i - r->n_up_tasks) : down_task(*r, i - r->n_up_tasks);
       } else {
-        down_task(*r, i - r->n_up_tasks);
+        up_task(*r, i);
       }
     }
   });
@@ -368,33 +388,21 @@ void Experts::up_task(Run& run, int64_t task) const {
   if (run.up_left.fetch_sub(1, std::memory_order_acq_rel) == 1) run.up_left.notify_all();
 }
 
-void Experts::down_task(Run& run, int64_t task) const {
+bool Experts::wait_for_up_tasks(Run& run) const {
   for (int64_t v = run.up_left.load(std::memory_order_acquire); v > 0;
        v = run.up_left.load(std::memory_order_acquire)) {
     run.up_left.wait(v, std::memory_order_acquire);
   }
-  if (run.failed.load()) return;
+  return !run.failed.load();
+}
+
+void Experts::down_task(Run& run, int64_t task) const {
+  if (!wait_for_up_tasks(run)) return;
   const int64_t r0 = task * kDownBlock;
   const int64_t r1 = std::min(n_embd_, r0 + kDownBlock);
   float* out = run.out;
   for (int64_t t = 0; t < run.n; ++t)
     std::fill(out + t * n_embd_ + r0, out + t * n_embd_ + r1, 0.0f);
-  if (run.n == 1) {
-    // One token: each expert's rows of the block in one kernel call, added in expert order as
-    // below (the same sums in the same order).
-    float y[kDownBlock];
-    for (size_t a = 0; a < run.active.size(); ++a) {
-      const int64_t j = run.first[a];
-      down_[static_cast<size_t>(run.active[a])].dot(r0, r1 - r0, run.hidden_q.row(j), y);
-      // A route given twice to one expert (routers never do; callers of the operator may) adds
-      // its weight again, as the batch path does: the token, and so the hidden row, is the same.
-      for (int64_t jj = j; jj < run.first[a + 1]; ++jj) {
-        const float wj = run.weight[static_cast<size_t>(jj)];
-        for (int64_t i = r0; i < r1; ++i) out[i] += wj * y[i - r0];
-      }
-    }
-    return;
-  }
   if (run.gemm) {
     down_task_gemm(run, r0, r1);
     return;
@@ -457,6 +465,32 @@ void Experts::wait(ExecContext& ctx) {
   std::unique_ptr<Run> run = std::move(run_);  // freed on every path out of here
   pool_ = nullptr;
   ctx.pool->wait();
+  // One token: the experts' rows summed in expert order, each weighted as often as it was routed
+  // (a route given twice to one expert counts twice, as in the batch path).
+  if (!run->expert_out.empty() && !run->failed.load()) {
+    float* out = run->out;
+    std::fill(out, out + n_embd_, 0.0f);
+    for (size_t a = 0; a < run->active.size(); ++a) {
+      const float* y = run->expert_out.data() + a * static_cast<size_t>(n_embd_);
+      for (int64_t jj = run->first[a]; jj < run->first[a + 1]; ++jj) {
+        const float wj = run->weight[static_cast<size_t>(jj)];
+        for (int64_t i = 0; i < n_embd_; ++i) out[i] += wj * y[i];
+      }
+    }
+  }
+}
+
+// One token: rows [r0, r1) of one active expert's down matrix into its row of expert_out, in one
+// multi-row kernel call.
+void Experts::decode_down_task(Run& run, int64_t task) const {
+  if (!wait_for_up_tasks(run)) return;
+  const int64_t a = task / run.down_blocks;
+  const int64_t r0 = (task % run.down_blocks) * kDecodeDownBlock;
+  const int64_t r1 = std::min(n_embd_, r0 + kDecodeDownBlock);
+  const auto i = static_cast<size_t>(a);
+  down_[static_cast<size_t>(run.active[i])].dot(
+      r0, r1 - r0, run.hidden_q.row(run.first[i]),
+      run.expert_out.data() + i * static_cast<size_t>(n_embd_) + r0);
 }
 
 std::optional<std::string> check(const registry::OpCreateArgs& a) {
