@@ -103,8 +103,10 @@ class MlaAttention final : public AttentionOp {
  private:
   void attend_absorbed(int64_t h, int64_t n, int64_t pos0, const float* q, float* o,
                        const runtime::LayerKvCache& cache) const;
-  void decode_absorbed(runtime::ThreadPool& pool, int64_t pos, const float* q, float* o,
-                       const runtime::LayerKvCache& cache) const;
+  void decode(runtime::ThreadPool& pool, int64_t pos, const float* x, float* out,
+              runtime::LayerKvCache& cache) const;
+  void decode_attend(runtime::ThreadPool& pool, int64_t pos, const float* q, const float* q_lat,
+                     float* o, const runtime::LayerKvCache& cache) const;
   void attend_naive(int64_t h, int64_t n, int64_t pos0, const float* q, float* o,
                     const runtime::LayerKvCache& cache) const;
 
@@ -127,6 +129,10 @@ void MlaAttention::forward(ExecContext& ctx, const Batch& batch, const float* x,
   if (n <= 0) return;
   check_cache(cache, rank_, rope_dim_, pos0 + n, "cpu.mla_attention");
   runtime::ThreadPool& pool = *ctx.pool;
+  if (n == 1 && use_absorbed(n, pos0)) {
+    decode(pool, pos0, x, out, cache);
+    return;
+  }
   const int64_t qk = nope_ + rope_dim_;
   const int64_t n_embd = kv_a_.cols;
 
@@ -173,11 +179,6 @@ void MlaAttention::forward(ExecContext& ctx, const Batch& batch, const float* x,
 
   std::vector<float> o(static_cast<size_t>(n * n_head_ * v_dim_));
   const bool absorbed = use_absorbed(n, pos0);
-  if (absorbed && n == 1) {
-    decode_absorbed(pool, pos0, q.data(), o.data(), cache);
-    matmul(pool, out_, n, o.data(), n_head_ * v_dim_, out, out_.rows);
-    return;
-  }
   pool.parallel_for(n_head_, 1, [&](int64_t h0, int64_t h1) {
     for (int64_t h = h0; h < h1; ++h) {
       if (absorbed) {
@@ -212,30 +213,106 @@ void MlaAttention::attend_absorbed(int64_t h, int64_t n, int64_t pos0, const flo
   }
 }
 
-// One token, absorbed: attend_absorbed's steps for all heads at once, split over the cache
-// ("split-KV", as FlashDecoding and FlashMLA decode). A position's latent row is shared by every
-// head, so each task takes a run of positions with all heads inside: the scores of its rows,
-// their softmax with the task's own maximum and sum, and the weighted sum of the same rows while
-// they are still in L2. The latent cache (1.3 MB per layer at 576 positions for V2-Lite, growing
-// with the context) is read from memory once per layer, not twice, and the steps need two
-// barriers instead of four. Then per head the tasks' partial sums are merged, rescaled by
+// One token (absorbed): forward's steps with fewer barriers. The per-head steps that only need
+// the token's own q — its rows of the q projection (q, or q_b after q_a), the rotation of its
+// rope part and q_lat = W_UKᵀ q_nope — run as one task per head, so each thread streams a head's
+// q rows and W_UK together, beside the kv_a rows as tasks of their own in the same job (the
+// q_a rows too, where the model has them: then q_b's heads are a second job). Each row's product
+// and each head's step are computed as forward computes them: the same numbers.
+void MlaAttention::decode(runtime::ThreadPool& pool, int64_t pos, const float* x, float* out,
+                          runtime::LayerKvCache& cache) const {
+  const int64_t qk = nope_ + rope_dim_, n_embd = kv_a_.cols, kv_rows = rank_ + rope_dim_;
+  const auto rank = static_cast<size_t>(rank_);
+  constexpr int64_t kRowsPerTask = 192;  // kv_a / q_a rows per task: about one head's q rows
+  const int64_t kv_tasks = (kv_rows + kRowsPerTask - 1) / kRowsPerTask;
+  QuantizedRows xq;
+  xq.quantize(nullptr, kv_a_.dot_type, 1, n_embd, x, n_embd);
+  // The token's activations as a weight's dot type: xq where the types agree.
+  QuantizedRows x_other;
+  const auto x_for = [&](const WeightMatrix& w) -> const QuantizedRows& {
+    if (w.dot_type == xq.type()) return xq;
+    if (x_other.type() != w.dot_type || x_other.cols() != n_embd) {
+      x_other.quantize(nullptr, w.dot_type, 1, n_embd, x, n_embd);
+    }
+    return x_other;
+  };
+  std::vector<float> cos(static_cast<size_t>(rope_dim_ / 2)), sin(cos.size());
+  rope_.angles(pos, cos.data(), sin.data());
+  std::vector<float> q(static_cast<size_t>(n_head_ * qk)), kv(static_cast<size_t>(kv_rows));
+  std::vector<float> q_lat(static_cast<size_t>(n_head_) * rank);
+  const auto head_task = [&](const WeightMatrix& w, const QuantizedRows& wx, int64_t h) {
+    float* qh = q.data() + h * qk;
+    matmul_rows(w, h * qk, (h + 1) * qk, wx, 1, q.data(), n_head_ * qk);
+    rope_.rotate(cos.data(), sin.data(), qh + nope_);
+    head_weights_->absorb_query(h, qh, q_lat.data() + h * rank_);
+  };
+  const auto kv_task = [&](int64_t t) {
+    matmul_rows(kv_a_, t * kRowsPerTask, std::min(kv_rows, (t + 1) * kRowsPerTask), xq, 1,
+                kv.data(), kv_rows);
+  };
+  if (q_b_.data != nullptr) {
+    const int64_t q_rank = q_a_.rows;
+    const int64_t qa_tasks = (q_rank + kRowsPerTask - 1) / kRowsPerTask;
+    const QuantizedRows& xa = x_for(q_a_);
+    std::vector<float> qa(static_cast<size_t>(q_rank));
+    pool.parallel_for(kv_tasks + qa_tasks, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        if (t < kv_tasks) {
+          kv_task(t);
+        } else {
+          const int64_t r0 = (t - kv_tasks) * kRowsPerTask;
+          matmul_rows(q_a_, r0, std::min(q_rank, r0 + kRowsPerTask), xa, 1, qa.data(), q_rank);
+        }
+      }
+    });
+    rms_norm_row(qa.data(), q_a_norm_.data(), q_rank, eps_, qa.data());
+    QuantizedRows qaq;
+    qaq.quantize(nullptr, q_b_.dot_type, 1, q_rank, qa.data(), q_rank);
+    pool.parallel_for(n_head_, 1, [&](int64_t h0, int64_t h1) {
+      for (int64_t h = h0; h < h1; ++h) head_task(q_b_, qaq, h);
+    });
+  } else {
+    const QuantizedRows& xq_q = x_for(q_);
+    pool.parallel_for(n_head_ + kv_tasks, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        if (t < n_head_) {
+          head_task(q_, xq_q, t);
+        } else {
+          kv_task(t - n_head_);
+        }
+      }
+    });
+  }
+  // Normalise the latent, rotate the rope part, append to the cache (as forward does).
+  rms_norm_row(kv.data(), kv_a_norm_.data(), rank_, eps_, cache.a_row(pos));
+  float* k_pe = cache.b_row(pos);
+  std::copy(kv.data() + rank_, kv.data() + kv_rows, k_pe);
+  rope_.rotate(cos.data(), sin.data(), k_pe);
+
+  std::vector<float> o(static_cast<size_t>(n_head_ * v_dim_));
+  decode_attend(pool, pos, q.data(), q_lat.data(), o.data(), cache);
+  matmul(pool, out_, 1, o.data(), n_head_ * v_dim_, out, out_.rows);
+}
+
+// The attention of one token over the cache, given its q (for the rope part) and q_lat:
+// attend_absorbed's steps for all heads at once, split over the cache ("split-KV", as FlashDecoding
+// and FlashMLA decode). A position's latent row is shared by every head, so each task takes a run
+// of positions with all heads inside: the scores of its rows, their softmax with the task's own
+// maximum and sum, and the weighted sum of the same rows while they are still in L2. The latent
+// cache (1.3 MB per layer at 576 positions for V2-Lite, growing with the context) is read from
+// memory once per layer, not twice. Then per head the tasks' partial sums are merged, rescaled by
 // exp(task maximum - overall maximum) / overall sum, and projected with W_UV. The kernels
 // (kernels/cpu/attention.h) block several heads × several positions in registers, so each cache
 // vector loaded serves several heads. The result differs from attend_absorbed's one softmax over
 // all positions only by float rounding (the exponentials and sums are taken in other groupings).
-void MlaAttention::decode_absorbed(runtime::ThreadPool& pool, int64_t pos, const float* q, float* o,
-                                   const runtime::LayerKvCache& cache) const {
+void MlaAttention::decode_attend(runtime::ThreadPool& pool, int64_t pos, const float* q,
+                                 const float* q_lat, float* o,
+                                 const runtime::LayerKvCache& cache) const {
   const int64_t qk = nope_ + rope_dim_, keys = pos + 1;
   const auto scores = kernels::cpu::mla_scores_fn();
   const auto weighted_sum = kernels::cpu::mla_weighted_sum_fn();
   const auto lda = static_cast<size_t>(cache.width_a), ldb = static_cast<size_t>(cache.width_b);
   const auto rank = static_cast<size_t>(rank_), heads = static_cast<size_t>(n_head_);
-  std::vector<float> q_lat(heads * rank);
-  pool.parallel_for(n_head_, 1, [&](int64_t h0, int64_t h1) {
-    for (int64_t h = h0; h < h1; ++h) {
-      head_weights_->absorb_query(h, q + h * qk, q_lat.data() + h * rank_);
-    }
-  });
   // Tasks of at least 64 positions (the weighted sum's tile), about four per thread: enough to
   // even out threads that run at different speeds, few enough that the partial sums (heads ×
   // rank floats per task) stay small next to the rows they summarise.
@@ -256,7 +333,7 @@ void MlaAttention::decode_absorbed(runtime::ThreadPool& pool, int64_t pos, const
         continue;
       }
       const auto ldp = static_cast<size_t>(len);
-      scores(n_head_, len, q_lat.data(), rank, cache.a_row(s0), lda, rank_, q + nope_,
+      scores(n_head_, len, q_lat, rank, cache.a_row(s0), lda, rank_, q + nope_,
              static_cast<size_t>(qk), cache.b_row(s0), ldb, rope_dim_, scale_, p.data(), ldp);
       for (size_t h = 0; h < heads; ++h) {
         float* ph = p.data() + h * ldp;
