@@ -250,11 +250,11 @@ int main(int argc, char** argv) {
             {s, threads, "gemm", time_threads(threads, args.repeats, copies, gemm_body), ""});
         if (threads == sweep.front()) {
           // A sample of gemm's outputs against the reference (K-quants: bit for bit) or the
-          // AVX-512 one-row kernel (block quants: bit for bit, gemm.h).
+          // selected tier's one-row kernel (block quants: bit for bit, gemm.h).
           gemm_body(0, copies - 1);
           const uint8_t* base = w[static_cast<size_t>(copies - 1)].data();
           const bool k_quant = ktx::traits(s->type).block_size == 256;
-          const cpu::VecDotFn one = cpu::vec_dot_fn(s->type);  // the AVX-512 tier's (gemm_fn is)
+          const cpu::VecDotFn one = cpu::vec_dot_fn(s->type);  // the tier gemm_fn's kernel is from
           int64_t r0, r1;
           slice(0, r0, r1);
           size_t bad = 0;

@@ -32,7 +32,8 @@ using MlaScoresFn = void (*)(int64_t heads, int64_t positions, const float* qa, 
 // The weighted sum of cache rows per head, overwriting o:
 //   o[h * ldo + c] = Σ_p w[h * ldw + p] · v[p * ldv + c]    for h < heads, c < width
 // (p ascending in the reference). Writes nothing else of `o`. A caller splits the work over
-// threads by slices of the width (v and o offset by the slice's start).
+// threads by slices of the width (v and o offset by the slice's start) or by runs of positions
+// (w and v offset, the runs' sums added afterwards).
 using MlaWeightedSumFn = void (*)(int64_t heads, int64_t positions, const float* w, size_t ldw,
                                   const float* v, size_t ldv, int64_t width, float* o, size_t ldo);
 

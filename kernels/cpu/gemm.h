@@ -5,10 +5,11 @@
 //
 // A product has two steps:
 //   pack    the tokens' activation rows, quantized once as quantize_row_fn wrote them (Q8_K or
-//           Q8_0), are rearranged into panels of kGemmTokens tokens: bytes stored as y + 128
-//           (unsigned, vpdpbusd's first operand) in the order in which the kernel unpacks the
-//           weights, plus the per-token scales the kernel needs in vector lanes. Cheap (a copy);
-//           done once per batch and reused by every weight matrix that shares the activations.
+//           Q8_0), are rearranged into panels of kGemmTokens tokens, laid out for the tier's
+//           kernels (AVX-512 VNNI: bytes stored as y + 128, vpdpbusd's unsigned operand, in the
+//           order in which the kernel unpacks the weights, with the per-token scales in vector
+//           lanes; AVX2: the blocks' bytes and scales as they are, token by token). Cheap (a
+//           copy); done once per batch and reused by every weight matrix that shares them.
 //   gemm    out[t * ldo + r] = (weight row r) · (token t) for a range of rows and whole panels.
 //
 // What the results promise: for the K-quants (Q4_K, Q5_K, Q6_K, IQ4_XS) each output is the

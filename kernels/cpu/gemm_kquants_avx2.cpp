@@ -40,7 +40,6 @@ using quant::BlockQ8_K;
 using quant::kQK_K;
 
 #include "kernels/cpu/k_quants_avx2_shared.inc"
-#include "kernels/cpu/reduce_avx2.inc"
 
 // ---- this tier's Q8_K panel: one super-block of 8 tokens (gemm.h's size) ----------------------
 //   qs     [token t][256]: y_t.qs as the block stores them
@@ -118,31 +117,18 @@ struct Q5KFormat {
   static uint16_t dmin(const Block& b) { return b.dmin; }
 };
 
-// Q6_K: elements 128h + 32v + j: low nibbles of ql[64h + j] (v = 0) and ql[64h + 32 + j] (v = 1),
-// then their high nibbles (v = 2, 3); the high bits are bit pair v of qh[32h + j]. Chunk 4h + v
-// covers 16-element sub-blocks 8h + 2v (lane 0) and 8h + 2v + 1 (lane 1).
+// Q6_K: chunk 4h + v holds elements 128h + 32v + j (q6_codes), 16-element sub-blocks 8h + 2v
+// (lane 0) and 8h + 2v + 1 (lane 1).
 struct Q6KFormat {
   using Block = BlockQ6_K;
   static constexpr bool kMin = false;
   static constexpr bool kStart = true;
   static constexpr bool kSigned = false;
   static void unpack(const Block& b, Unpacked& u) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const __m256i m30 = _mm256_set1_epi8(0x30);
     const __m256i scales16 = _mm256_cvtepi8_epi16(load16(b.scales));
 #pragma GCC unroll 2
     for (int h = 0; h < 2; ++h) {
-      const __m256i ql0 = load32(b.ql + 64 * h), ql1 = load32(b.ql + 64 * h + 32);
-      const __m256i qh = load32(b.qh + 32 * h);
-      __m256i* c = u.code + 4 * h;
-      c[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4),
-                             _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-      c[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
-                             _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-      c[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                             _mm256_and_si256(qh, m30));
-      c[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                             _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+      q6_codes(b, h, u.code + 4 * h);
       const __m256i scales = h == 0 ? low_lane_twice(scales16) : high_lane_twice(scales16);
 #pragma GCC unroll 4
       for (int v = 0; v < 4; ++v)
@@ -163,15 +149,11 @@ struct IQ4XSFormat {
   static constexpr bool kStart = false;
   static constexpr bool kSigned = true;
   static void unpack(const Block& b, Unpacked& u) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m256i levels = _mm256_broadcastsi128_si256(load16(quant::kIQ4NLValues));
     const __m256i scales = _mm256_broadcastsi128_si256(iq4_xs_scales(b));
 #pragma GCC unroll 8
     for (int c = 0; c < 8; ++c) {
-      const __m128i v = load16(b.qs + 16 * c);
-      const __m256i both =
-          _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1);
-      u.code[c] = _mm256_shuffle_epi8(levels, _mm256_and_si256(both, m4));
+      u.code[c] = _mm256_shuffle_epi8(levels, nibbles(b.qs + 16 * c));
       u.scale[c] = _mm256_shuffle_epi8(scales, word_control(c));
     }
     u.extra = _mm256_setzero_si256();

@@ -76,10 +76,7 @@ void group_pass(const typename W::Block* const* x, int nr, int count_, const uin
     for (int t = 0; t < ntok; ++t) {
       __m256i c[kGroup];
       for (int b = 0; b < kGroup; ++b) {
-        c[b] = b < count ? _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(W::kOffset),
-                                                                  load_256(y[t] + 32 * b)),
-                                             ones)
-                         : zero;
+        c[b] = b < count ? offset_partials<W>(load32(y[t] + 32 * b)) : zero;
       }
       corr[t] = reduce8(c);
     }
@@ -108,7 +105,7 @@ void group_pass(const typename W::Block* const* x, int nr, int count_, const uin
           parts[b] = zero;
           continue;
         }
-        const __m256i yb = load_256(y[t] + 32 * b);
+        const __m256i yb = load32(y[t] + 32 * b);
         const __m256i p16 = kSigned ? _mm256_maddubs_epi16(code[b], _mm256_sign_epi8(yb, sign[b]))
                                     : _mm256_maddubs_epi16(code[b], yb);
         parts[b] = _mm256_madd_epi16(p16, ones);
@@ -116,14 +113,11 @@ void group_pass(const typename W::Block* const* x, int nr, int count_, const uin
       __m256i isum = reduce8(parts);
       if constexpr (W::kOffset != 0) isum = _mm256_sub_epi32(isum, corr[t]);
       const __m256 dy = _mm256_loadu_ps(reinterpret_cast<const float*>(scales[t]));
-      // The reference's term, rounding for rounding: isum * (dx * dy) [+ mx * sy].
-      __m256 term = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dx, dy));
+      __m256 sy = _mm256_setzero_ps();
       if constexpr (W::kHasMin) {
-        const __m256 sy =
-            _mm256_loadu_ps(reinterpret_cast<const float*>(scales[t] + (kSyOffset - kDyOffset)));
-        term = _mm256_add_ps(term, _mm256_mul_ps(mx, sy));
+        sy = _mm256_loadu_ps(reinterpret_cast<const float*>(scales[t] + (kSyOffset - kDyOffset)));
       }
-      acc[r][t] = _mm256_add_ps(acc[r][t], term);
+      acc[r][t] = _mm256_add_ps(acc[r][t], block_terms<W>(isum, dx, dy, mx, sy));
     }
   }
 }

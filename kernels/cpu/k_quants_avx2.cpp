@@ -227,8 +227,6 @@ float dot_q3_K(int64_t n, const BlockQ3_K* x, const BlockQ8_K* y) {
 // ---- Q6_K -----------------------------------------------------------------------------------
 
 float dot_q6_K(int64_t n, const BlockQ6_K* x, const BlockQ8_K* y) {
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  const __m256i m30 = _mm256_set1_epi8(0x30);
   const __m256i control[4] = {lanes_control(0), lanes_control(2), lanes_control(4),
                               lanes_control(6)};
   auto sums = [&](const BlockQ6_K& b, const BlockQ8_K& yb) {
@@ -236,20 +234,9 @@ float dot_q6_K(int64_t n, const BlockQ6_K* x, const BlockQ8_K* y) {
     __m256i acc = _mm256_setzero_si256();
 #pragma GCC unroll 2
     for (int h = 0; h < 2; ++h) {
-      const __m256i ql0 = load32(b.ql + 64 * h), ql1 = load32(b.ql + 64 * h + 32);
-      const __m256i qh = load32(b.qh + 32 * h);
-      // Elements 128h + 32v + j: low nibbles of ql0, ql1 (v = 0, 1), then high nibbles (v = 2,
-      // 3); their high bits are bit pair v of qh[32h + j], moved to bits 4..5 (codes 0..63; the
-      // -32 comes back below). 16-bit shifts: bits crossing bytes fall outside 0x30.
+      // Codes 0..63; the -32 comes back below.
       __m256i c[4];
-      c[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4),
-                             _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-      c[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
-                             _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-      c[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                             _mm256_and_si256(qh, m30));
-      c[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                             _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+      q6_codes(b, h, c);
       const __m256i scales = h == 0 ? low_lane_twice(scales16) : high_lane_twice(scales16);
 #pragma GCC unroll 4
       for (int v = 0; v < 4; ++v) {

@@ -55,11 +55,8 @@ void group(const typename W::Block* const* x, const typename W::YBlock* y, int c
       corr[b] = zero;
       continue;
     }
-    const __m256i yb = load_256(y[b].qs);
-    if constexpr (W::kOffset != 0) {
-      corr[b] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(W::kOffset), yb),
-                                  _mm256_set1_epi16(1));
-    }
+    const __m256i yb = load32(y[b].qs);
+    if constexpr (W::kOffset != 0) corr[b] = offset_partials<W>(yb);
     for (int r = 0; r < R; ++r) parts[r][b] = block_partials<W>(W::decode(x[r] + b), yb);
   }
   __m256i corr_sum = zero;
@@ -71,10 +68,7 @@ void group(const typename W::Block* const* x, const typename W::YBlock* y, int c
     if constexpr (W::kOffset != 0) isum = _mm256_sub_epi32(isum, corr_sum);
     __m256 dx, mx = _mm256_setzero_ps();
     load_scales<typename W::Block, kWords, kFull>(x[r], count, dx, mx);
-    // The reference's term, rounding for rounding: isum * (dx * dy) [+ mx * sy].
-    __m256 term = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dx, dy));
-    if constexpr (W::kHasMin) term = _mm256_add_ps(term, _mm256_mul_ps(mx, sy));
-    acc[r] = _mm256_add_ps(acc[r], term);
+    acc[r] = _mm256_add_ps(acc[r], block_terms<W>(isum, dx, dy, mx, sy));
   }
 }
 

@@ -89,7 +89,8 @@ double default_cpu_flops(int threads) {
   // What ktx's own prefill reaches per thread with the kernel tier this CPU gets, measured on
   // the 2-vCPU Zen 4 development machine (docs/PERF.md, Prefill; end to end, 512-token batches,
   // V2-Lite-shaped Q4_K_M models): 96-170 GFLOP/s a thread with the AVX-512 VNNI GEMM kernels,
-  // ~58 with the AVX-512 GEMV path (KTX_GEMM=0); AVX2 (GEMV only, half the int8 rate) and the
+  // ~58 with the AVX-512 GEMV path (KTX_GEMM=0); ~88 with the AVX2 GEMM kernels (the tier capped
+  // on that Zen 4), taken lower for the CPUs that only have AVX2 (older cores, lower clocks); the
   // scalar references scaled from those. Rough by nature: --cpu-tflops overrides it.
   double per_thread = 1.2e9;
   switch (kernels::cpu::selected_isa()) {
@@ -97,7 +98,7 @@ double default_cpu_flops(int threads) {
       per_thread = 120e9;
       break;
     case kernels::cpu::Isa::kAvx2:
-      per_thread = 30e9;
+      per_thread = 60e9;
       break;
     case kernels::cpu::Isa::kScalar:
       per_thread = 1.2e9;

@@ -649,35 +649,37 @@ TEST_CASE("cpu.experts: decode split across NUMA nodes gives the same numbers bi
   for (TensorType type : {TensorType::Q4_K, TensorType::Q8_0}) {
     INFO("type " << ktx::type_name(type));
     ExpertWeights w;
-    w.n_embd = 256;
-    w.n_ff = 512;  // 4 up blocks of 128: 2 per node of two, 1-2 per node of three
-    w.gate = random_tensor("blk.1.ffn_gate_exps.weight", type, {256, 512, 8}, rng, 0.3f);
-    w.up = random_tensor("blk.1.ffn_up_exps.weight", type, {256, 512, 8}, rng, 0.3f);
-    w.down = random_tensor("blk.1.ffn_down_exps.weight", type, {512, 256, 8}, rng, 0.3f);
+    // 4 up blocks of 128 rows and 3 down blocks of 256: 2 and 1-2 per node of two, 1-2 and 1
+    // per node of three.
+    w.n_embd = 768;
+    w.n_ff = 512;
+    w.gate = random_tensor("blk.1.ffn_gate_exps.weight", type, {768, 512, 8}, rng, 0.3f);
+    w.up = random_tensor("blk.1.ffn_up_exps.weight", type, {768, 512, 8}, rng, 0.3f);
+    w.down = random_tensor("blk.1.ffn_down_exps.weight", type, {512, 768, 8}, rng, 0.3f);
     const ModuleDesc m =
         module("model.layers.1.mlp.experts", ModuleKind::kExperts,
                {{"gate_exps", w.gate.get()}, {"up_exps", w.up.get()}, {"down_exps", w.down.get()}});
     model::ModelConfig c;
-    c.n_embd = 256;
+    c.n_embd = 768;
     c.n_expert = 8;
     c.n_expert_used = 3;
     c.n_ff_exp = 512;
     auto op = backend.create<ops::ExpertsOp>(ModuleKind::kExperts, m, c);
     for (int step = 0; step < 4; ++step) {
-      const std::vector<float> x = rng.vec(256);
+      const std::vector<float> x = rng.vec(768);
       const std::vector<int32_t> ids = {static_cast<int32_t>(step), 5, 7};
       const std::vector<float> weights = {0.5f, 0.3f, 0.2f};
       std::vector<std::vector<float>> outs;
       for (runtime::ThreadPool* pool : {&flat, &two_nodes, &three_nodes}) {
         ops::ExecContext ctx{pool};
-        std::vector<float> out = poisoned(256);
+        std::vector<float> out = poisoned(768);
         op->submit(ctx, 1, x.data(), ids.data(), weights.data(), out.data());
         op->wait(ctx);
-        REQUIRE(all_finite(out.data(), 256));
+        REQUIRE(all_finite(out.data(), 768));
         outs.push_back(std::move(out));
       }
-      CHECK(std::memcmp(outs[0].data(), outs[1].data(), 256 * sizeof(float)) == 0);
-      CHECK(std::memcmp(outs[0].data(), outs[2].data(), 256 * sizeof(float)) == 0);
+      CHECK(std::memcmp(outs[0].data(), outs[1].data(), 768 * sizeof(float)) == 0);
+      CHECK(std::memcmp(outs[0].data(), outs[2].data(), 768 * sizeof(float)) == 0);
     }
   }
 }
@@ -787,6 +789,18 @@ TEST_CASE("cpu.experts: grouped by expert, asynchronous, against the double refe
         CHECK(again == out);
         CHECK(busy[4095] == Approx(std::sqrt(4095.0)));
       }
+    }
+    // Routes marked kNoExpert (served by another device's part) cost nothing and add nothing:
+    // every route of every token so marked gives zeros, one token or several.
+    for (int64_t n : {1, 3}) {
+      INFO("every route kNoExpert, n_tokens " << n);
+      const std::vector<float> x = rng.vec(n * k.n_embd);
+      const std::vector<int32_t> none(static_cast<size_t>(n * k.k), ops::ExpertsOp::kNoExpert);
+      const std::vector<float> wts(static_cast<size_t>(n * k.k), 0.5f);
+      std::vector<float> out = poisoned(n * k.n_embd);
+      op->submit(ctx, n, x.data(), none.data(), wts.data(), out.data());
+      op->wait(ctx);
+      CHECK(std::all_of(out.begin(), out.end(), [](float v) { return v == 0.0f; }));
     }
     // Misuse is refused.
     std::vector<float> x(static_cast<size_t>(k.n_embd)), out(static_cast<size_t>(k.n_embd));
@@ -1057,8 +1071,10 @@ TEST_CASE("cpu.mla_attention: both forms, both kv_b flavours, against the naive 
         // (mla_head_weights.h).
         Case{T::Q8_0, T::F32, true, false, 0, 5, T::Q4_1},
         Case{T::Q8_0, T::F32, false, true, 1, 3, T::Q4_1},
-        // Decode over a few hundred positions: split into 4-5 runs of the cache whose partial
-        // softmaxes are merged (decode_absorbed), the last run shorter than the others.
+        // Decode over a few hundred positions: split into 4-5 tasks over the cache whose partial
+        // softmaxes are merged (decode_attend), the last task shorter than the others, each task
+        // in runs of kv_run = 16 positions merged with a running maximum (5-8 runs, the last
+        // short).
         Case{T::F32, T::F32, false, false, 0, 300}, Case{T::Q8_0, T::F32, true, true, 1, 203}}) {
     INFO("type " << ktx::type_name(k.type) << ", kv_b " << ktx::type_name(k.kv_b.value_or(k.type))
                  << ", output " << ktx::type_name(k.output) << (k.q_lora ? ", q_lora" : ", plain q")
@@ -1078,8 +1094,9 @@ TEST_CASE("cpu.mla_attention: both forms, both kv_b flavours, against the naive 
     std::vector<std::unique_ptr<ops::AttentionOp>> ops_by_mode;
     std::vector<runtime::LayerKvCache> caches;
     for (const char* mode : {"always", "never", "auto"}) {
-      ops_by_mode.push_back(
-          backend.create<ops::AttentionOp>(ModuleKind::kMlaAttention, m, s.c, {{"absorb", mode}}));
+      ops_by_mode.push_back(backend.create<ops::AttentionOp>(
+          ModuleKind::kMlaAttention, m, s.c,
+          {{"absorb", mode}, {"kv_run", k.n_prefill > 100 ? "16" : "256"}}));
       caches.push_back(make_cache(L + 2, s.c.kv_lora_rank, s.c.qk_rope_head_dim));
     }
     const bool f32 = k.type == TensorType::F32;
@@ -1372,10 +1389,18 @@ TEST_CASE("checks refuse unreadable types, unknown options, other devices and ba
   REQUIRE(why);
   CHECK_THAT(*why, Catch::Contains("down"));
 
-  // MLA: the absorb option takes auto / always / never only.
+  // MLA: the absorb option takes auto / always / never only; kv_run a whole number from 16 to
+  // 65536.
   Rng r2(1);
   const MlaSetup s = make_mla(r2, TensorType::F32, false, false, 0);
   const ModuleDesc mla = s.desc();
+  for (const char* bad : {"8", "65537", "12x", "", "-16"}) {
+    INFO("kv_run " << bad);
+    const auto refused = backend.check(ModuleKind::kMlaAttention, mla, s.c, {{"kv_run", bad}});
+    REQUIRE(refused);
+    CHECK_THAT(*refused, Catch::Contains("kv_run"));
+  }
+  CHECK(!backend.check(ModuleKind::kMlaAttention, mla, s.c, {{"kv_run", "16"}}));
   CHECK(!backend.check(ModuleKind::kMlaAttention, mla, s.c, {{"absorb", "never"}}));
   why = backend.check(ModuleKind::kMlaAttention, mla, s.c, {{"absorb", "sometimes"}});
   REQUIRE(why);

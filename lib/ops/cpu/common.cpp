@@ -5,6 +5,8 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
 #include "ktx/error.h"
 #include "ktx/quant.h"
@@ -104,14 +106,27 @@ void rms_norm_row(const float* x, const float* w, int64_t n, float eps, float* o
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
 }
 
-void softmax_inplace(float* x, int64_t n) {
-  if (n <= 0) return;
-  const float max = *std::max_element(x, x + n);
+float max_with_nan(const float* x, int64_t n) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) {
+    if (std::isnan(x[i])) return x[i];
+    m = std::max(m, x[i]);
+  }
+  return m;
+}
+
+double exp_shifted(float* x, int64_t n, float shift) {
   double sum = 0.0;
   for (int64_t i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - max);
+    x[i] = std::exp(x[i] - shift);
     sum += x[i];
   }
+  return sum;
+}
+
+void softmax_inplace(float* x, int64_t n) {
+  if (n <= 0) return;
+  const double sum = exp_shifted(x, n, *std::max_element(x, x + n));
   const float inv = static_cast<float>(1.0 / sum);
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }

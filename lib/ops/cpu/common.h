@@ -70,6 +70,10 @@ void rms_norm_row(const float* x, const float* w, int64_t n, float eps, float* o
 
 inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
+// The largest of x[0..n), or a NaN among them (std::max_element may skip one); -inf for n = 0.
+float max_with_nan(const float* x, int64_t n);
+// x[i] = exp(x[i] - shift) in place; returns their sum in double (softmax's denominator).
+double exp_shifted(float* x, int64_t n, float shift);
 // In-place softmax of n values (max subtracted first, the sum in double).
 void softmax_inplace(float* x, int64_t n);
 

@@ -466,8 +466,9 @@ void Experts::wait(ExecContext& ctx) {
   pool_ = nullptr;
   ctx.pool->wait();
   // One token: the experts' rows summed in expert order, each weighted as often as it was routed
-  // (a route given twice to one expert counts twice, as in the batch path).
-  if (!run->expert_out.empty() && !run->failed.load()) {
+  // (a route given twice to one expert counts twice, as in the batch path). With no expert for
+  // this part (every route kNoExpert: another device serves them) the sum is zero.
+  if (run->n == 1 && !run->failed.load()) {
     float* out = run->out;
     std::fill(out, out + n_embd_, 0.0f);
     for (size_t a = 0; a < run->active.size(); ++a) {

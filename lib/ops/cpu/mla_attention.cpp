@@ -13,12 +13,13 @@
 // llama.cpp files split it. These small per-head products run in f32 on the file's values
 // (mla_head_weights.h: kept as integer codes and scales where the type allows, an f32 copy
 // otherwise), so both forms compute on the same numbers; the big projections use quantized
-// activations (linear.h). Work is parallel over heads; a decode step (one token,
-// absorbed) runs its cache-reading steps over positions or latent slices instead, all heads at
-// once (decode_absorbed).
+// activations (linear.h). Work is parallel over heads; a decode step (one token, absorbed: decode)
+// runs the per-head steps and kv_a as one job and the cache-reading steps over runs of positions,
+// all heads at once (decode_attend: split-KV).
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -49,9 +50,26 @@ std::optional<Absorb> parse_absorb(const registry::OpOptions& options) {
   return std::nullopt;
 }
 
+// Option "kv_run": positions of the latent cache one decode task reads in one go (decode_attend),
+// 16..65536; default 256 (V2-Lite/V3's rows: 590 KB, which stay in L2 between the scores and the
+// weighted sum). A tuning knob, and how the tests reach the runs' merging with short contexts.
+constexpr int64_t kDefaultKvRun = 256;
+std::optional<int64_t> parse_kv_run(const registry::OpOptions& options) {
+  auto it = options.find("kv_run");
+  if (it == options.end()) return kDefaultKvRun;
+  int64_t v = 0;
+  const std::string& text = it->second;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v < 16 || v > 65536) {
+    return std::nullopt;
+  }
+  return v;
+}
+
 class MlaAttention final : public AttentionOp {
  public:
-  MlaAttention(const model::ModuleDesc& m, const model::ModelConfig& c, Absorb absorb)
+  MlaAttention(const model::ModuleDesc& m, const model::ModelConfig& c, Absorb absorb,
+               int64_t kv_run)
       : n_head_(c.n_head),
         nope_(c.qk_nope_head_dim),
         rope_dim_(c.qk_rope_head_dim),
@@ -60,6 +78,7 @@ class MlaAttention final : public AttentionOp {
         eps_(c.rms_eps),
         scale_(c.attention_scale()),
         absorb_(absorb),
+        kv_run_(kv_run),
         kv_a_(weight_matrix(m.weight("kv_a_mqa"))),
         kv_a_norm_(m.weight("kv_a_norm")),
         out_(weight_matrix(m.weight("output"))),
@@ -113,6 +132,7 @@ class MlaAttention final : public AttentionOp {
   int64_t n_head_, nope_, rope_dim_, v_dim_, rank_;
   float eps_, scale_;
   Absorb absorb_;
+  int64_t kv_run_;
   WeightMatrix q_, q_a_, q_b_, kv_a_;
   VectorWeight q_a_norm_, kv_a_norm_;
   const gguf::TensorInfo* kv_b_ = nullptr;
@@ -315,39 +335,51 @@ void MlaAttention::decode_attend(runtime::ThreadPool& pool, int64_t pos, const f
   const auto rank = static_cast<size_t>(rank_), heads = static_cast<size_t>(n_head_);
   // Tasks of at least 64 positions (the weighted sum's tile), about four per thread: enough to
   // even out threads that run at different speeds, few enough that the partial sums (heads ×
-  // rank floats per task) stay small next to the rows they summarise.
+  // rank floats per task) stay small next to the rows they summarise. A task takes its positions
+  // in runs of up to kv_run_, each run's latent rows read by the scores and again, from L2, by the
+  // weighted sum (256 rows of V2-Lite/V3's 576 floats: 590 KB); the runs' sums are merged as they
+  // come, rescaled to the task's running maximum.
   const int64_t max_tasks = 4 * static_cast<int64_t>(pool.size());
-  const int64_t tasks = std::clamp<int64_t>((keys + 63) / 64, 1, max_tasks);
+  const int64_t tasks = std::clamp<int64_t>(keys / 64, 1, max_tasks);
   const int64_t per_task = (keys + tasks - 1) / tasks;
-  std::vector<float> partial(static_cast<size_t>(tasks) * heads * rank);  // Σ e^(s - m_t) c_kv(s)
-  std::vector<float> task_max(static_cast<size_t>(tasks) * heads);
-  std::vector<double> task_sum(task_max.size());
+  // Σ e^(s - task_max) c_kv(s) per task and head; a task left empty by the rounding of per_task
+  // keeps zeros, a maximum of -inf and a sum of 0, and so adds nothing below.
+  std::vector<float> partial(static_cast<size_t>(tasks) * heads * rank);
+  std::vector<float> task_max(static_cast<size_t>(tasks) * heads,
+                              -std::numeric_limits<float>::infinity());
+  std::vector<double> task_sum(task_max.size(), 0.0);
   pool.parallel_for(tasks, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<float> p(heads * static_cast<size_t>(per_task));
+    const int64_t run = std::min(kv_run_, per_task);
+    std::vector<float> p(heads * static_cast<size_t>(run)), run_sum(heads * rank);
+    std::vector<float> rescale(heads);  // per head: e^(old maximum - new maximum)
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t s0 = t * per_task, len = std::min(per_task, keys - s0);
-      if (len <= 0) {  // a rounding of per_task can leave the last task empty
-        std::fill_n(task_max.data() + t * n_head_, n_head_,
-                    -std::numeric_limits<float>::infinity());
-        std::fill_n(task_sum.data() + t * n_head_, n_head_, 0.0);
-        continue;
-      }
-      const auto ldp = static_cast<size_t>(len);
-      scores(n_head_, len, q_lat, rank, cache.a_row(s0), lda, rank_, q + nope_,
-             static_cast<size_t>(qk), cache.b_row(s0), ldb, rope_dim_, scale_, p.data(), ldp);
-      for (size_t h = 0; h < heads; ++h) {
-        float* ph = p.data() + h * ldp;
-        const float m = *std::max_element(ph, ph + len);
-        double sum = 0.0;
-        for (int64_t i = 0; i < len; ++i) {
-          ph[i] = std::exp(ph[i] - m);
-          sum += ph[i];
+      float* sums = partial.data() + static_cast<size_t>(t) * heads * rank;
+      float* tmax = task_max.data() + static_cast<size_t>(t) * heads;
+      double* tsum = task_sum.data() + static_cast<size_t>(t) * heads;
+      const int64_t end = std::min(keys, (t + 1) * per_task);
+      for (int64_t s0 = t * per_task; s0 < end; s0 += run) {
+        const int64_t len = std::min(run, end - s0);
+        const auto ldp = static_cast<size_t>(len);
+        const bool first = s0 == t * per_task;
+        scores(n_head_, len, q_lat, rank, cache.a_row(s0), lda, rank_, q + nope_,
+               static_cast<size_t>(qk), cache.b_row(s0), ldb, rope_dim_, scale_, p.data(), ldp);
+        for (size_t h = 0; h < heads; ++h) {
+          float* ph = p.data() + h * ldp;
+          const float run_max = max_with_nan(ph, len);
+          const float m = first || std::isnan(run_max) ? run_max : std::max(tmax[h], run_max);
+          rescale[h] = first ? 0.0f : std::exp(tmax[h] - m);
+          tsum[h] = tsum[h] * rescale[h] + exp_shifted(ph, len, m);
+          tmax[h] = m;
         }
-        task_max[static_cast<size_t>(t) * heads + h] = m;
-        task_sum[static_cast<size_t>(t) * heads + h] = sum;
+        weighted_sum(n_head_, len, p.data(), ldp, cache.a_row(s0), lda, rank_,
+                     first ? sums : run_sum.data(), rank);
+        if (first) continue;
+        for (size_t h = 0; h < heads; ++h) {
+          float* acc = sums + h * rank;
+          const float* add = run_sum.data() + h * rank;
+          for (size_t c = 0; c < rank; ++c) acc[c] = acc[c] * rescale[h] + add[c];
+        }
       }
-      weighted_sum(n_head_, len, p.data(), ldp, cache.a_row(s0), lda, rank_,
-                   partial.data() + static_cast<size_t>(t) * heads * rank, rank);
     }
   });
   pool.parallel_for(n_head_, 1, [&](int64_t h0, int64_t h1) {
@@ -356,10 +388,11 @@ void MlaAttention::decode_attend(runtime::ThreadPool& pool, int64_t pos, const f
       float m = -std::numeric_limits<float>::infinity();
       for (int64_t t = 0; t < tasks; ++t)
         m = std::max(m, task_max[static_cast<size_t>(t * n_head_ + h)]);
+      // Every task's weight, empty ones included (0): a NaN from any score reaches the output.
       double sum = 0.0;
       for (int64_t t = 0; t < tasks; ++t) {
         const size_t i = static_cast<size_t>(t * n_head_ + h);
-        const double w = task_sum[i] > 0.0 ? std::exp(static_cast<double>(task_max[i] - m)) : 0.0;
+        const double w = std::exp(static_cast<double>(task_max[i]) - static_cast<double>(m));
         scale[static_cast<size_t>(t)] = static_cast<float>(w);
         sum += w * task_sum[i];
       }
@@ -367,7 +400,6 @@ void MlaAttention::decode_attend(runtime::ThreadPool& pool, int64_t pos, const f
       std::fill(o_lat.begin(), o_lat.end(), 0.0f);
       for (int64_t t = 0; t < tasks; ++t) {
         const float w = scale[static_cast<size_t>(t)] * inv;
-        if (w == 0.0f) continue;
         const float* part =
             partial.data() + (static_cast<size_t>(t) * heads + static_cast<size_t>(h)) * rank;
         for (size_t c = 0; c < rank; ++c) o_lat[c] += w * part[c];
@@ -416,10 +448,13 @@ std::optional<std::string> check(const registry::OpCreateArgs& a) {
   const model::ModelConfig& c = a.config;
   const model::ModuleDesc& m = a.module;
   Checker ch(a, kName);
-  ch.options({"absorb"});
+  ch.options({"absorb", "kv_run"});
   ch.require(parse_absorb(a.options).has_value(),
              fmt::format("option absorb = \"{}\"; expected auto, always or never",
                          a.options.count("absorb") ? a.options.at("absorb") : ""));
+  ch.require(parse_kv_run(a.options).has_value(),
+             fmt::format("option kv_run = \"{}\"; expected a whole number from 16 to 65536",
+                         a.options.count("kv_run") ? a.options.at("kv_run") : ""));
   ch.require(c.n_head > 0 && c.kv_lora_rank > 0 && c.qk_nope_head_dim > 0 &&
                  c.qk_rope_head_dim > 0 && c.qk_rope_head_dim % 2 == 0 && c.v_head_dim > 0,
              "the config lacks MLA dimensions (n_head, kv_lora_rank, qk_nope/rope, v_head_dim)");
@@ -462,7 +497,8 @@ registry::OpImpl mla_attention_impl() {
           check,
           [](const registry::OpCreateArgs& a) -> std::unique_ptr<Operator> {
             throw_if(check(a), kName);
-            return std::make_unique<MlaAttention>(a.module, a.config, *parse_absorb(a.options));
+            return std::make_unique<MlaAttention>(a.module, a.config, *parse_absorb(a.options),
+                                                  *parse_kv_run(a.options));
           }};
 }
 
