@@ -106,24 +106,6 @@ void rms_norm_row(const float* x, const float* w, int64_t n, float eps, float* o
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
 }
 
-float max_with_nan(const float* x, int64_t n) {
-  float m = -std::numeric_limits<float>::infinity();
-  for (int64_t i = 0; i < n; ++i) {
-    if (std::isnan(x[i])) return x[i];
-    m = std::max(m, x[i]);
-  }
-  return m;
-}
-
-double exp_shifted(float* x, int64_t n, float shift) {
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - shift);
-    sum += x[i];
-  }
-  return sum;
-}
-
 void softmax_inplace(float* x, int64_t n) {
   if (n <= 0) return;
   const double sum = exp_shifted(x, n, *std::max_element(x, x + n));

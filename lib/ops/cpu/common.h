@@ -2,9 +2,11 @@
 // f32, and the small f32 kernels (RMSNorm of a row, SiLU, softmax).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -71,9 +73,23 @@ void rms_norm_row(const float* x, const float* w, int64_t n, float eps, float* o
 inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
 // The largest of x[0..n), or a NaN among them (std::max_element may skip one); -inf for n = 0.
-float max_with_nan(const float* x, int64_t n);
+inline float max_with_nan(const float* x, int64_t n) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) {
+    if (std::isnan(x[i])) return x[i];
+    m = std::max(m, x[i]);
+  }
+  return m;
+}
 // x[i] = exp(x[i] - shift) in place; returns their sum in double (softmax's denominator).
-double exp_shifted(float* x, int64_t n, float shift);
+inline double exp_shifted(float* x, int64_t n, float shift) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - shift);
+    sum += x[i];
+  }
+  return sum;
+}
 // In-place softmax of n values (max subtracted first, the sum in double).
 void softmax_inplace(float* x, int64_t n);
 
