@@ -1,8 +1,7 @@
 // gemm.h's dispatch: which GEMM kernel and panel packer a weight type gets on this CPU: the
-// selected tier's (AVX-512 VNNI: every quantized and float type; AVX2: the quantized ones). Where
-// the tier has none (the scalar tier, AVX2's float types) batches use the GEMV kernels of
-// vec_dot.h. Kernel and packer always come from the same tier: the panel layouts differ.
-// Compiled without -m flags.
+// selected tier's (AVX-512 VNNI and AVX2: every quantized and float type). Where the tier has
+// none (the scalar tier, other types) batches use the GEMV kernels of vec_dot.h. Kernel and packer
+// always come from the same tier: the panel layouts differ. Compiled without -m flags.
 #include <cstdlib>
 #include <cstring>
 
@@ -48,6 +47,12 @@ GemmFn avx2_gemm(TensorType t) {
       return avx2::gemm_q4_1;
     case T::Q5_1:
       return avx2::gemm_q5_1;
+    case T::F32:
+      return avx2::gemm_f32;
+    case T::F16:
+      return avx2::gemm_f16;
+    case T::BF16:
+      return avx2::gemm_bf16;
     default:
       return nullptr;
   }
@@ -66,6 +71,11 @@ GemmPackFn avx2_gemm_pack(TensorType t) {
       return avx2::gemm_pack_q8_0;
     case T::Q8_1:
       return avx2::gemm_pack_q8_1;
+    case T::F32:
+      return avx2::gemm_pack_f32;
+    case T::F16:
+    case T::BF16:
+      return avx2::gemm_pack_16bit;
     default:
       return nullptr;
   }

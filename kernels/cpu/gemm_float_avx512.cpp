@@ -28,47 +28,7 @@ namespace {
 
 #include "kernels/cpu/float_tile_avx512.inc"
 
-// Tiles of 2 rows × 2 tokens over rows × tokens; a pair of tokens never straddles two panels
-// (kGemmTokens is even).
-template <typename L>
-void gemm_float(int64_t n, const void* xv, size_t x_stride, int64_t rows, const void* panels,
-                int64_t tokens, float* out, size_t ldo) {
-  const auto* x = static_cast<const uint8_t*>(xv);
-  const auto* p = static_cast<const uint8_t*>(panels);
-  const size_t y_stride = static_cast<size_t>(n) * L::kBytes;
-  const size_t panel_bytes =
-      gemm_panel_bytes(L::kBytes == 4 ? TensorType::F32 : TensorType::F16, n);
-  const auto token = [&](int64_t t) {
-    return p + static_cast<size_t>(t / kGemmTokens) * panel_bytes +
-           static_cast<size_t>(t % kGemmTokens) * y_stride;
-  };
-  int64_t r = 0;
-  for (; r + 2 <= rows; r += 2) {
-    const uint8_t* w = x + static_cast<size_t>(r) * x_stride;
-    int64_t t = 0;
-    for (; t + 2 <= tokens; t += 2) {
-      float_tile<L, 2, 2>(n, w, x_stride, token(t), y_stride, out + t * ldo + r, ldo);
-    }
-    if (t < tokens) float_tile<L, 2, 1>(n, w, x_stride, token(t), y_stride, out + t * ldo + r, ldo);
-  }
-  if (r < rows) {
-    const uint8_t* w = x + static_cast<size_t>(r) * x_stride;
-    int64_t t = 0;
-    for (; t + 2 <= tokens; t += 2) {
-      float_tile<L, 1, 2>(n, w, x_stride, token(t), y_stride, out + t * ldo + r, ldo);
-    }
-    if (t < tokens) float_tile<L, 1, 1>(n, w, x_stride, token(t), y_stride, out + t * ldo + r, ldo);
-  }
-}
-
-void pack_rows(int64_t n, const void* const* y, int64_t count, void* panel, size_t elem,
-               size_t panel_bytes) {
-  auto* out = static_cast<uint8_t*>(panel);
-  const size_t row = static_cast<size_t>(n) * elem;
-  for (int64_t i = 0; i < count; ++i) std::memcpy(out + static_cast<size_t>(i) * row, y[i], row);
-  const size_t used = static_cast<size_t>(count) * row;
-  std::memset(out + used, 0, panel_bytes - used);
-}
+#include "kernels/cpu/gemm_float_driver.inc"
 
 }  // namespace
 

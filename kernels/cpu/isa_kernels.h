@@ -86,8 +86,8 @@ KTX_DECLARE_ROWS_KERNEL(vec_dot_q5_0_q8_0_rows)
 #undef KTX_DECLARE_K_ROWS_KERNELS
 
 // GEMM kernels for batches (gemm.h's GemmFn / GemmPackFn): gemm_kquants_*.cpp (× Q8_K panels),
-// gemm_legacy_*.cpp (× Q8_0 / Q8_1 panels) and, AVX-512 only, gemm_float_avx512.cpp (F32 / F16 /
-// BF16 × panels of their own type). Each tier packs its panels its own way (same sizes): a tier's
+// gemm_legacy_*.cpp (× Q8_0 / Q8_1 panels) and gemm_float_*.cpp (F32 / F16 / BF16 × panels of
+// their own type). Each tier packs its panels its own way (same sizes): a tier's
 // kernels read only its own packers' panels.
 #define KTX_DECLARE_GEMM_KERNEL(name)                                                    \
   void name(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels, \
@@ -126,6 +126,11 @@ KTX_DECLARE_GEMM_KERNEL(gemm_q5_1)
 void gemm_pack_q8_K(int64_t n, const void* const* y, int64_t count, void* panel);
 void gemm_pack_q8_0(int64_t n, const void* const* y, int64_t count, void* panel);
 void gemm_pack_q8_1(int64_t n, const void* const* y, int64_t count, void* panel);
+KTX_DECLARE_GEMM_KERNEL(gemm_f32)
+KTX_DECLARE_GEMM_KERNEL(gemm_f16)
+KTX_DECLARE_GEMM_KERNEL(gemm_bf16)
+void gemm_pack_f32(int64_t n, const void* const* y, int64_t count, void* panel);
+void gemm_pack_16bit(int64_t n, const void* const* y, int64_t count, void* panel);
 }  // namespace avx2
 
 // Defines a tier's GEMM entry point `name` (declared above) as a call of `impl`, the tier file's

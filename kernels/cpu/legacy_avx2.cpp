@@ -78,47 +78,16 @@ inline Acc acc_zero() { return _mm256_setzero_ps(); }
 inline float acc_sum(Acc a) { return hsum(a); }
 #include "kernels/cpu/legacy_rows.inc"
 
-// ---- float types: 4 × 8 lanes of FMA; the last n % 8 elements go through a zeroed buffer -----
+// ---- float types: the 1 × 1 tile of float_tile_avx2.inc (the GEMM's own body) ------------
 
-struct F32L {
-  using Elem = float;
-  static __m256 load(const Elem* p) { return _mm256_loadu_ps(p); }
-};
-struct F16L {
-  using Elem = uint16_t;
-  static __m256 load(const Elem* p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  }
-};
-struct BF16L {
-  using Elem = uint16_t;
-  static __m256 load(const Elem* p) {
-    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
-  }
-};
+#include "kernels/cpu/float_tile_avx2.inc"
 
 template <typename L>
-float dot_float(int64_t n, const void* xv, const void* yv) {
-  using Elem = typename L::Elem;
-  const auto* x = static_cast<const Elem*>(xv);
-  const auto* y = static_cast<const Elem*>(yv);
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                   _mm256_setzero_ps()};
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    for (int k = 0; k < 4; ++k) {
-      acc[k] = _mm256_fmadd_ps(L::load(x + i + 8 * k), L::load(y + i + 8 * k), acc[k]);
-    }
-  }
-  for (; i + 8 <= n; i += 8) acc[0] = _mm256_fmadd_ps(L::load(x + i), L::load(y + i), acc[0]);
-  if (i < n) {
-    Elem xt[8] = {}, yt[8] = {};
-    std::memcpy(xt, x + i, static_cast<size_t>(n - i) * sizeof(Elem));
-    std::memcpy(yt, y + i, static_cast<size_t>(n - i) * sizeof(Elem));
-    acc[1] = _mm256_fmadd_ps(L::load(xt), L::load(yt), acc[1]);
-  }
-  return hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+float dot_float(int64_t n, const void* x, const void* y) {
+  float s;
+  float_tile<L, 1, 1>(n, static_cast<const uint8_t*>(x), 0, static_cast<const uint8_t*>(y), 0, &s,
+                      1);
+  return s;
 }
 
 // ---- activation quantizers ----------------------------------------------------------------------

@@ -13,8 +13,8 @@
 //                                         and the reference within test_cpu_kernels.cpp's bound
 //                                         (nb + nb/8 + 8) · 2^-24 · Σ|terms|; exactly where every
 //                                         term and partial sum is exact (power-of-two scales);
-//   float types (AVX-512 only)            the one-row kernel bit for bit, the reference within
-//                                         f32 summation error.
+//   float types (F32, F16, BF16)          the same tier's one-row kernel bit for bit, the
+//                                         reference within f32 summation error.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -244,9 +244,8 @@ struct Case {
   cpu::VecDotFn one_row;  // the same tier's GEMV kernel
 };
 
-// Every type with a GEMM kernel on each tier this CPU and build can run (AVX-512 VNNI: all of
-// them; AVX2: the quantized ones), each with its own tier's packer and one-row kernel; a warning
-// for the tiers that are missing.
+// Every type with a GEMM kernel on each tier this CPU and build can run (AVX-512 VNNI and AVX2),
+// each with its own tier's packer and one-row kernel; a warning for the tiers that are missing.
 std::vector<Case> cases(const TensorType* types, size_t count) {
   std::vector<Case> out;
   for (cpu::Isa isa : {cpu::Isa::kAvx512Vnni, cpu::Isa::kAvx2}) {
@@ -256,10 +255,6 @@ std::vector<Case> cases(const TensorType* types, size_t count) {
     }
     for (size_t i = 0; i < count; ++i) {
       const TensorType t = types[i];
-      if (isa == cpu::Isa::kAvx2 && is_float(t)) {
-        CHECK(cpu::isa_gemm(isa, t) == nullptr);  // AVX2 batches of float weights use the GEMV
-        continue;
-      }
       const cpu::GemmFn gemm = cpu::isa_gemm(isa, t);
       const cpu::GemmPackFn pack = cpu::isa_gemm_pack(isa, *q::vec_dot_type(t));
       REQUIRE(gemm != nullptr);
@@ -366,12 +361,12 @@ TEST_CASE("gemm: dispatch, panel sizes and the KTX_CPU_ISA cap", "[cpu_gemm]") {
   }
   CHECK(cpu::isa_gemm(cpu::Isa::kScalar, TensorType::Q4_K) == nullptr);
   CHECK(cpu::isa_gemm_pack(cpu::Isa::kScalar, TensorType::Q8_K) == nullptr);
-  // The selected tier's kernels (AVX2: no float ones), unless KTX_GEMM=0 turns them off.
+  // The selected tier's kernels, unless KTX_GEMM=0 turns them off.
   const char* env = std::getenv("KTX_GEMM");
   const bool on = env == nullptr || std::string(env) != "0";
   const cpu::Isa isa = cpu::selected_isa();
   const bool quantized = on && isa != cpu::Isa::kScalar;
-  const bool floats = on && isa == cpu::Isa::kAvx512Vnni;
+  const bool floats = quantized;
   for (TensorType t : kKQuantTypes) CHECK((cpu::gemm_fn(t) != nullptr) == quantized);
   for (TensorType t : kBlockTypes) CHECK((cpu::gemm_fn(t) != nullptr) == quantized);
   for (TensorType t : kFloatTypes) CHECK((cpu::gemm_fn(t) != nullptr) == floats);
