@@ -476,14 +476,15 @@ TEST_CASE("gemm: float tiles equal the one-row kernel and the reference, awkward
           "[cpu_gemm]") {
   Random rnd;
   INFO("seed " << rnd.seed << " (KTX_TEST_SEED replays it)");
-  // Lengths around the kernels' steps (16 lanes, 64 per step, 128 for vdpbf16ps): tails only,
-  // one step, a step and a masked tail, V2-Lite's 1408 and a full hidden row.
-  const int64_t lengths[] = {1, 7, 16, 64, 129, 200, 1408, 2048};
+  // Lengths around the kernels' steps (AVX-512: 16 lanes, 64 per step, 128 for vdpbf16ps; AVX2:
+  // 8 lanes, 32 per step): tails only, one step, a step and a masked tail, a step, an 8-element
+  // step and a tail (47), V2-Lite's 1408 and a full hidden row.
+  const int64_t lengths[] = {1, 7, 16, 47, 64, 129, 200, 1408, 2048};
   for (const Case& c : cases(kFloatTypes, std::size(kFloatTypes))) {
     for (int64_t n : lengths) check_gemm(c, rnd, n, 3, 9, Fill::kQuantized, Fill::kQuantized);
     for (int64_t rows : kRows) {
       for (int64_t tokens : kTokens) {
-        const int64_t n = lengths[rnd.integer(0, 7)];
+        const int64_t n = lengths[rnd.integer(0, 8)];
         check_gemm(c, rnd, n, rows, tokens, Fill::kQuantized, Fill::kQuantized);
       }
     }

@@ -1071,10 +1071,9 @@ TEST_CASE("cpu.mla_attention: both forms, both kv_b flavours, against the naive 
         // (mla_head_weights.h).
         Case{T::Q8_0, T::F32, true, false, 0, 5, T::Q4_1},
         Case{T::Q8_0, T::F32, false, true, 1, 3, T::Q4_1},
-        // Decode over a few hundred positions: split into 4-5 tasks over the cache whose partial
-        // softmaxes are merged (decode_attend), the last task shorter than the others, each task
-        // in runs of kv_run = 16 positions merged with a running maximum (5-8 runs, the last
-        // short).
+        // Decode over a few hundred positions: split into 3-4 tasks over the cache whose partial
+        // softmaxes are merged (decode_attend), each task in runs of kv_run = 16 positions merged
+        // with a running maximum (5 runs, the last short).
         Case{T::F32, T::F32, false, false, 0, 300}, Case{T::Q8_0, T::F32, true, true, 1, 203}}) {
     INFO("type " << ktx::type_name(k.type) << ", kv_b " << ktx::type_name(k.kv_b.value_or(k.type))
                  << ", output " << ktx::type_name(k.output) << (k.q_lora ? ", q_lora" : ", plain q")
@@ -1138,6 +1137,31 @@ TEST_CASE("cpu.mla_attention: both forms, both kv_b flavours, against the naive 
     CHECK(rel_error(caches[0].a.data(), ref_ckv.data(), L * s.c.kv_lora_rank) < cache_tol);
     CHECK(rel_error(caches[0].b.data(), ref_kpe.data(), L * s.c.qk_rope_head_dim) < cache_tol);
     CHECK(std::isnan(caches[0].a.data()[L * s.c.kv_lora_rank]));  // untouched
+  }
+}
+
+TEST_CASE("cpu.mla_attention: a NaN in the latent cache reaches the decoded output", "[cpu_ops]") {
+  // The split-KV decode merges tasks and runs by their maxima: a NaN score must not be dropped
+  // there (as a task weighted 0 would be), whichever task and run it falls in.
+  Rng rng(fresh_seed());
+  runtime::ThreadPool pool(2);
+  ops::ExecContext ctx{&pool};
+  Backend backend;
+  const MlaSetup s = make_mla(rng, TensorType::F32, false, false, 0);
+  const ModuleDesc m = s.desc();
+  const int64_t E = s.c.n_embd, prefill = 150;
+  for (int64_t bad : {0, 37, 149}) {
+    INFO("NaN at position " << bad);
+    auto op = backend.create<ops::AttentionOp>(ModuleKind::kMlaAttention, m, s.c,
+                                               {{"absorb", "always"}, {"kv_run", "16"}});
+    auto cache = make_cache(prefill + 1, s.c.kv_lora_rank, s.c.qk_rope_head_dim);
+    const std::vector<float> x = rng.vec((prefill + 1) * E);
+    std::vector<float> out = poisoned(prefill * E);
+    op->forward(ctx, ops::Batch{prefill, 0}, x.data(), out.data(), cache);
+    cache.a.data()[bad * s.c.kv_lora_rank + 5] = std::numeric_limits<float>::quiet_NaN();
+    std::vector<float> step(static_cast<size_t>(E), 0.0f);
+    op->forward(ctx, ops::Batch{1, prefill}, x.data() + prefill * E, step.data(), cache);
+    CHECK(std::all_of(step.begin(), step.end(), [](float v) { return std::isnan(v); }));
   }
 }
 

@@ -221,6 +221,11 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
     }
     ++count[static_cast<size_t>(ids[i]) + 1];
   }
+  if (n_assign == 0) {
+    // No route for this part (every one kNoExpert: another device serves them): zeros, no job.
+    std::fill(out, out + n * n_embd_, 0.0f);
+    return;
+  }
   std::vector<int64_t> slot(static_cast<size_t>(n_expert_), -1);
   run->first.push_back(0);
   for (int64_t e = 0; e < n_expert_; ++e) {
@@ -466,8 +471,7 @@ void Experts::wait(ExecContext& ctx) {
   pool_ = nullptr;
   ctx.pool->wait();
   // One token: the experts' rows summed in expert order, each weighted as often as it was routed
-  // (a route given twice to one expert counts twice, as in the batch path). With no expert for
-  // this part (every route kNoExpert: another device serves them) the sum is zero.
+  // (a route given twice to one expert counts twice, as in the batch path).
   if (run->n == 1 && !run->failed.load()) {
     float* out = run->out;
     std::fill(out, out + n_embd_, 0.0f);

@@ -22,6 +22,7 @@
 #include <charconv>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -333,34 +334,37 @@ void MlaAttention::decode_attend(runtime::ThreadPool& pool, int64_t pos, const f
   const auto weighted_sum = kernels::cpu::mla_weighted_sum_fn();
   const auto lda = static_cast<size_t>(cache.width_a), ldb = static_cast<size_t>(cache.width_b);
   const auto rank = static_cast<size_t>(rank_), heads = static_cast<size_t>(n_head_);
-  // Tasks of at least 64 positions (the weighted sum's tile), about four per thread: enough to
-  // even out threads that run at different speeds, few enough that the partial sums (heads ×
-  // rank floats per task) stay small next to the rows they summarise. A task takes its positions
-  // in runs of up to kv_run_, each run's latent rows read by the scores and again, from L2, by the
-  // weighted sum (256 rows of V2-Lite/V3's 576 floats: 590 KB); the runs' sums are merged as they
-  // come, rescaled to the task's running maximum.
-  const int64_t max_tasks = 4 * static_cast<int64_t>(pool.size());
-  const int64_t tasks = std::clamp<int64_t>(keys / 64, 1, max_tasks);
-  const int64_t per_task = (keys + tasks - 1) / tasks;
-  // Σ e^(s - task_max) c_kv(s) per task and head; a task left empty by the rounding of per_task
-  // keeps zeros, a maximum of -inf and a sum of 0, and so adds nothing below.
-  std::vector<float> partial(static_cast<size_t>(tasks) * heads * rank);
-  std::vector<float> task_max(static_cast<size_t>(tasks) * heads,
-                              -std::numeric_limits<float>::infinity());
-  std::vector<double> task_sum(task_max.size(), 0.0);
+  // Tasks of consecutive positions, split by the context alone (so the numbers do not depend on
+  // the thread count): at most kMaxTasks (plenty for a few threads to even out), each at least 64
+  // positions (the weighted sum's tile) and at least as many rows' floats as its partial sums
+  // hold (heads × rank: V3's 128 heads need 114 positions). A task takes its positions in runs
+  // of up to kv_run_: each run's latent rows are read by the scores and again, from L2, by the
+  // weighted sum (256 rows of 576 floats: 590 KB), and the runs' sums are merged as they come,
+  // rescaled to the task's running maximum.
+  constexpr int64_t kMaxTasks = 32;
+  const int64_t min_positions = std::max<int64_t>(64, n_head_ * rank_ / (rank_ + rope_dim_));
+  const int64_t tasks = std::clamp<int64_t>(keys / min_positions, 1, kMaxTasks);
+  // Task t: positions [first_position(t), first_position(t + 1)); never empty (tasks <= keys).
+  const auto first_position = [&](int64_t t) { return t * keys / tasks; };
+  // Σ e^(s - task maximum) c_kv(s) per task and head: each task's first run writes its part.
+  const std::unique_ptr<float[]> partial(new float[static_cast<size_t>(tasks) * heads * rank]);
+  std::vector<float> task_max(static_cast<size_t>(tasks) * heads);
+  std::vector<double> task_sum(task_max.size());
   pool.parallel_for(tasks, 1, [&](int64_t t0, int64_t t1) {
-    const int64_t run = std::min(kv_run_, per_task);
-    std::vector<float> p(heads * static_cast<size_t>(run)), run_sum(heads * rank);
+    const int64_t longest = (keys + tasks - 1) / tasks;
+    const int64_t run = std::min(kv_run_, longest);
+    std::vector<float> p(heads * static_cast<size_t>(run));
+    std::vector<float> run_sum(longest > run ? heads * rank : 0);  // runs after a task's first
     std::vector<float> rescale(heads);  // per head: e^(old maximum - new maximum)
     for (int64_t t = t0; t < t1; ++t) {
-      float* sums = partial.data() + static_cast<size_t>(t) * heads * rank;
+      float* sums = partial.get() + static_cast<size_t>(t) * heads * rank;
       float* tmax = task_max.data() + static_cast<size_t>(t) * heads;
       double* tsum = task_sum.data() + static_cast<size_t>(t) * heads;
-      const int64_t end = std::min(keys, (t + 1) * per_task);
-      for (int64_t s0 = t * per_task; s0 < end; s0 += run) {
+      const int64_t begin = first_position(t), end = first_position(t + 1);
+      for (int64_t s0 = begin; s0 < end; s0 += run) {
         const int64_t len = std::min(run, end - s0);
         const auto ldp = static_cast<size_t>(len);
-        const bool first = s0 == t * per_task;
+        const bool first = s0 == begin;
         scores(n_head_, len, q_lat, rank, cache.a_row(s0), lda, rank_, q + nope_,
                static_cast<size_t>(qk), cache.b_row(s0), ldb, rope_dim_, scale_, p.data(), ldp);
         for (size_t h = 0; h < heads; ++h) {
@@ -368,7 +372,7 @@ void MlaAttention::decode_attend(runtime::ThreadPool& pool, int64_t pos, const f
           const float run_max = max_with_nan(ph, len);
           const float m = first || std::isnan(run_max) ? run_max : std::max(tmax[h], run_max);
           rescale[h] = first ? 0.0f : std::exp(tmax[h] - m);
-          tsum[h] = tsum[h] * rescale[h] + exp_shifted(ph, len, m);
+          tsum[h] = (first ? 0.0 : tsum[h] * rescale[h]) + exp_shifted(ph, len, m);
           tmax[h] = m;
         }
         weighted_sum(n_head_, len, p.data(), ldp, cache.a_row(s0), lda, rank_,
@@ -388,7 +392,7 @@ void MlaAttention::decode_attend(runtime::ThreadPool& pool, int64_t pos, const f
       float m = -std::numeric_limits<float>::infinity();
       for (int64_t t = 0; t < tasks; ++t)
         m = std::max(m, task_max[static_cast<size_t>(t * n_head_ + h)]);
-      // Every task's weight, empty ones included (0): a NaN from any score reaches the output.
+      // Every task's weight: a NaN from any score reaches the output.
       double sum = 0.0;
       for (int64_t t = 0; t < tasks; ++t) {
         const size_t i = static_cast<size_t>(t * n_head_ + h);
@@ -401,7 +405,7 @@ void MlaAttention::decode_attend(runtime::ThreadPool& pool, int64_t pos, const f
       for (int64_t t = 0; t < tasks; ++t) {
         const float w = scale[static_cast<size_t>(t)] * inv;
         const float* part =
-            partial.data() + (static_cast<size_t>(t) * heads + static_cast<size_t>(h)) * rank;
+            partial.get() + (static_cast<size_t>(t) * heads + static_cast<size_t>(h)) * rank;
         for (size_t c = 0; c < rank; ++c) o_lat[c] += w * part[c];
       }
       head_weights_->project_output(h, o_lat.data(), o + h * v_dim_);
