@@ -72,7 +72,8 @@ def direction(name):
     if leaf in ("ms_per_token", "decode_ms_per_token", "decode_seconds", "prefill_seconds",
                 "decode_other_ms_per_token") or name.startswith("prefill_breakdown."):
         return -1
-    if name in ("bandwidth_gbs", "roofline_decode_tok_s"):
+    if name in ("bandwidth_gbs", "bandwidth_before_decode_gbs", "bandwidth_after_decode_gbs",
+                "roofline_decode_tok_s"):
         return 0  # the machine, not the build: its spread shows the noise
     if leaf.endswith("tok_s") or leaf.endswith("gbs") or leaf.endswith("gflop_s") or leaf == "roofline_fraction":
         return 1
@@ -104,7 +105,9 @@ print("a verdict only where the ratio moves by more than the runs' own spread\n"
 print(f"{'metric':<44} {'median A':>12} {'median B':>12} {'B/A':>7} {'spread':>7}")
 for r in rows:
     # Settings and per-kind bookkeeping (share, calls, bytes) stay in --json; rates and times here.
-    if direction(r["metric"]) == 0 and r["metric"] not in ("bytes_per_token", "bandwidth_gbs"):
+    if direction(r["metric"]) == 0 and r["metric"] not in (
+            "bytes_per_token", "bandwidth_gbs", "bandwidth_before_decode_gbs",
+            "bandwidth_after_decode_gbs"):
         continue
     ratio = f"{r['ratio_b_a']:.3f}" if r["ratio_b_a"] is not None else "-"
     print(f"{r['metric']:<44} {r['median_a']:>12.4g} {r['median_b']:>12.4g} {ratio:>7} "

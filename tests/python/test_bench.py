@@ -70,6 +70,7 @@ def test_json_keys_and_breakdown(model, ktx_bin):
     assert isinstance(doc["onednn"], bool)
     assert doc["numa_nodes"] >= 1
     assert doc["bandwidth_gbs"] == 20 and doc["bandwidth_source"] == "given"
+    assert doc["bandwidth_before_decode_gbs"] == 20 and doc["bandwidth_after_decode_gbs"] == 20
     assert doc["roofline_decode_tok_s"] == pytest.approx(20e9 / doc["bytes_per_token"])
     assert doc["roofline_fraction"] == pytest.approx(doc["decode_tok_s"] / doc["roofline_decode_tok_s"])
 
@@ -119,6 +120,9 @@ def test_measured_bandwidth_and_text_output(tmp_path, ktx_bin):
     assert run(ktx_bin, "make-model", path).returncode == 0
     doc = bench_json(ktx_bin, path)
     assert doc["bandwidth_source"] == "measured" and doc["bandwidth_gbs"] > 0.1
+    # Probed before and after the decode steps; the roofline takes the larger.
+    before, after = doc["bandwidth_before_decode_gbs"], doc["bandwidth_after_decode_gbs"]
+    assert before > 0.1 and after > 0.1 and doc["bandwidth_gbs"] == max(before, after)
     r = run(ktx_bin, "bench", "-m", path, "-p", 4, "-n", 2, "--bandwidth", 5)
     assert r.returncode == 0, r.stderr
     for word in ("prefill", "decode", "tok/s", "roofline", "experts", "mla_attention", "other"):

@@ -53,7 +53,9 @@ constexpr const char* kUsage =
     "  token reads (dense weights in full, routed experts n_expert_used/n_expert of theirs, one\n"
     "  embedding row, the KV cache at the mean decode position), and the decode roofline:\n"
     "  memory bandwidth / bytes per token. The bandwidth is --bandwidth GB/s (1e9 bytes/s) or\n"
-    "  measured with a quick read probe on the model's threads.\n"
+    "  measured with a quick read probe on the model's threads just before and just after the\n"
+    "  decode steps; the larger of the two is the roofline's (on machines whose bandwidth\n"
+    "  changes from minute to minute, the fraction is then never flattered by a slow probe).\n"
     "  --json prints one JSON object instead of text.\n";
 
 std::string_view isa() {
@@ -196,6 +198,14 @@ int run_bench(const std::vector<std::string>& argv) {
   const double prefill_s = std::chrono::duration<double>(clock::now() - t0).count();
   for (const exec::KindTiming& t : model->timings()) costs[t.kind].prefill_seconds = t.seconds;
 
+  // The roofline's bandwidth, probed on both sides of the decode steps (the model's pages are
+  // mapped by now; the probe's buffer is freed before decode starts).
+  const uint64_t probe_bytes = given_bandwidth > 0 ? 0 : bench::default_probe_bytes();
+  const auto probe = [&] {
+    return bench::measure_read_bandwidth(probe_bytes, model->n_threads(), 10).best_gbs;
+  };
+  const double bandwidth_before = given_bandwidth > 0 ? given_bandwidth : probe();
+
   // Decode: greedy, one token per step; only the forward steps are timed.
   model->reset_timings();
   double decode_s = 0;
@@ -230,13 +240,8 @@ int run_bench(const std::vector<std::string>& argv) {
   for (const gguf::TensorInfo& t : model->file().tensors()) model_bytes += t.n_bytes;
   const uint64_t huge_bytes = file_bytes_in_2mib_pages();
 
-  // The roofline: after the run, so the probe's buffer never competes with the model's memory.
-  double bandwidth = given_bandwidth;
-  uint64_t probe_bytes = 0;
-  if (bandwidth == 0) {
-    probe_bytes = bench::default_probe_bytes();
-    bandwidth = bench::measure_read_bandwidth(probe_bytes, model->n_threads(), 10).best_gbs;
-  }
+  const double bandwidth_after = given_bandwidth > 0 ? given_bandwidth : probe();
+  const double bandwidth = std::max(bandwidth_before, bandwidth_after);
   const double prefill_tok_s = static_cast<double>(n_prompt) / prefill_s;
   const double decode_tok_s = static_cast<double>(n_gen) / decode_s;
   const double roofline_tok_s = bandwidth * 1e9 / bytes_per_token;
@@ -283,6 +288,8 @@ int run_bench(const std::vector<std::string>& argv) {
     j.field("kv_bytes_per_token", kv_bytes);
     j.field("decode_gbs", bytes_per_token * decode_tok_s / 1e9);
     j.field("bandwidth_gbs", bandwidth);
+    j.field("bandwidth_before_decode_gbs", bandwidth_before);
+    j.field("bandwidth_after_decode_gbs", bandwidth_after);
     j.field("bandwidth_source", given_bandwidth > 0 ? "given" : "measured");
     j.field("roofline_decode_tok_s", roofline_tok_s);
     j.field("roofline_fraction", decode_tok_s / roofline_tok_s);
@@ -334,7 +341,8 @@ int run_bench(const std::vector<std::string>& argv) {
       bandwidth,
       given_bandwidth > 0
           ? std::string("given")
-          : fmt::format("measured: {} threads, {} MiB", model->n_threads(), probe_bytes >> 20),
+          : fmt::format("measured: {} threads, {} MiB; {:.2f} before decode, {:.2f} after",
+                        model->n_threads(), probe_bytes >> 20, bandwidth_before, bandwidth_after),
       roofline_tok_s, 100.0 * decode_tok_s / roofline_tok_s, bytes_per_token * decode_tok_s / 1e9);
   fmt::print("\none decode step (mean of {}):\n", n_gen);
   fmt::print("  {:<15} {:>10} {:>7} {:>7} {:>10} {:>8}\n", "kind", "ms/token", "share", "calls",
