@@ -69,28 +69,17 @@ struct Unpacked {
   __m256i extra;
 };
 
-// Q4_K / Q5_K: qs[32k..32k+31] hold sub-block 2k in the low and 2k+1 in the high nibbles; Q5_K's
-// fifth bit of element 32p + m is bit p of qh[m] (k_quants_avx2.cpp's dot_k4 unpacks the same).
+// Q4_K / Q5_K: sub-blocks 2k and 2k+1 from k4_codes (as k_quants_avx2.cpp's dot_k4 unpacks them).
 template <bool kFifthBit, typename Block>
 inline void unpack_k4(const Block& b, Unpacked& u) {
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  const __m256i m16 = _mm256_set1_epi8(16);
   const __m128i sm = k4_scales_mins(b.scales);
   const __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
-  __m256i qh = _mm256_setzero_si256();
+  __m256i qh = _mm256_setzero_si256();  // Q5_K's fifth bits, shifted right 2 per k
   if constexpr (kFifthBit) qh = load32(b.qh);
 #pragma GCC unroll 4
   for (int k = 0; k < 4; ++k) {
-    const __m256i q = load32(b.qs + 32 * k);
-    __m256i lo = _mm256_and_si256(q, m4);
-    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-    if constexpr (kFifthBit) {
-      lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(qh, 4), m16));
-      hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(qh, 3), m16));
-      qh = _mm256_srli_epi16(qh, 2);
-    }
-    u.code[2 * k] = lo;
-    u.code[2 * k + 1] = hi;
+    k4_codes<kFifthBit>(b.qs, k, qh, u.code[2 * k], u.code[2 * k + 1]);
+    if constexpr (kFifthBit) qh = _mm256_srli_epi16(qh, 2);
     u.scale[2 * k] = _mm256_shuffle_epi8(scales, word_control(2 * k));
     u.scale[2 * k + 1] = _mm256_shuffle_epi8(scales, word_control(2 * k + 1));
   }

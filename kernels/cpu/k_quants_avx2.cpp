@@ -109,30 +109,19 @@ inline __m256i k4_min_sums(__m128i scales_mins, const BlockQ8_K& y) {
 // Q4_K and Q5_K share everything but the fifth bit.
 template <bool kFifthBit, typename Block>
 float dot_k4(int64_t n, const Block* x, const BlockQ8_K* y) {
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  const __m256i m16 = _mm256_set1_epi8(16);
   __m256i scale_control[8];
   for (int j = 0; j < 8; ++j) scale_control[j] = word_control(j);
   auto sums = [&](const Block& b, const BlockQ8_K& yb) {
     const __m128i sm = k4_scales_mins(b.scales);
     const __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
-    // Q5_K: the fifth bit of element e is bit e/32 of qh[e%32]; shifted right 2 per pair of
-    // sub-blocks, bit 0 (moved left 4) and bit 1 (left 3) land on bit 4. 16-bit shifts: bits
-    // crossing into the neighbouring byte never reach its bit 4.
-    __m256i qh = _mm256_setzero_si256();
+    __m256i qh = _mm256_setzero_si256();  // Q5_K's fifth bits, shifted right 2 per k
     if constexpr (kFifthBit) qh = load32(b.qh);
     __m256i acc = _mm256_setzero_si256();
 #pragma GCC unroll 4
     for (int k = 0; k < 4; ++k) {
-      // qs[32k..32k+31]: sub-block 2k in the low nibbles, 2k+1 in the high nibbles.
-      const __m256i q = load32(b.qs + 32 * k);
-      __m256i lo = _mm256_and_si256(q, m4);
-      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-      if constexpr (kFifthBit) {
-        lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(qh, 4), m16));
-        hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(qh, 3), m16));
-        qh = _mm256_srli_epi16(qh, 2);
-      }
+      __m256i lo, hi;
+      k4_codes<kFifthBit>(b.qs, k, qh, lo, hi);
+      if constexpr (kFifthBit) qh = _mm256_srli_epi16(qh, 2);
       // Codes ≤ 31 times int8: each word pair ≤ 2*31*128, no saturation.
       const __m256i p0 = _mm256_maddubs_epi16(lo, load32(yb.qs + 64 * k));
       const __m256i p1 = _mm256_maddubs_epi16(hi, load32(yb.qs + 64 * k + 32));
