@@ -56,8 +56,8 @@ using GemmPackFn = void (*)(int64_t n, const void* const* y, int64_t count, void
 using GemmFn = void (*)(int64_t n, const void* x, size_t x_stride, int64_t rows, const void* panels,
                         int64_t tokens, float* out, size_t ldo);
 
-// The selected tier's GEMM kernel for a weight type, or null when there is none (the float types
-// below AVX-512 VNNI, types without one, the scalar tier, or KTX_GEMM=0 in the environment, which
+// The selected tier's GEMM kernel for a weight type, or null when there is none (types without
+// one, the scalar tier, or KTX_GEMM=0 in the environment, which
 // turns the GEMM kernels off to compare against the GEMV path in one build): then use vec_dot_fn
 // per row and token. gemm_pack_fn gives the same tier's packer: each tier lays its panels out its
 // own way (in the sizes below), so a kernel reads only its own tier's panels.

@@ -2,6 +2,7 @@
 // selected tier's (AVX-512 VNNI and AVX2: every quantized and float type). Where the tier has
 // none (the scalar tier, other types) batches use the GEMV kernels of vec_dot.h. Kernel and packer
 // always come from the same tier: the panel layouts differ. Compiled without -m flags.
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -23,6 +24,19 @@ namespace ktx::kernels::cpu {
 using T = TensorType;
 
 namespace {
+
+// Float panels (F32, F16, BF16: gemm.h) are the rows as they are, one after another, the rows past
+// `count` zero: a copy the same for every tier, so built here with no -m flags. The element size
+// is the panel's size per row: gemm_panel_bytes of F32 or F16 for kGemmTokens rows.
+template <size_t kElem>
+void pack_float_rows(int64_t n, const void* const* y, int64_t count, void* panel) {
+  auto* out = static_cast<uint8_t*>(panel);
+  const size_t row = static_cast<size_t>(n) * kElem;
+  const size_t panel_bytes = gemm_panel_bytes(kElem == 4 ? T::F32 : T::F16, n);
+  for (int64_t i = 0; i < count; ++i) std::memcpy(out + static_cast<size_t>(i) * row, y[i], row);
+  const size_t used = static_cast<size_t>(count) * row;
+  std::memset(out + used, 0, panel_bytes - used);
+}
 
 GemmFn avx2_gemm(TensorType t) {
 #if KTX_CPU_KERNELS_AVX2
@@ -72,10 +86,10 @@ GemmPackFn avx2_gemm_pack(TensorType t) {
     case T::Q8_1:
       return avx2::gemm_pack_q8_1;
     case T::F32:
-      return avx2::gemm_pack_f32;
+      return pack_float_rows<4>;
     case T::F16:
     case T::BF16:
-      return avx2::gemm_pack_16bit;
+      return pack_float_rows<2>;
     default:
       return nullptr;
   }
@@ -137,10 +151,10 @@ GemmPackFn avx512_gemm_pack(TensorType t) {
     case T::Q8_1:
       return avx512::gemm_pack_q8_1;
     case T::F32:
-      return avx512::gemm_pack_f32;
+      return pack_float_rows<4>;
     case T::F16:
     case T::BF16:
-      return avx512::gemm_pack_16bit;
+      return pack_float_rows<2>;
     default:
       return nullptr;
   }

@@ -5,7 +5,6 @@
 // tokens: every loaded (and, for F16 / BF16, converted) vector feeds two fused multiply-adds.
 #include <immintrin.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -24,13 +23,5 @@ namespace {
 KTX_DEFINE_GEMM_KERNEL(gemm_f32, gemm_float<F32L>)
 KTX_DEFINE_GEMM_KERNEL(gemm_f16, gemm_float<F16L>)
 KTX_DEFINE_GEMM_KERNEL(gemm_bf16, gemm_float<BF16L>)
-
-void gemm_pack_f32(int64_t n, const void* const* y, int64_t count, void* panel) {
-  pack_rows(n, y, count, panel, 4, gemm_panel_bytes(TensorType::F32, n));
-}
-
-void gemm_pack_16bit(int64_t n, const void* const* y, int64_t count, void* panel) {
-  pack_rows(n, y, count, panel, 2, gemm_panel_bytes(TensorType::F16, n));
-}
 
 }  // namespace ktx::kernels::cpu::avx2

@@ -7,12 +7,10 @@
 // the one-row kernel loads two vectors for one.
 //
 // Panels for these types are plain copies: kGemmTokens rows of n elements one after another, the
-// rows past the batch's end zero (gemm.h). The packers live here with the kernels they feed.
+// rows past the batch's end zero (gemm.h). The packer is gemm_dispatch.cpp's.
 #include <immintrin.h>
 
-#include <algorithm>
 #include <cstdint>
-#include <cstring>
 
 // GCC 12's AVX-512 headers trip its own -Wuninitialized (see gemm_kquants_avx512.cpp).
 #if defined(__GNUC__) && !defined(__clang__)
@@ -27,7 +25,6 @@ namespace ktx::kernels::cpu::avx512 {
 namespace {
 
 #include "kernels/cpu/float_tile_avx512.inc"
-
 #include "kernels/cpu/gemm_float_driver.inc"
 
 }  // namespace
@@ -35,13 +32,5 @@ namespace {
 KTX_DEFINE_GEMM_KERNEL(gemm_f32, gemm_float<F32L>)
 KTX_DEFINE_GEMM_KERNEL(gemm_f16, gemm_float<F16L>)
 KTX_DEFINE_GEMM_KERNEL(gemm_bf16, gemm_float<BF16L>)
-
-void gemm_pack_f32(int64_t n, const void* const* y, int64_t count, void* panel) {
-  pack_rows(n, y, count, panel, 4, gemm_panel_bytes(TensorType::F32, n));
-}
-
-void gemm_pack_16bit(int64_t n, const void* const* y, int64_t count, void* panel) {
-  pack_rows(n, y, count, panel, 2, gemm_panel_bytes(TensorType::F16, n));
-}
 
 }  // namespace ktx::kernels::cpu::avx512

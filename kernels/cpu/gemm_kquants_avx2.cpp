@@ -86,25 +86,18 @@ inline void unpack_k4(const Block& b, Unpacked& u) {
   u.extra = k4_min_words(sm);
 }
 
-struct Q4KFormat {
-  using Block = BlockQ4_K;
+template <bool kFifthBit, typename B>
+struct K4Format {
+  using Block = B;
   static constexpr bool kMin = true;
   static constexpr bool kStart = false;
   static constexpr bool kSigned = false;
-  static void unpack(const Block& b, Unpacked& u) { unpack_k4<false>(b, u); }
+  static void unpack(const Block& b, Unpacked& u) { unpack_k4<kFifthBit>(b, u); }
   static uint16_t d(const Block& b) { return b.d; }
   static uint16_t dmin(const Block& b) { return b.dmin; }
 };
-
-struct Q5KFormat {
-  using Block = BlockQ5_K;
-  static constexpr bool kMin = true;
-  static constexpr bool kStart = false;
-  static constexpr bool kSigned = false;
-  static void unpack(const Block& b, Unpacked& u) { unpack_k4<true>(b, u); }
-  static uint16_t d(const Block& b) { return b.d; }
-  static uint16_t dmin(const Block& b) { return b.dmin; }
-};
+using Q4KFormat = K4Format<false, BlockQ4_K>;
+using Q5KFormat = K4Format<true, BlockQ5_K>;
 
 // Q6_K: chunk 4h + v holds elements 128h + 32v + j (q6_codes), 16-element sub-blocks 8h + 2v
 // (lane 0) and 8h + 2v + 1 (lane 1).

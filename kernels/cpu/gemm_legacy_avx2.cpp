@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/isa_kernels.h"
@@ -59,28 +60,31 @@ constexpr int kMaxPanels = 4;
 constexpr int kRows = 8;
 constexpr int kPassTokens = kMaxPanels * kTileTokens;
 
+// Q4_0 / Q5_0: offset · Σy of a group's `count` blocks for each of `ntok` tokens, summed by the
+// GEMV kernel's tree; the same for every row, so formed once per pass and group.
+template <typename W>
+void offset_sums(int count, const uint8_t* const* y, int ntok, __m256i* corr) {
+  for (int t = 0; t < ntok; ++t) {
+    __m256i c[kGroup];
+    for (int b = 0; b < kGroup; ++b) {
+      c[b] = b < count ? offset_partials<W>(load32(y[t] + 32 * b)) : _mm256_setzero_si256();
+    }
+    corr[t] = reduce8(c);
+  }
+}
+
 // One pass over group g (8 blocks, `count` of them real: all but maybe the last group) for `nr`
-// rows and `ntok` tokens (whole panels). acc[r][t] is row r's, token t's accumulator.
+// rows and `ntok` tokens (whole panels). acc[r][t] is row r's, token t's accumulator; corr[t]
+// token t's offset sums (Q4_0 / Q5_0).
 template <typename W, bool kFull>
 void group_pass(const typename W::Block* const* x, int nr, int count_, const uint8_t* const* y,
-                const uint8_t* const* scales, int ntok, __m256 (*acc)[kPassTokens]) {
+                const uint8_t* const* scales, const __m256i* corr, int ntok,
+                __m256 (*acc)[kPassTokens]) {
   constexpr bool kSigned = W::kSigned;
   constexpr int kWords = W::kHasMin ? 2 : 1;
   const int count = kFull ? kGroup : count_;
   const __m256i zero = _mm256_setzero_si256();
   const __m256i ones = _mm256_set1_epi16(1);
-
-  // Q4_0 / Q5_0: offset · Σy of every block, summed by the GEMV kernel's tree, per token.
-  __m256i corr[kPassTokens];
-  if constexpr (W::kOffset != 0) {
-    for (int t = 0; t < ntok; ++t) {
-      __m256i c[kGroup];
-      for (int b = 0; b < kGroup; ++b) {
-        c[b] = b < count ? offset_partials<W>(load32(y[t] + 32 * b)) : zero;
-      }
-      corr[t] = reduce8(c);
-    }
-  }
 
   for (int r = 0; r < nr; ++r) {
     // The row's 8 blocks, unpacked once for every token: unsigned codes, or (signed formats) |q|
@@ -135,15 +139,43 @@ void gemm_legacy(int64_t n, const void* x, size_t x_stride, int64_t rows, const 
   const auto* base = static_cast<const uint8_t*>(x);
   const auto* pbase = static_cast<const uint8_t*>(panels);
   __m256 acc[kRows][kPassTokens];
+  // Offset sums per group and token of a pass (Q4_0 / Q5_0), shared by all its row blocks.
+  struct GroupSums {
+    __m256i token[kPassTokens];
+  };
+  std::vector<GroupSums> corr(W::kOffset != 0 ? static_cast<size_t>(n_groups) : 0);
   for (int64_t p0 = 0; p0 < n_panels; p0 += kMaxPanels) {
     const int np = static_cast<int>(std::min<int64_t>(kMaxPanels, n_panels - p0));
     const int ntok = np * kTileTokens;
+    // Where each token's 8 blocks of group g and their d start in its panel.
+    const auto locate = [&](int64_t g, const uint8_t** y, const uint8_t** scales) {
+      const size_t group_off = static_cast<size_t>(g / 2) * group_bytes;
+      const int first = static_cast<int>(g % 2) * kGroup;
+      for (int t = 0; t < ntok; ++t) {
+        const uint8_t* p =
+            pbase + static_cast<size_t>(p0 + t / kTileTokens) * panel_bytes + group_off;
+        const int tt = t % kTileTokens;
+        y[t] = p + static_cast<size_t>(tt * kPanelBlocks + first) * 32;
+        scales[t] = p + kDyOffset + static_cast<size_t>(tt * kPanelBlocks + first) * 4;
+      }
+    };
+    const auto group_count = [&](int64_t g) {
+      return static_cast<int>(std::min<int64_t>(kGroup, nb - kGroup * g));
+    };
+    if constexpr (W::kOffset != 0) {
+      for (int64_t g = 0; g < n_groups; ++g) {
+        const uint8_t* y[kPassTokens];
+        const uint8_t* scales[kPassTokens];
+        locate(g, y, scales);
+        offset_sums<W>(group_count(g), y, ntok, corr[static_cast<size_t>(g)].token);
+      }
+    }
     for (int64_t r0 = 0; r0 < rows; r0 += kRows) {
       const int nr = static_cast<int>(std::min<int64_t>(kRows, rows - r0));
       for (int r = 0; r < nr; ++r)
         for (int t = 0; t < ntok; ++t) acc[r][t] = _mm256_setzero_ps();
       for (int64_t g = 0; g < n_groups; ++g) {
-        const int count = static_cast<int>(std::min<int64_t>(kGroup, nb - kGroup * g));
+        const int count = group_count(g);
         const Block* xg[kRows];
         for (int r = 0; r < nr; ++r) {
           xg[r] = reinterpret_cast<const Block*>(base + static_cast<size_t>(r0 + r) * x_stride) +
@@ -157,22 +189,14 @@ void gemm_legacy(int64_t n, const void* x, size_t x_stride, int64_t rows, const 
               __asm__ volatile("prefetcht0 %0" : : "m"(next[off]));
           }
         }
-        // Where each token's 8 blocks and their d start in its panel.
         const uint8_t* y[kPassTokens];
         const uint8_t* scales[kPassTokens];
-        const size_t group_off = static_cast<size_t>(g / 2) * group_bytes;
-        const int first = static_cast<int>(g % 2) * kGroup;
-        for (int t = 0; t < ntok; ++t) {
-          const uint8_t* p =
-              pbase + static_cast<size_t>(p0 + t / kTileTokens) * panel_bytes + group_off;
-          const int tt = t % kTileTokens;
-          y[t] = p + static_cast<size_t>(tt * kPanelBlocks + first) * 32;
-          scales[t] = p + kDyOffset + static_cast<size_t>(tt * kPanelBlocks + first) * 4;
-        }
+        locate(g, y, scales);
+        const __m256i* c = corr.empty() ? nullptr : corr[static_cast<size_t>(g)].token;
         if (count == kGroup) {
-          group_pass<W, true>(xg, nr, count, y, scales, ntok, acc);
+          group_pass<W, true>(xg, nr, count, y, scales, c, ntok, acc);
         } else {
-          group_pass<W, false>(xg, nr, count, y, scales, ntok, acc);
+          group_pass<W, false>(xg, nr, count, y, scales, c, ntok, acc);
         }
       }
       for (int r = 0; r < nr; ++r) {

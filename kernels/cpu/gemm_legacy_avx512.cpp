@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -158,14 +159,17 @@ inline __mmask64 fifth_bits(__m512i qh, int k) {
 // ---- weight formats: up to 16 blocks -> 8 K-steps of signed bytes ------------------------------
 // Lanes of blocks at or past `count` may hold anything finite: their activations and d are 0.
 
-struct Q8_0Format {
-  using Block = BlockQ8_0;
+// Q8_0 weights, and the activations' Q8_0 / Q8_1 blocks in the packers: 32 signed bytes at qs.
+template <typename B>
+struct Int8Format {
+  using Block = B;
   static constexpr bool kHasMin = false;
   static void weights(const Block* b, int count, __m512i w[8]) {
     transpose_chunks(b, count, offsetof(Block, qs), w);
     transpose_chunks(b, count, offsetof(Block, qs) + 16, w + 4);
   }
 };
+using Q8_0Format = Int8Format<BlockQ8_0>;
 
 struct Q4_0Format {
   using Block = BlockQ4_0;
@@ -422,17 +426,10 @@ void gemm_legacy(int64_t n, const void* x, size_t x_stride, int64_t rows, const 
 // ---- the Q8_0 and Q8_1 packers ------------------------------------------------------------------
 
 // Q8_1 blocks differ from Q8_0 ones by their s after d; their qs transposes the same way.
-struct Q8_1Format {
-  using Block = BlockQ8_1;
-  static void weights(const Block* b, int count, __m512i w[8]) {
-    transpose_chunks(b, count, offsetof(Block, qs), w);
-    transpose_chunks(b, count, offsetof(Block, qs) + 16, w + 4);
-  }
-};
-
-template <typename F, bool kWithS>
+template <typename Block>
 void pack_panel(int64_t n, const void* const* y, int64_t count, void* panel) {
-  using Block = typename F::Block;
+  using F = Int8Format<Block>;
+  constexpr bool kWithS = std::is_same_v<Block, BlockQ8_1>;
   constexpr size_t kBytes = kWithS ? kGroupBytesQ8_1 : kGroupBytes;
   const int64_t nb = n / 32;
   auto* out = static_cast<uint8_t*>(panel);
@@ -464,11 +461,11 @@ void pack_panel(int64_t n, const void* const* y, int64_t count, void* panel) {
 }  // namespace
 
 void gemm_pack_q8_0(int64_t n, const void* const* y, int64_t count, void* panel) {
-  pack_panel<Q8_0Format, false>(n, y, count, panel);
+  pack_panel<BlockQ8_0>(n, y, count, panel);
 }
 
 void gemm_pack_q8_1(int64_t n, const void* const* y, int64_t count, void* panel) {
-  pack_panel<Q8_1Format, true>(n, y, count, panel);
+  pack_panel<BlockQ8_1>(n, y, count, panel);
 }
 
 KTX_DEFINE_GEMM_KERNEL(gemm_q8_0, gemm_legacy<Q8_0Format>)

@@ -109,8 +109,6 @@ void gemm_pack_q8_1(int64_t n, const void* const* y, int64_t count, void* panel)
 KTX_DECLARE_GEMM_KERNEL(gemm_f32)
 KTX_DECLARE_GEMM_KERNEL(gemm_f16)
 KTX_DECLARE_GEMM_KERNEL(gemm_bf16)
-void gemm_pack_f32(int64_t n, const void* const* y, int64_t count, void* panel);
-void gemm_pack_16bit(int64_t n, const void* const* y, int64_t count, void* panel);
 }  // namespace avx512
 namespace avx2 {
 KTX_DECLARE_GEMM_KERNEL(gemm_q4_K)
@@ -129,8 +127,6 @@ void gemm_pack_q8_1(int64_t n, const void* const* y, int64_t count, void* panel)
 KTX_DECLARE_GEMM_KERNEL(gemm_f32)
 KTX_DECLARE_GEMM_KERNEL(gemm_f16)
 KTX_DECLARE_GEMM_KERNEL(gemm_bf16)
-void gemm_pack_f32(int64_t n, const void* const* y, int64_t count, void* panel);
-void gemm_pack_16bit(int64_t n, const void* const* y, int64_t count, void* panel);
 }  // namespace avx2
 
 // Defines a tier's GEMM entry point `name` (declared above) as a call of `impl`, the tier file's

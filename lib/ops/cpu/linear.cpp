@@ -145,13 +145,8 @@ void matmul(runtime::ThreadPool& pool, const WeightMatrix& w, const QuantizedRow
   // else through the GEMM kernels where the type has one (batch_matmul.h).
   if (n > 1 && onednn_matmul(pool, w, x, n, y, ldy)) return;
   if (matmul_batched(pool, w, x, n, y, ldy)) return;
-  const auto rows = [&](int64_t r0, int64_t r1) { matmul_rows(w, r0, r1, x, n, y, ldy); };
-  if (n == 1) {
-    // Decode streams the matrix from memory once: one sequential stream per thread.
-    pool.parallel_for_streams(w.rows, row_grain(w.cols), rows);
-  } else {
-    pool.parallel_for(w.rows, row_grain(w.cols), rows);
-  }
+  for_row_blocks(pool, n, w.rows, w.cols,
+                 [&](int64_t r0, int64_t r1) { matmul_rows(w, r0, r1, x, n, y, ldy); });
 }
 
 void matmul(runtime::ThreadPool& pool, const WeightMatrix& w, int64_t n, const float* x,

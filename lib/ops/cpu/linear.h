@@ -104,6 +104,19 @@ void matmul(runtime::ThreadPool& pool, const WeightMatrix& w, const QuantizedRow
 // Output rows per task: enough work per task (~32K weight elements) to amortize scheduling.
 int64_t row_grain(int64_t cols);
 
+// fn(r0, r1) over `rows` weight rows of `cols` elements each for a batch of n_tokens: one token
+// (decode) streams the rows from memory once, one sequential stream per thread
+// (parallel_for_streams); a batch takes chunks (parallel_for).
+template <typename Fn>
+void for_row_blocks(runtime::ThreadPool& pool, int64_t n_tokens, int64_t rows, int64_t cols,
+                    Fn&& fn) {
+  if (n_tokens == 1) {
+    pool.parallel_for_streams(rows, row_grain(cols), fn);
+  } else {
+    pool.parallel_for(rows, row_grain(cols), fn);
+  }
+}
+
 // Weight rows dotted per activation row in the rows-outer, tokens-inner loops: small enough that
 // they stay in L1/L2 while every token passes over them, a multiple of the multi-row kernels' 4.
 inline constexpr int64_t kRowChunk = 8;

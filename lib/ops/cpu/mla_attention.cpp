@@ -125,6 +125,15 @@ class MlaAttention final : public AttentionOp {
                        const runtime::LayerKvCache& cache) const;
   void decode(runtime::ThreadPool& pool, int64_t pos, const float* x, float* out,
               runtime::LayerKvCache& cache) const;
+  // kv_a's output for the token at `pos` ([c_kv | k_pe]) into the cache: the latent normalised,
+  // the rope part rotated by the position's angles.
+  void append_to_cache(const float* kv, int64_t pos, const float* cos, const float* sin,
+                       runtime::LayerKvCache& cache) const {
+    rms_norm_row(kv, kv_a_norm_.data(), rank_, eps_, cache.a_row(pos));
+    float* k_pe = cache.b_row(pos);
+    std::copy(kv + rank_, kv + rank_ + rope_dim_, k_pe);
+    rope_.rotate(cos, sin, k_pe);
+  }
   void decode_attend(runtime::ThreadPool& pool, int64_t pos, const float* q, const float* q_lat,
                      float* o, const runtime::LayerKvCache& cache) const;
   void attend_naive(int64_t h, int64_t n, int64_t pos0, const float* q, float* o,
@@ -188,11 +197,8 @@ void MlaAttention::forward(ExecContext& ctx, const Batch& batch, const float* x,
   for (int64_t t = 0; t < n; ++t) {
     const int64_t pos = pos0 + t;
     const float* kv_t = kv.data() + t * (rank_ + rope_dim_);
-    rms_norm_row(kv_t, kv_a_norm_.data(), rank_, eps_, cache.a_row(pos));
     rope_.angles(pos, cos.data(), sin.data());
-    float* k_pe = cache.b_row(pos);
-    std::copy(kv_t + rank_, kv_t + rank_ + rope_dim_, k_pe);
-    rope_.rotate(cos.data(), sin.data(), k_pe);
+    append_to_cache(kv_t, pos, cos.data(), sin.data(), cache);
     for (int64_t h = 0; h < n_head_; ++h) {
       rope_.rotate(cos.data(), sin.data(), q.data() + (t * n_head_ + h) * qk + nope_);
     }
@@ -304,11 +310,7 @@ void MlaAttention::decode(runtime::ThreadPool& pool, int64_t pos, const float* x
       }
     });
   }
-  // Normalise the latent, rotate the rope part, append to the cache (as forward does).
-  rms_norm_row(kv.data(), kv_a_norm_.data(), rank_, eps_, cache.a_row(pos));
-  float* k_pe = cache.b_row(pos);
-  std::copy(kv.data() + rank_, kv.data() + kv_rows, k_pe);
-  rope_.rotate(cos.data(), sin.data(), k_pe);
+  append_to_cache(kv.data(), pos, cos.data(), sin.data(), cache);
 
   std::vector<float> o(static_cast<size_t>(n_head_ * v_dim_));
   decode_attend(pool, pos, q.data(), q_lat.data(), o.data(), cache);

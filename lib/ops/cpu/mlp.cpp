@@ -93,11 +93,7 @@ class Mlp final : public MlpOp {
         }
       }
     };
-    if (n == 1) {
-      pool.parallel_for_streams(n_ff, row_grain(2 * n_embd), rows);  // one stream per thread
-    } else {
-      pool.parallel_for(n_ff, row_grain(2 * n_embd), rows);
-    }
+    for_row_blocks(pool, n, n_ff, 2 * n_embd, rows);  // gate and up rows together
     matmul(pool, down_, n, h.data(), n_ff, out, down_.rows);
     if (down_bias_) {
       for (int64_t t = 0; t < n; ++t) {
