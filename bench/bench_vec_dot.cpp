@@ -1,7 +1,8 @@
 // bench_vec_dot: batch-1 matrix-vector products through every kernel tier of kernels/cpu
 // (vec_dot.h) for each weight type, against the scalar references: one weight row per call
 // (VecDotFn) and, where a tier has one, the multi-row kernel (VecDotRowsFn, "+rows") that
-// lib/ops/cpu/linear.cpp uses. Shapes: 2048 rows × 2048 columns and DeepSeek-V2-Lite's expert
+// lib/ops/cpu/linear.cpp uses, and the row-tile kernel (VecDotTilesFn, "+tiles": the matrix
+// repacked into tiles of 16 rows, quant/row_tiles.h, as the `repack` option does). Shapes: 2048 rows × 2048 columns and DeepSeek-V2-Lite's expert
 // gate/up, 1408 rows × 2048 columns. The activations are quantized once.
 //
 // One thread. "hot": one matrix that stays in cache, so the number is the kernel's compute speed.
@@ -30,6 +31,7 @@
 #include "ktx/quant.h"
 #include "ktx/tensor_type.h"
 #include "memory_bandwidth.h"
+#include "quant/row_tiles.h"
 #include "quant_matrix.h"
 
 namespace {
@@ -55,9 +57,15 @@ struct Variant {
   std::string name;
   cpu::VecDotFn one = nullptr;
   cpu::VecDotRowsFn rows = nullptr;
+  cpu::VecDotTilesFn tiles = nullptr;  // reads the repacked copy of the matrix
 
   void gemv(const uint8_t* w, size_t row_bytes, int64_t n_rows, int64_t cols, const void* y,
             float* out) const {
+    if (tiles != nullptr) {
+      const int64_t n_tiles = n_rows / ktx::quant::kTileRows;
+      tiles(cols, w, row_bytes * ktx::quant::kTileRows, n_tiles, y, out);
+      return;
+    }
     if (rows != nullptr) {
       rows(cols, w, row_bytes, n_rows, y, out);
       return;
@@ -76,6 +84,9 @@ std::vector<Variant> variants(TensorType t) {
     out.push_back({name, one, nullptr});
     if (const cpu::VecDotRowsFn rows = cpu::isa_vec_dot_rows(isa, t)) {
       out.push_back({name + "+rows", one, rows});
+    }
+    if (const cpu::VecDotTilesFn tiles = cpu::isa_vec_dot_tiles(isa, t)) {
+      out.push_back({name + "+tiles", one, nullptr, tiles});
     }
   }
   if (t == TensorType::BF16) {
@@ -159,13 +170,22 @@ int main(int argc, char** argv) {
       for (float& v : x) v = normal(g);
       std::vector<uint8_t> y(ktx::row_size(yt, cols));
       ktx::quant::quantize_row(yt, x.data(), y.data(), cols);
+      // The same matrix in row tiles, for the +tiles variants (both shapes have 16k rows).
+      std::vector<uint8_t> wt(w.size());
+      if (ktx::quant::has_row_tiles(t)) {
+        for (int64_t r = 0; r < rows; r += ktx::quant::kTileRows) {
+          ktx::quant::pack_row_tile(t, cols, &w[static_cast<size_t>(r) * row_bytes], row_bytes,
+                                    &wt[static_cast<size_t>(r) * row_bytes]);
+        }
+      }
+      auto matrix_of = [&](const Variant& v) { return v.tiles ? wt.data() : w.data(); };
 
       // Checks: every variant near the reference; a multi-row kernel equal to its one-row one.
       std::vector<float> want(static_cast<size_t>(rows)), got(want.size()), one(want.size());
       vs[0].gemv(w.data(), row_bytes, rows, cols, y.data(), want.data());
       for (const Variant& v : vs) {
         std::fill(got.begin(), got.end(), std::numeric_limits<float>::quiet_NaN());
-        v.gemv(w.data(), row_bytes, rows, cols, y.data(), got.data());
+        v.gemv(matrix_of(v), row_bytes, rows, cols, y.data(), got.data());
         double err = 0, norm = 0;
         for (size_t i = 0; i < got.size(); ++i) {
           err += (got[i] - static_cast<double>(want[i])) * (got[i] - static_cast<double>(want[i]));
@@ -176,6 +196,9 @@ int main(int argc, char** argv) {
           const Variant single{v.name, v.one, nullptr};
           single.gemv(w.data(), row_bytes, rows, cols, y.data(), one.data());
           ok = ok && std::memcmp(one.data(), got.data(), got.size() * sizeof(float)) == 0;
+        }
+        if (v.tiles != nullptr) {  // bit for bit the reference
+          ok = ok && std::memcmp(want.data(), got.data(), got.size() * sizeof(float)) == 0;
         }
         if (!ok) {
           std::fprintf(stderr, "MISMATCH: %s %s differs from the reference\n", type_name.c_str(),
@@ -188,17 +211,22 @@ int main(int argc, char** argv) {
       const size_t matrix_bytes = row_bytes * static_cast<size_t>(rows);
       const int copies = static_cast<int>(std::max<uint64_t>(2, probe / matrix_bytes));
       std::vector<uint8_t> cold(matrix_bytes * static_cast<size_t>(copies));
+      std::vector<uint8_t> cold_tiles(ktx::quant::has_row_tiles(t) ? cold.size() : 0);
       for (int c = 0; c < copies; ++c) {
         std::memcpy(&cold[matrix_bytes * static_cast<size_t>(c)], w.data(), matrix_bytes);
+        if (!cold_tiles.empty()) {
+          std::memcpy(&cold_tiles[matrix_bytes * static_cast<size_t>(c)], wt.data(), matrix_bytes);
+        }
       }
 
       std::vector<std::vector<double>> hot_s(vs.size()), cold_s(vs.size());
       size_t hot_next = 0, cold_next = 0;
       for (int rep = 0; rep < args.repeats; ++rep) {
         for (size_t v = 0; v < vs.size(); ++v) {
-          hot_s[v].push_back(seconds_per_gemv(vs[v], w.data(), 0, 1, hot_next, row_bytes, rows,
-                                              cols, y.data(), got.data(), 0.01));
-          cold_s[v].push_back(seconds_per_gemv(vs[v], cold.data(), matrix_bytes, copies, cold_next,
+          hot_s[v].push_back(seconds_per_gemv(vs[v], matrix_of(vs[v]), 0, 1, hot_next, row_bytes,
+                                              rows, cols, y.data(), got.data(), 0.01));
+          const uint8_t* cold_base = vs[v].tiles ? cold_tiles.data() : cold.data();
+          cold_s[v].push_back(seconds_per_gemv(vs[v], cold_base, matrix_bytes, copies, cold_next,
                                                row_bytes, rows, cols, y.data(), got.data(), 0.01));
         }
       }

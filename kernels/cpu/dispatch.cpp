@@ -193,6 +193,18 @@ VecDotFn avx512_vec_dot(T t){KTX_TIER_VEC_DOT(avx512)} VecDotRowsFn avx512_vec_d
   }
 }
 QuantizeRowFn avx512_quantize_row(T t) { KTX_TIER_QUANTIZE(avx512) }
+VecDotTilesFn avx512_vec_dot_tiles(T t) {
+  switch (t) {
+    case T::Q4_K:
+      return avx512::vec_dot_q4_K_q8_K_tiles;
+    case T::Q5_0:
+      return avx512::vec_dot_q5_0_q8_0_tiles;
+    case T::Q8_0:
+      return avx512::vec_dot_q8_0_q8_0_tiles;
+    default:
+      return nullptr;
+  }
+}
 #endif
 
 constexpr size_t kTypeSlots = 64;  // above every ggml type id
@@ -295,6 +307,18 @@ QuantizeRowFn isa_quantize_row(Isa isa, TensorType t) {
 #endif
   }
   return nullptr;
+}
+
+VecDotTilesFn isa_vec_dot_tiles(Isa isa, [[maybe_unused]] TensorType t) {
+  if (!isa_available(isa)) return nullptr;
+#if KTX_CPU_KERNELS_AVX512
+  if (isa == Isa::kAvx512Vnni) return avx512_vec_dot_tiles(t);
+#endif
+  return nullptr;
+}
+
+VecDotTilesFn vec_dot_tiles_fn(TensorType weight_type) {
+  return isa_vec_dot_tiles(table().isa, weight_type);
 }
 
 VecDotFn avx512bf16_vec_dot_bf16() {

@@ -71,6 +71,13 @@ KTX_DECLARE_ROWS_KERNEL(vec_dot_iq4_nl_q8_0_rows)
 KTX_DECLARE_ROWS_KERNEL(vec_dot_q4_1_q8_1_rows)
 KTX_DECLARE_ROWS_KERNEL(vec_dot_q5_1_q8_1_rows)
 KTX_DECLARE_K_ROWS_KERNELS
+// Row tiles (quant/row_tiles.h, row_tiles_avx512.cpp): vec_dot.h's VecDotTilesFn.
+void vec_dot_q4_K_q8_K_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
+                             const void* y, float* out);
+void vec_dot_q5_0_q8_0_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
+                             const void* y, float* out);
+void vec_dot_q8_0_q8_0_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
+                             const void* y, float* out);
 }  // namespace avx512
 
 // With 16 ymm registers, 4 rows pay only for the formats with an offset to share (Q8_0, IQ4_NL,
@@ -169,6 +176,7 @@ KTX_DECLARE_ATTENTION_KERNELS
 // For tests and benchmarks that run every variant; the library uses vec_dot_fn().
 VecDotFn isa_vec_dot(Isa isa, TensorType weight_type);
 VecDotRowsFn isa_vec_dot_rows(Isa isa, TensorType weight_type);
+VecDotTilesFn isa_vec_dot_tiles(Isa isa, TensorType weight_type);
 QuantizeRowFn isa_quantize_row(Isa isa, TensorType activation_type);
 
 // avx512bf16::vec_dot_bf16 when this build has it and the CPU has AVX512_BF16, else null.

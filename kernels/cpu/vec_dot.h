@@ -26,6 +26,11 @@ using VecDotFn = float (*)(int64_t n, const void* x, const void* y);
 using VecDotRowsFn = void (*)(int64_t n, const void* x, size_t x_stride, int64_t rows,
                               const void* y, float* out);
 
+// `n_tiles` row tiles (quant/row_tiles.h: 16 rows interleaved) `tile_stride` bytes apart, each
+// row dotted with y: out[16 · t + r] = the reference dot of row r of tile t, bit for bit.
+using VecDotTilesFn = void (*)(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
+                               const void* y, float* out);
+
 // Quantizes `n` floats into an activation type (Q8_0, Q8_1, Q8_K, F16, BF16, F32); byte-identical
 // to quant::quantize_row.
 using QuantizeRowFn = void (*)(const float* x, void* y, int64_t n);
@@ -38,6 +43,10 @@ QuantizeRowFn quantize_row_fn(TensorType activation_type);
 // The multi-row kernel matching vec_dot_fn(weight_type), or null where the chosen tier has none
 // for the type (the float types, the K-quants, the scalar references): call vec_dot_fn per row.
 VecDotRowsFn vec_dot_rows_fn(TensorType weight_type);
+
+// The row-tile kernel of the chosen tier for a type with row tiles, or null (the tier has none:
+// only AVX-512 does, for Q4_K, Q5_0 and Q8_0). Operators repack a matrix only when this is not null.
+VecDotTilesFn vec_dot_tiles_fn(TensorType weight_type);
 
 // Which instruction set the dispatch chose: "avx512vnni", "avx2", "scalar" (for benchmarks and
 // `ktx bench`). KTX_CPU_ISA=scalar|avx2|avx512vnni in the environment caps the choice (tests

@@ -224,6 +224,37 @@ TEST_CASE("every module on ref.* gives the logits of cpu.* and of the golden ref
   }
 }
 
+TEST_CASE("option repack: decode steps over row tiles give the golden logits",
+          "[backends][golden][row_tiles]") {
+  const std::string rules = std::string(KTX_SOURCE_DIR) + "/rules/deepseek-v2-cpu-repack.yaml";
+  for (const char* name : {"ds2_lite_q4_k", "ds2_lite_q8_0", "ds2_lite"}) {
+    INFO(name);
+    ModelOptions plain_options;
+    plain_options.n_threads = 2;
+    auto plain = Model::load(golden(name), plain_options);
+    ModelOptions repack_options = plain_options;
+    repack_options.rules_path = rules;
+    auto repacked = Model::load(golden(name), repack_options);
+    Session batch(plain, 16);
+    const std::vector<float> batch_logits = batch.eval_all(kTokens);
+    const std::vector<float> want = read_npy(golden(name, ".logits.npy"));
+    // Token by token, so that every product is a decode step (the tiles); K-quant tiles give the
+    // file-layout kernels' numbers exactly, Q8_0's differ in the order of their float sums.
+    Session steps(repacked, 16), plain_steps(plain, 16);
+    const size_t n_vocab = static_cast<size_t>(plain->config().n_vocab);
+    for (size_t i = 0; i < kTokens.size(); ++i) {
+      auto logits = steps.eval({&kTokens[i], 1});
+      const std::vector<float> got(logits.begin(), logits.end());
+      auto plain_logits = plain_steps.eval({&kTokens[i], 1});
+      const std::vector<float> plain_row(plain_logits.begin(), plain_logits.end());
+      const std::vector<float> row(want.begin() + static_cast<std::ptrdiff_t>(i * n_vocab),
+                                   want.begin() + static_cast<std::ptrdiff_t>((i + 1) * n_vocab));
+      CHECK(max_diff(got, plain_row) < 1e-3f);
+      CHECK(max_diff(got, row) < 0.1f);  // activation-quantized, as cpu.* without the option
+    }
+  }
+}
+
 // KTransformers' usual split, with ref:0 standing where the GPU would: embeddings, norms,
 // attention, dense and shared MLPs and the head on the device; router and routed experts on the
 // CPU. Activations cross between the two memories at every boundary.

@@ -1568,3 +1568,120 @@ TEST_CASE("tiny GGUF models run end to end on the CPU operators", "[cpu_ops]") {
 }
 
 }  // namespace
+
+// Option repack (ops/cpu/repacked.h): decode reads row tiles, batches the file's rows. Tiles give
+// each row the reference's dot exactly, so K-quant matrices (whose file-layout kernels are exact
+// too) give the same numbers bit for bit, and the block quants' (whose file-layout kernels add
+// their per-block terms in another order) the same within float rounding. On CPUs without a tile
+// kernel the option changes nothing, which the same checks cover.
+TEST_CASE("option repack: the same numbers as the file's rows", "[cpu_ops][row_tiles]") {
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  Rng rng(seed);
+  const int threads = GENERATE(1, 3);
+  runtime::ThreadPool pool(threads);
+  ops::ExecContext ctx{&pool};
+  Backend backend;
+  const registry::OpOptions repack{{"repack", "true"}};
+  auto same = [](const std::vector<float>& a, const std::vector<float>& b, bool bitwise) {
+    REQUIRE(a.size() == b.size());
+    if (bitwise) return std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+    double err = 0, norm = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return false;
+      err += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+      norm += static_cast<double>(b[i]) * b[i];
+    }
+    return err <= 1e-10 * norm;
+  };
+
+  SECTION("cpu.experts") {
+    for (auto [gate_up, down] : {std::pair{TensorType::Q4_K, TensorType::Q5_0},
+                                 std::pair{TensorType::Q4_K, TensorType::Q8_0},
+                                 std::pair{TensorType::Q4_K, TensorType::Q4_K}}) {
+      INFO("gate/up " << ktx::type_name(gate_up) << ", down " << ktx::type_name(down));
+      // n_ff 288 = 18 tiles: the last up block of 128 rows is 2 tiles.
+      const int64_t n_embd = 512, n_ff = down == TensorType::Q4_K ? 512 : 288, n_expert = 6;
+      ExpertWeights w;
+      w.n_embd = n_embd;
+      w.n_ff = n_ff;
+      w.gate = random_tensor("blk.1.ffn_gate_exps.weight", gate_up, {n_embd, n_ff, n_expert}, rng, 0.3f);
+      w.up = random_tensor("blk.1.ffn_up_exps.weight", gate_up, {n_embd, n_ff, n_expert}, rng, 0.3f);
+      w.down = random_tensor("blk.1.ffn_down_exps.weight", down, {n_ff, n_embd, n_expert}, rng, 0.3f);
+      const ModuleDesc m =
+          module("model.layers.1.mlp.experts", ModuleKind::kExperts,
+                 {{"gate_exps", w.gate.get()}, {"up_exps", w.up.get()}, {"down_exps", w.down.get()}});
+      model::ModelConfig c;
+      c.n_embd = n_embd;
+      c.n_expert = n_expert;
+      c.n_expert_used = 2;
+      c.n_ff_exp = n_ff;
+      auto plain = backend.create<ops::ExpertsOp>(ModuleKind::kExperts, m, c);
+      auto tiled = backend.create<ops::ExpertsOp>(ModuleKind::kExperts, m, c, repack);
+      for (int64_t n : {1, 1, 5}) {
+        INFO("n_tokens " << n);
+        const std::vector<float> x = rng.vec(n * n_embd);
+        std::vector<int32_t> ids;
+        std::vector<float> weights;
+        for (int64_t t = 0; t < n; ++t) {
+          ids.push_back(static_cast<int32_t>(rng.index(n_expert)));
+          ids.push_back(static_cast<int32_t>((ids.back() + 1 + rng.index(n_expert - 1)) % n_expert));
+          weights.insert(weights.end(), {0.7f, 0.3f});
+        }
+        std::vector<float> a = poisoned(n * n_embd), b = poisoned(n * n_embd);
+        plain->submit(ctx, n, x.data(), ids.data(), weights.data(), a.data());
+        plain->wait(ctx);
+        tiled->submit(ctx, n, x.data(), ids.data(), weights.data(), b.data());
+        tiled->wait(ctx);
+        // A batch reads the file's rows either way: bit for bit.
+        CHECK(same(b, a, n > 1 || down == TensorType::Q4_K));
+      }
+    }
+  }
+
+  SECTION("cpu.mlp and cpu.lm_head") {
+    const int64_t n_embd = 256, n_ff = 544;  // 34 tiles
+    MlpWeights w;
+    w.gate = random_tensor("blk.0.ffn_gate.weight", TensorType::Q4_K, {n_embd, n_ff}, rng, 0.3f);
+    w.up = random_tensor("blk.0.ffn_up.weight", TensorType::Q4_K, {n_embd, n_ff}, rng, 0.3f);
+    w.down = random_tensor("blk.0.ffn_down.weight", TensorType::Q8_0, {n_ff, n_embd}, rng, 0.3f);
+    const ModuleDesc m = module("model.layers.0.mlp", ModuleKind::kMlp,
+                                {{"gate", w.gate.get()}, {"up", w.up.get()}, {"down", w.down.get()}});
+    model::ModelConfig c;
+    auto plain = backend.create<ops::MlpOp>(ModuleKind::kMlp, m, c);
+    auto tiled = backend.create<ops::MlpOp>(ModuleKind::kMlp, m, c, repack);
+    for (int64_t n : {1, 4}) {
+      const std::vector<float> x = rng.vec(n * n_embd);
+      std::vector<float> a = poisoned(n * n_embd), b = poisoned(n * n_embd);
+      plain->forward(ctx, n, x.data(), a.data());
+      tiled->forward(ctx, n, x.data(), b.data());
+      CHECK(same(b, a, n > 1));
+    }
+    // An output head whose row count is not a multiple of 16: its last rows stay the file's.
+    model::ModelConfig hc;
+    hc.n_embd = n_embd;
+    hc.n_vocab = 1000;
+    auto head = random_tensor("output.weight", TensorType::Q4_K, {n_embd, hc.n_vocab}, rng, 0.5f);
+    const ModuleDesc hm = module("lm_head", ModuleKind::kLmHead, {{"weight", head.get()}});
+    auto plain_head = backend.create<ops::LmHeadOp>(ModuleKind::kLmHead, hm, hc);
+    auto tiled_head = backend.create<ops::LmHeadOp>(ModuleKind::kLmHead, hm, hc, repack);
+    const std::vector<float> x = rng.vec(n_embd);
+    std::vector<float> a = poisoned(hc.n_vocab), b = poisoned(hc.n_vocab);
+    plain_head->forward(ctx, 1, x.data(), a.data());
+    tiled_head->forward(ctx, 1, x.data(), b.data());
+    CHECK(same(b, a, true));
+  }
+
+  SECTION("a value other than true or false is refused, naming it") {
+    MlpWeights w;
+    w.gate = random_tensor("blk.0.ffn_gate.weight", TensorType::Q4_K, {256, 32}, rng, 0.3f);
+    w.up = random_tensor("blk.0.ffn_up.weight", TensorType::Q4_K, {256, 32}, rng, 0.3f);
+    w.down = random_tensor("blk.0.ffn_down.weight", TensorType::Q8_0, {32, 256}, rng, 0.3f);
+    const ModuleDesc m = module("model.layers.0.mlp", ModuleKind::kMlp,
+                                {{"gate", w.gate.get()}, {"up", w.up.get()}, {"down", w.down.get()}});
+    const auto why = backend.check(ModuleKind::kMlp, m, model::ModelConfig{}, {{"repack", "yes"}});
+    REQUIRE(why);
+    CHECK_THAT(*why, Catch::Matchers::Contains("repack = \"yes\"") &&
+                         Catch::Matchers::Contains("expected true or false"));
+  }
+}

@@ -48,8 +48,9 @@ OpImpl fake_op(const std::string& name, ModuleKind kind, DeviceKind device) {
         return fmt::format("{} is IQ2_XXS, which {} cannot read", t->name, name);
       }
     }
+    // "repack": an option of the real CPU operators that a shipped file sets.
     for (const auto& [key, value] : a.options) {
-      if (key != "threads") return fmt::format("unknown option '{}'", key);
+      if (key != "threads" && key != "repack") return fmt::format("unknown option '{}'", key);
     }
     return std::nullopt;
   };

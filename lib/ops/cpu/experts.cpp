@@ -29,6 +29,7 @@
 #include "ops/cpu/common.h"
 #include "ops/cpu/impls.h"
 #include "ops/cpu/linear.h"
+#include "ops/cpu/repacked.h"
 #include "runtime/numa.h"
 
 namespace ktx::ops::cpu {
@@ -46,7 +47,8 @@ constexpr int64_t kDecodeDownBlock = 256;
 
 class Experts final : public ExpertsOp {
  public:
-  Experts(const model::ModuleDesc& m, const model::ModelConfig& c) : k_(c.n_expert_used) {
+  Experts(const model::ModuleDesc& m, const model::ModelConfig& c, bool repack)
+      : k_(c.n_expert_used) {
     const gguf::TensorInfo& g = m.weight("gate_exps");
     const gguf::TensorInfo& u = m.weight("up_exps");
     const gguf::TensorInfo& d = m.weight("down_exps");
@@ -57,6 +59,17 @@ class Experts final : public ExpertsOp {
       gate_.push_back(weight_slab(g, e));
       up_.push_back(weight_slab(u, e));
       down_.push_back(weight_slab(d, e));
+    }
+    if (repack) {
+      const int threads = repack_threads();
+      const std::pair<const gguf::TensorInfo*, std::vector<WeightMatrix>*> tensors[] = {
+          {&g, &gate_}, {&u, &up_}, {&d, &down_}};
+      for (const auto& [t, matrices] : tensors) {
+        std::unique_ptr<RepackedTensor> r = RepackedTensor::make(*t, threads);
+        if (!r) continue;  // no tile kernel for the type here: the file's rows
+        for (int64_t e = 0; e < n_expert_; ++e) r->attach((*matrices)[static_cast<size_t>(e)], e);
+        repacked_.push_back(std::move(r));
+      }
     }
   }
 
@@ -137,6 +150,7 @@ class Experts final : public ExpertsOp {
   int64_t k_;
   int64_t n_expert_ = 0, n_embd_ = 0, n_ff_ = 0;
   std::vector<WeightMatrix> gate_, up_, down_;
+  std::vector<std::unique_ptr<RepackedTensor>> repacked_;  // the tiles gate_/up_/down_ point at
   std::unique_ptr<Run> run_;
   runtime::ThreadPool* pool_ = nullptr;
   std::once_flag placed_;
@@ -501,7 +515,10 @@ void Experts::decode_down_task(Run& run, int64_t task) const {
 std::optional<std::string> check(const registry::OpCreateArgs& a) {
   const model::ModelConfig& c = a.config;
   Checker ch(a, kName);
-  ch.options({}).matmul("gate_exps").matmul("up_exps").matmul("down_exps");
+  ch.options({"repack"});
+  const std::optional<std::string> bad_repack = repack_option_error(a.options);
+  ch.require(!bad_repack, bad_repack.value_or(""));
+  ch.matmul("gate_exps").matmul("up_exps").matmul("down_exps");
   if (ch.result()) return ch.result();
   const gguf::TensorInfo& g = a.module.weight("gate_exps");
   ch.require(g.shape.size() == 3, "gate_exps is not a 3-D [n_embd, n_ff_exp, n_expert] tensor");
@@ -523,7 +540,7 @@ registry::OpImpl experts_impl() {
           check,
           [](const registry::OpCreateArgs& a) -> std::unique_ptr<Operator> {
             throw_if(check(a), kName);
-            return std::make_unique<Experts>(a.module, a.config);
+            return std::make_unique<Experts>(a.module, a.config, *parse_repack(a.options));
           }};
 }
 

@@ -132,7 +132,11 @@ void matmul_rows(const WeightMatrix& w, int64_t r0, int64_t r1, const QuantizedR
   }
 }
 
-int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(cols, 1)); }
+int64_t row_grain(int64_t cols) {
+  // A multiple of the row tiles' 16 rows, so that a repacked matrix's blocks are whole tiles.
+  const int64_t rows = std::max<int64_t>(1, 32768 / std::max<int64_t>(cols, 1));
+  return (rows + quant::kTileRows - 1) / quant::kTileRows * quant::kTileRows;
+}
 
 void matmul(runtime::ThreadPool& pool, const WeightMatrix& w, const QuantizedRows& x, int64_t n,
             float* y, int64_t ldy) {

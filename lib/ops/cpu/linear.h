@@ -17,6 +17,7 @@
 #include "kernels/cpu/vec_dot.h"
 #include "ktx/gguf.h"
 #include "ktx/tensor_type.h"
+#include "quant/row_tiles.h"
 #include "runtime/thread_pool.h"
 
 namespace ktx::ops::cpu {
@@ -32,11 +33,27 @@ struct WeightMatrix {
   const uint8_t* data = nullptr;
   kernels::cpu::VecDotFn dot_fn = nullptr;           // vec_dot_fn(type)
   kernels::cpu::VecDotRowsFn dot_rows_fn = nullptr;  // vec_dot_rows_fn(type), may be null
+  // The same rows repacked into row tiles (repacked.h, the "repack" option), or null: tile t
+  // (rows 16t..16t+15) at tiles + t · 16 · row_bytes. Only dot() reads them.
+  const uint8_t* tiles = nullptr;
+  kernels::cpu::VecDotTilesFn tiles_fn = nullptr;
 
   const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes; }
-  // out[i] = row(r0 + i) · y for i in [0, count), y stored as dot_type: the multi-row kernel
-  // where the type has one, else one dot per row (the same results either way).
+  // out[i] = row(r0 + i) · y for i in [0, count), y stored as dot_type: the whole tiles of the
+  // range through the tile kernel when the rows are repacked, the rest through the multi-row
+  // kernel where the type has one, else one dot per row. The same results every way, except
+  // that the block quants' multi-row and one-row kernels add their per-block terms in another
+  // order than the reference (and the tiles).
   void dot(int64_t r0, int64_t count, const void* y, float* out) const {
+    if (tiles != nullptr && r0 % quant::kTileRows == 0 && count >= quant::kTileRows) {
+      const int64_t n_tiles = count / quant::kTileRows;
+      tiles_fn(cols, tiles + static_cast<size_t>(r0) * row_bytes,
+               static_cast<size_t>(quant::kTileRows) * row_bytes, n_tiles, y, out);
+      r0 += n_tiles * quant::kTileRows;
+      count -= n_tiles * quant::kTileRows;
+      out += n_tiles * quant::kTileRows;
+      if (count == 0) return;
+    }
     if (dot_rows_fn != nullptr) {
       dot_rows_fn(cols, row(r0), row_bytes, count, y, out);
     } else {
@@ -101,7 +118,8 @@ void matmul(runtime::ThreadPool& pool, const WeightMatrix& w, int64_t n, const f
 void matmul(runtime::ThreadPool& pool, const WeightMatrix& w, const QuantizedRows& x, int64_t n,
             float* y, int64_t ldy);
 
-// Output rows per task: enough work per task (~32K weight elements) to amortize scheduling.
+// Output rows per task: enough work per task (~32K weight elements) to amortize scheduling, in
+// whole row tiles (16 rows).
 int64_t row_grain(int64_t cols);
 
 // fn(r0, r1) over `rows` weight rows of `cols` elements each for a batch of n_tokens: one token

@@ -2,6 +2,7 @@
 #include "ops/cpu/common.h"
 #include "ops/cpu/impls.h"
 #include "ops/cpu/linear.h"
+#include "ops/cpu/repacked.h"
 
 namespace ktx::ops::cpu {
 namespace {
@@ -10,7 +11,9 @@ constexpr std::string_view kName = "cpu.lm_head";
 
 class LmHead final : public LmHeadOp {
  public:
-  explicit LmHead(const gguf::TensorInfo& w) : w_(weight_matrix(w)) {}
+  LmHead(const gguf::TensorInfo& w, bool repack) : w_(weight_matrix(w)) {
+    if (repack) repacked_ = repack_matrices({&w_});
+  }
 
   std::string impl_name() const override { return std::string(kName); }
 
@@ -20,11 +23,14 @@ class LmHead final : public LmHeadOp {
 
  private:
   WeightMatrix w_;
+  std::vector<std::unique_ptr<RepackedTensor>> repacked_;  // option repack: what w_ reads
 };
 
 std::optional<std::string> check(const registry::OpCreateArgs& a) {
+  const std::optional<std::string> bad_repack = repack_option_error(a.options);
   return Checker(a, kName)
-      .options({})
+      .options({"repack"})
+      .require(!bad_repack, bad_repack.value_or(""))
       .matmul("weight")
       .shape("weight", {a.config.n_embd, a.config.n_vocab})
       .result();
@@ -40,7 +46,7 @@ registry::OpImpl lm_head_impl() {
           check,
           [](const registry::OpCreateArgs& a) -> std::unique_ptr<Operator> {
             throw_if(check(a), kName);
-            return std::make_unique<LmHead>(a.module.weight("weight"));
+            return std::make_unique<LmHead>(a.module.weight("weight"), *parse_repack(a.options));
           }};
 }
 

@@ -33,6 +33,7 @@
 #include "ops/cpu/common.h"
 #include "ops/cpu/impls.h"
 #include "ops/cpu/linear.h"
+#include "ops/cpu/repacked.h"
 #include "ops/cpu/mla_head_weights.h"
 #include "ops/cpu/rope.h"
 
@@ -70,7 +71,7 @@ std::optional<int64_t> parse_kv_run(const registry::OpOptions& options) {
 class MlaAttention final : public AttentionOp {
  public:
   MlaAttention(const model::ModuleDesc& m, const model::ModelConfig& c, Absorb absorb,
-               int64_t kv_run)
+               int64_t kv_run, bool repack)
       : n_head_(c.n_head),
         nope_(c.qk_nope_head_dim),
         rope_dim_(c.qk_rope_head_dim),
@@ -100,6 +101,7 @@ class MlaAttention final : public AttentionOp {
       kv_b_ = &m.weight("kv_b");
     }
     head_weights_.emplace(kv_b_, k_b_, v_b_, n_head_, nope_, v_dim_, rank_);
+    if (repack) repacked_ = repack_matrices({&q_, &q_a_, &q_b_, &kv_a_, &out_});
   }
 
   std::string impl_name() const override { return std::string(kName); }
@@ -151,6 +153,7 @@ class MlaAttention final : public AttentionOp {
   WeightMatrix out_;
   Rope rope_;
   std::optional<MlaHeadWeights> head_weights_;  // W_UK, W_UV
+  std::vector<std::unique_ptr<RepackedTensor>> repacked_;  // option repack: what they read
 };
 
 void MlaAttention::forward(ExecContext& ctx, const Batch& batch, const float* x, float* out,
@@ -454,7 +457,9 @@ std::optional<std::string> check(const registry::OpCreateArgs& a) {
   const model::ModelConfig& c = a.config;
   const model::ModuleDesc& m = a.module;
   Checker ch(a, kName);
-  ch.options({"absorb", "kv_run"});
+  ch.options({"absorb", "kv_run", "repack"});
+  const std::optional<std::string> bad_repack = repack_option_error(a.options);
+  ch.require(!bad_repack, bad_repack.value_or(""));
   ch.require(parse_absorb(a.options).has_value(),
              fmt::format("option absorb = \"{}\"; expected auto, always or never",
                          a.options.count("absorb") ? a.options.at("absorb") : ""));
@@ -504,7 +509,8 @@ registry::OpImpl mla_attention_impl() {
           [](const registry::OpCreateArgs& a) -> std::unique_ptr<Operator> {
             throw_if(check(a), kName);
             return std::make_unique<MlaAttention>(a.module, a.config, *parse_absorb(a.options),
-                                                  *parse_kv_run(a.options));
+                                                  *parse_kv_run(a.options),
+                                                  *parse_repack(a.options));
           }};
 }
 

@@ -7,6 +7,7 @@
 #include "ops/cpu/common.h"
 #include "ops/cpu/impls.h"
 #include "ops/cpu/linear.h"
+#include "ops/cpu/repacked.h"
 
 namespace ktx::ops::cpu {
 namespace {
@@ -15,10 +16,11 @@ constexpr std::string_view kName = "cpu.mlp";
 
 class Mlp final : public MlpOp {
  public:
-  explicit Mlp(const model::ModuleDesc& m)
+  Mlp(const model::ModuleDesc& m, bool repack)
       : gate_(weight_matrix(m.weight("gate"))),
         up_(weight_matrix(m.weight("up"))),
         down_(weight_matrix(m.weight("down"))) {
+    if (repack) repacked_ = repack_matrices({&gate_, &up_, &down_});
     // Optional biases (llama files may carry them).
     if (const auto* b = m.find_weight("gate_bias")) gate_bias_ = VectorWeight(*b);
     if (const auto* b = m.find_weight("up_bias")) up_bias_ = VectorWeight(*b);
@@ -105,11 +107,15 @@ class Mlp final : public MlpOp {
  private:
   WeightMatrix gate_, up_, down_;
   VectorWeight gate_bias_, up_bias_, down_bias_;
+  std::vector<std::unique_ptr<RepackedTensor>> repacked_;  // option repack: what the matrices read
 };
 
 std::optional<std::string> check(const registry::OpCreateArgs& a) {
   Checker c(a, kName);
-  c.options({}).matmul("gate").matmul("up").matmul("down");
+  c.options({"repack"});
+  const std::optional<std::string> bad_repack = repack_option_error(a.options);
+  c.require(!bad_repack, bad_repack.value_or(""));
+  c.matmul("gate").matmul("up").matmul("down");
   c.dequantize("gate_bias", true).dequantize("up_bias", true).dequantize("down_bias", true);
   if (c.result()) return c.result();
   const auto& g = a.module.weight("gate");
@@ -130,7 +136,7 @@ registry::OpImpl mlp_impl() {
           check,
           [](const registry::OpCreateArgs& a) -> std::unique_ptr<Operator> {
             throw_if(check(a), kName);
-            return std::make_unique<Mlp>(a.module);
+            return std::make_unique<Mlp>(a.module, *parse_repack(a.options));
           }};
 }
 

@@ -1,0 +1,223 @@
+// AVX-512 VNNI dot products of row tiles (quant/row_tiles.h) with one activation row: 16 weight
+// rows per tile, one row per 32-bit lane. A vpdpbusd takes 4 codes of each row against the same 4
+// activations (a 4-byte broadcast from memory, which costs a load and no shuffle), so a block's
+// integer sum builds up in its row's lane; the reference's float steps then run once per block
+// for all 16 rows. No step moves data across lanes: on Zen 4 the file-layout kernels are bound by
+// exactly those moves (the shuffle ports), these by the vpdpbusd port.
+//
+// Every lane performs the reference's operations in its order (quant::vec_dot_q4_K_q8_K,
+// vec_dot_q5_0_q8_0: integer sums, then float(isum) * (d * yd) ... added block after block), so
+// each row's result is the reference's bit for bit. Built with -ffp-contract=off.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+// GCC 12's AVX-512 headers build "undefined" vectors as `__m512i __Y = __Y;`, which its own
+// -Wmaybe-uninitialized then reports wherever a cast or reduction is inlined.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#include "kernels/cpu/isa_kernels.h"
+#include "quant/blocks.h"
+
+namespace ktx::kernels::cpu::avx512 {
+namespace {
+
+using quant::BlockQ8_0;
+using quant::BlockQ8_K;
+using quant::kQK_K;
+
+constexpr size_t kQ4KUnit = 16 * sizeof(quant::BlockQ4_K);
+constexpr size_t kQ5_0Unit = 16 * sizeof(quant::BlockQ5_0);
+constexpr size_t kQ8_0Unit = 16 * sizeof(quant::BlockQ8_0);
+
+// The 4 activation bytes at p in every lane.
+inline __m512i bcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+inline __m512i load64(const uint8_t* p) { return _mm512_loadu_si512(p); }
+
+// 16 f16 values at p as floats.
+inline __m512 halves16(const uint8_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+// One Q4_K unit (super-block i of 16 rows): the reference's isum and msum per lane.
+inline void q4_K_unit(const uint8_t* u, const BlockQ8_K& y, __m512i& isum, __m512i& msum) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m512i mf0 = _mm512_set1_epi8(static_cast<char>(0xF0));
+  const __m512i m6 = _mm512_set1_epi32(0x3F);
+  const __m512i m15 = _mm512_set1_epi32(0x0F);
+  const __m512i m30 = _mm512_set1_epi32(0x30);
+  const __m512i pair_mask = _mm512_set1_epi32(0x003F003F);
+  // Row r's scale words (row_tiles.h) in lane r.
+  const __m512i a = load64(u + 64), b = load64(u + 128), c = load64(u + 192);
+  const __m512i scale[8] = {
+      _mm512_and_si512(c, m6),
+      _mm512_and_si512(_mm512_srli_epi32(c, 6), m6),
+      _mm512_and_si512(_mm512_srli_epi32(c, 12), m6),
+      _mm512_and_si512(_mm512_srli_epi32(c, 18), m6),
+      _mm512_and_si512(_mm512_srli_epi32(c, 24), m6),
+      _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(a, 12), m15),
+                      _mm512_and_si512(_mm512_srli_epi32(c, 26), m30)),
+      _mm512_or_si512(_mm512_srli_epi32(a, 28), _mm512_and_si512(_mm512_srli_epi32(b, 8), m30)),
+      _mm512_or_si512(_mm512_srli_epi32(b, 28), _mm512_and_si512(_mm512_srli_epi32(b, 10), m30)),
+  };
+  const uint8_t* chunks = u + 256;
+  isum = _mm512_setzero_si512();
+#pragma GCC unroll 8
+  for (int s = 0; s < 8; ++s) {
+    // Sub-block s: elements 32s..32s+31 are chunks 4s..4s+3. The high nibbles stay in place
+    // (16 times their value): their sum is exactly 16 times theirs, shifted back below.
+    __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) {
+      const int ch = 4 * s + k;
+      const __m512i q = load64(chunks + 64 * ch);
+      s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(q, m4), bcast4(y.qs + 8 * ch));
+      s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(q, mf0), bcast4(y.qs + 8 * ch + 4));
+    }
+    const __m512i qsum = _mm512_add_epi32(s0, _mm512_srai_epi32(s1, 4));
+    isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(qsum, scale[s]));
+  }
+  // msum = Σ_j min_j * q8_K_sum32(j): pairs of mins against pairs of sums, 16 bits each (a sum
+  // of 32 int8 fits).
+  msum = _mm512_setzero_si512();
+#pragma GCC unroll 4
+  for (int p = 0; p < 4; ++p) {
+    const __m512i mins = _mm512_and_si512(
+        p % 2 == 0 ? (p < 2 ? a : b) : _mm512_srli_epi32(p < 2 ? a : b, 6), pair_mask);
+    const int32_t even = y.bsums[4 * p] + y.bsums[4 * p + 1];
+    const int32_t odd = y.bsums[4 * p + 2] + y.bsums[4 * p + 3];
+    const uint32_t sums = (static_cast<uint32_t>(even) & 0xFFFF) | (static_cast<uint32_t>(odd) << 16);
+    msum = _mm512_dpwssd_epi32(msum, mins, _mm512_set1_epi32(static_cast<int32_t>(sums)));
+  }
+}
+
+// One Q5_0 unit (block b of 16 rows): the reference's isum per lane. ysum: Σ y.qs.
+inline __m512i q5_0_unit(const uint8_t* u, const BlockQ8_0& y, int32_t ysum) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m512i sixteen = _mm512_set1_epi8(16);
+  const uint8_t* masks = u + 32;
+  const uint8_t* chunks = u + 96;
+  __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+  for (int ch = 0; ch < 4; ++ch) {
+    uint64_t mlo, mhi;
+    std::memcpy(&mlo, masks + 16 * ch, 8);
+    std::memcpy(&mhi, masks + 16 * ch + 8, 8);
+    const __m512i q = load64(chunks + 64 * ch);
+    __m512i lo = _mm512_and_si512(q, m4);
+    __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+    lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(mlo), lo, sixteen);
+    hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(mhi), hi, sixteen);
+    s0 = _mm512_dpbusd_epi32(s0, lo, bcast4(y.qs + 8 * ch));
+    s1 = _mm512_dpbusd_epi32(s1, hi, bcast4(y.qs + 8 * ch + 4));
+  }
+  // The codes were the stored 5-bit values; the reference's are those minus 16.
+  return _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(16 * ysum));
+}
+
+// One Q8_0 unit: the reference's isum per lane. The signed weights go in as unsigned (+128);
+// ysum: Σ y.qs, to take the 128s back out.
+inline __m512i q8_0_unit(const uint8_t* u, const BlockQ8_0& y, int32_t ysum) {
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+  for (int ch = 0; ch < 8; ch += 2) {
+    s0 = _mm512_dpbusd_epi32(s0, _mm512_xor_si512(load64(u + 32 + 64 * ch), flip),
+                             bcast4(y.qs + 4 * ch));
+    s1 = _mm512_dpbusd_epi32(s1, _mm512_xor_si512(load64(u + 32 + 64 * (ch + 1)), flip),
+                             bcast4(y.qs + 4 * (ch + 1)));
+  }
+  return _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(128 * ysum));
+}
+
+float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
+
+// Σ y.qs of each of nb Q8_0 activation blocks, for the offset corrections: once per call.
+class BlockSums {
+ public:
+  BlockSums(const BlockQ8_0* y, int64_t nb) {
+    if (nb > kStack) {
+      heap_.resize(static_cast<size_t>(nb));
+      sums_ = heap_.data();
+    }
+    for (int64_t b = 0; b < nb; ++b) {
+      int32_t s = 0;
+      for (int j = 0; j < quant::kQK8_0; ++j) s += y[b].qs[j];
+      sums_[b] = s;
+    }
+  }
+  int32_t operator[](int64_t b) const { return sums_[b]; }
+
+ private:
+  static constexpr int64_t kStack = 1024;  // rows of up to 32768 elements: on the stack
+  int32_t stack_[kStack];
+  std::vector<int32_t> heap_;
+  int32_t* sums_ = stack_;
+};
+
+// The legacy formats' tile loop: acc += float(isum) * (dx * dy) block after block.
+template <size_t kUnit, typename UnitFn>
+void legacy_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
+                  const void* yv, float* out, UnitFn unit) {
+  const auto* y = static_cast<const BlockQ8_0*>(yv);
+  const int64_t nb = n / quant::kQK8_0;
+  const BlockSums ysum(y, nb);
+  for (int64_t t = 0; t < n_tiles; ++t) {
+    const auto* tile = static_cast<const uint8_t*>(tiles) + static_cast<size_t>(t) * tile_stride;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* u = tile + static_cast<size_t>(b) * kUnit;
+      const __m512i isum = unit(u, y[b], ysum[b]);
+      const __m512 dxdy = _mm512_mul_ps(halves16(u), _mm512_set1_ps(half_to_float(y[b].d)));
+      acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_cvtepi32_ps(isum), dxdy));
+    }
+    _mm512_storeu_ps(out + 16 * t, acc);
+  }
+}
+
+
+}  // namespace
+
+void vec_dot_q4_K_q8_K_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
+                             const void* yv, float* out) {
+  const auto* y = static_cast<const BlockQ8_K*>(yv);
+  const int64_t nb = n / kQK_K;
+  for (int64_t t = 0; t < n_tiles; ++t) {
+    const auto* tile = static_cast<const uint8_t*>(tiles) + static_cast<size_t>(t) * tile_stride;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; ++i) {
+      const uint8_t* u = tile + static_cast<size_t>(i) * kQ4KUnit;
+      __m512i isum, msum;
+      q4_K_unit(u, y[i], isum, msum);
+      const __m512 yd = _mm512_set1_ps(y[i].d);
+      // float(isum) * (d * yd) - float(msum) * (dmin * yd), then sum += term.
+      const __m512 term =
+          _mm512_sub_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(halves16(u), yd)),
+                        _mm512_mul_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(halves16(u + 32), yd)));
+      acc = _mm512_add_ps(acc, term);
+    }
+    _mm512_storeu_ps(out + 16 * t, acc);
+  }
+}
+
+void vec_dot_q5_0_q8_0_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
+                             const void* y, float* out) {
+  legacy_tiles<kQ5_0Unit>(n, tiles, tile_stride, n_tiles, y, out, q5_0_unit);
+}
+
+void vec_dot_q8_0_q8_0_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
+                             const void* y, float* out) {
+  legacy_tiles<kQ8_0Unit>(n, tiles, tile_stride, n_tiles, y, out, q8_0_unit);
+}
+
+}  // namespace ktx::kernels::cpu::avx512

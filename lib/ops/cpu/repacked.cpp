@@ -1,0 +1,93 @@
+// RepackedTensor: anonymous memory (2 MiB pages asked for), filled tile by tile by a few threads.
+#include "ops/cpu/repacked.h"
+
+#include <fmt/format.h>
+#include <sched.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "ktx/error.h"
+#include "ktx/quant.h"
+#include "quant/row_tiles.h"
+
+namespace ktx::ops::cpu {
+
+std::unique_ptr<RepackedTensor> RepackedTensor::make(const gguf::TensorInfo& t, int threads) {
+  const kernels::cpu::VecDotTilesFn fn = kernels::cpu::vec_dot_tiles_fn(t.type);
+  if (fn == nullptr || t.data == nullptr || t.shape.size() < 2 || t.shape.size() > 3) return nullptr;
+  const int64_t cols = t.shape[0], rows = t.shape[1];
+  const int64_t slabs = t.shape.size() == 3 ? t.shape[2] : 1;
+  if (rows <= 0 || slabs <= 0 || rows % quant::kTileRows != 0) return nullptr;
+  const size_t row_bytes = row_size(t.type, cols);
+  const size_t slab_bytes = row_bytes * static_cast<size_t>(rows);
+  const size_t bytes = slab_bytes * static_cast<size_t>(slabs);
+
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    throw Error(ErrorCode::kIo, fmt::format("{}: cannot allocate {} bytes to repack it: {}", t.name,
+                                            bytes, std::strerror(errno)));
+  }
+#ifdef MADV_HUGEPAGE
+  ::madvise(p, bytes, MADV_HUGEPAGE);  // a hint: 4 KiB pages work too, with more TLB misses
+#endif
+  auto* data = static_cast<uint8_t*>(p);
+  // Tiles spread over the threads in contiguous runs, each thread writing its own pages.
+  const int64_t tiles = slabs * (rows / quant::kTileRows);
+  const int64_t workers = std::clamp<int64_t>(threads, 1, std::max<int64_t>(1, tiles / 16));
+  auto pack = [&](int64_t k) {
+    for (int64_t i = tiles * k / workers; i < tiles * (k + 1) / workers; ++i) {
+      const size_t off = static_cast<size_t>(i) * quant::kTileRows * row_bytes;
+      quant::pack_row_tile(t.type, cols, t.data + off, row_bytes, data + off);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int64_t k = 1; k < workers; ++k) pool.emplace_back(pack, k);
+  pack(0);
+  for (std::thread& th : pool) th.join();
+  return std::unique_ptr<RepackedTensor>(new RepackedTensor(data, bytes, slab_bytes, fn));
+}
+
+RepackedTensor::~RepackedTensor() { ::munmap(data_, bytes_); }
+
+std::optional<bool> parse_repack(const registry::OpOptions& options) {
+  auto it = options.find("repack");
+  if (it == options.end() || it->second == "false") return false;
+  if (it->second == "true") return true;
+  return std::nullopt;
+}
+
+std::optional<std::string> repack_option_error(const registry::OpOptions& options) {
+  if (parse_repack(options)) return std::nullopt;
+  return fmt::format("option repack = \"{}\"; expected true or false", options.at("repack"));
+}
+
+std::vector<std::unique_ptr<RepackedTensor>> repack_matrices(
+    std::initializer_list<WeightMatrix*> matrices) {
+  std::vector<std::unique_ptr<RepackedTensor>> out;
+  for (WeightMatrix* w : matrices) {
+    if (w == nullptr || w->tensor == nullptr || w->tensor->shape.size() != 2) continue;
+    if (std::unique_ptr<RepackedTensor> r = RepackedTensor::make(*w->tensor, repack_threads())) {
+      r->attach(*w);
+      out.push_back(std::move(r));
+    }
+  }
+  return out;
+}
+
+int repack_threads() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+void RepackedTensor::attach(WeightMatrix& w, int64_t slab) const {
+  w.tiles = data_ + static_cast<size_t>(slab) * slab_bytes_;
+  w.tiles_fn = fn_;
+}
+
+}  // namespace ktx::ops::cpu

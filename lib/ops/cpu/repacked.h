@@ -1,0 +1,68 @@
+// The "repack" operator option: a copy of a weight tensor's rows in row tiles (quant/row_tiles.h),
+// which decode's matrix-vector products read instead of the file's rows. On Zen 4 the tile
+// kernels compute Q4_K 1.5×, Q5_0 2.4× and Q8_0 2.7× as fast as the file-layout ones, which makes
+// decode's expert products memory-bound again (docs/PERF.md).
+//
+// What it costs: memory for the copy (the tensor's size, anonymous, in 2 MiB pages where the
+// kernel gives them) and the time to write it at load. The file stays mapped: batches (prefill)
+// still read its rows through the GEMM kernels, so those pages come back into the page cache
+// when a prompt is processed. Off by default; memory-mapped weights without a copy stay the rule.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ktx/gguf.h"
+#include "ops/cpu/linear.h"
+#include "registry/registry.h"
+
+namespace ktx::ops::cpu {
+
+class RepackedTensor {
+ public:
+  // Repacks `t` (2-D, or 3-D with one matrix per slab) when the CPU's kernel tier has a tile
+  // kernel for its type and its matrices' row counts are multiples of 16; nullptr otherwise
+  // (the operator then reads the file's rows, as without the option). Uses up to `threads`
+  // threads. Throws ktx::Error (kIo) naming the tensor when the memory cannot be had.
+  static std::unique_ptr<RepackedTensor> make(const gguf::TensorInfo& t, int threads);
+
+  RepackedTensor(const RepackedTensor&) = delete;
+  RepackedTensor& operator=(const RepackedTensor&) = delete;
+  ~RepackedTensor();
+
+  // Points w — weight_matrix(t), or weight_slab(t, slab) — at its tiles.
+  void attach(WeightMatrix& w, int64_t slab = 0) const;
+  size_t bytes() const { return bytes_; }
+
+ private:
+  RepackedTensor(uint8_t* data, size_t bytes, size_t slab_bytes,
+                 kernels::cpu::VecDotTilesFn fn)
+      : data_(data), bytes_(bytes), slab_bytes_(slab_bytes), fn_(fn) {}
+
+  uint8_t* data_;
+  size_t bytes_;
+  size_t slab_bytes_;  // bytes of one matrix (the whole tensor when 2-D)
+  kernels::cpu::VecDotTilesFn fn_;
+};
+
+// Option "repack" of the CPU operators (cpu.experts, cpu.mlp, cpu.lm_head, cpu.mla_attention):
+// "true" repacks their weight matrices for decode, "false" (the default) reads the file's rows.
+// nullopt for any other value.
+std::optional<bool> parse_repack(const registry::OpOptions& options);
+// The check's message for a bad value, or nullopt.
+std::optional<std::string> repack_option_error(const registry::OpOptions& options);
+
+// Repacks each whole 2-D matrix of `matrices` that can be (RepackedTensor::make) and attaches it;
+// the copies, which the matrices then point into.
+std::vector<std::unique_ptr<RepackedTensor>> repack_matrices(
+    std::initializer_list<WeightMatrix*> matrices);
+
+// Threads to repack with: the CPUs this process may use.
+int repack_threads();
+
+}  // namespace ktx::ops::cpu

@@ -1,0 +1,251 @@
+// Row tiles (row_tiles.h): the layouts written with plain loops, so that they are defined here once
+// and plainly; the SIMD kernels are tested against these. Repacking runs once at load (about
+// 1 GB/s on one Zen 4 core for Q4_K).
+#include "quant/row_tiles.h"
+
+#include <cstring>
+#include <vector>
+
+#include "ktx/quant.h"
+#include "quant/blocks.h"
+
+namespace ktx::quant {
+namespace {
+
+constexpr int kRows = static_cast<int>(kTileRows);
+
+// A unit's chunks (row_tiles.h) hold 4-bit codes: chunk c, byte 4r + k takes row r's elements
+// 8c + k (low nibble) and 8c + 4 + k (high nibble).
+// The low (high = 0) or high (high = 1) nibbles of the 4 bytes at p, as 4 bytes.
+uint32_t nibbles4(const uint8_t* p, int high) {
+  uint32_t w;
+  std::memcpy(&w, p, 4);
+  return (w >> (4 * high)) & 0x0F0F0F0Fu;
+}
+void store4(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
+
+// Row r's `count` codes out of a unit's chunks.
+void chunks_to_codes(const uint8_t* chunks, int count, int r, uint8_t* codes) {
+  for (int c = 0; c < count / 8; ++c) {
+    for (int k = 0; k < 4; ++k) {
+      const uint8_t byte = chunks[64 * c + 4 * r + k];
+      codes[8 * c + k] = byte & 0xF;
+      codes[8 * c + 4 + k] = byte >> 4;
+    }
+  }
+}
+
+// The file's 12 scale bytes of a Q4_K super-block as 8 scales and 8 mins (k4_scale_min), and back.
+// Both sides hold 96 bits, each used once, so the two forms map one to one.
+void k4_decode(const uint8_t* s, int* scale, int* min) {
+  for (int j = 0; j < 4; ++j) {
+    scale[j] = s[j] & 63;
+    min[j] = s[j + 4] & 63;
+    scale[j + 4] = (s[j + 8] & 0xF) | ((s[j] >> 6) << 4);
+    min[j + 4] = (s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4);
+  }
+}
+void k4_encode(const int* scale, const int* min, uint8_t* s) {
+  for (int j = 0; j < 4; ++j) {
+    s[j] = static_cast<uint8_t>((scale[j] & 63) | ((scale[j + 4] >> 4) << 6));
+    s[j + 4] = static_cast<uint8_t>((min[j] & 63) | ((min[j + 4] >> 4) << 6));
+    s[j + 8] = static_cast<uint8_t>((scale[j + 4] & 0xF) | ((min[j + 4] & 0xF) << 4));
+  }
+}
+
+// A field of `width` bits at bit `at` of a 32-bit word.
+struct Field {
+  int word, at, width;
+};
+uint32_t get_field(const uint32_t* w, Field f) { return (w[f.word] >> f.at) & ((1u << f.width) - 1); }
+void set_field(uint32_t* w, Field f, uint32_t v) {
+  const uint32_t mask = ((1u << f.width) - 1) << f.at;
+  w[f.word] = (w[f.word] & ~mask) | ((v << f.at) & mask);
+}
+
+// The tile's three words A, B, C of a row's scales and mins (row_tiles.h): each min pair and
+// scale comes out of one or two shifts and masks per lane.
+constexpr Field kMin[8] = {{0, 0, 6}, {0, 16, 6}, {0, 6, 6}, {0, 22, 6},
+                           {1, 0, 6}, {1, 16, 6}, {1, 6, 6}, {1, 22, 6}};
+constexpr Field kScale[5] = {{2, 0, 6}, {2, 6, 6}, {2, 12, 6}, {2, 18, 6}, {2, 24, 6}};
+// Scales 5..7: low 4 bits, then high 2 bits.
+constexpr Field kScaleLow[3] = {{0, 12, 4}, {0, 28, 4}, {1, 28, 4}};
+constexpr Field kScaleHigh[3] = {{2, 30, 2}, {1, 12, 2}, {1, 14, 2}};
+
+void tile_scales_encode(const int* scale, const int* min, uint32_t* w) {
+  w[0] = w[1] = w[2] = 0;
+  for (int j = 0; j < 8; ++j) set_field(w, kMin[j], static_cast<uint32_t>(min[j]));
+  for (int j = 0; j < 5; ++j) set_field(w, kScale[j], static_cast<uint32_t>(scale[j]));
+  for (int j = 0; j < 3; ++j) {
+    set_field(w, kScaleLow[j], static_cast<uint32_t>(scale[5 + j]) & 15);
+    set_field(w, kScaleHigh[j], static_cast<uint32_t>(scale[5 + j]) >> 4);
+  }
+}
+void tile_scales_decode(const uint32_t* w, int* scale, int* min) {
+  for (int j = 0; j < 8; ++j) min[j] = static_cast<int>(get_field(w, kMin[j]));
+  for (int j = 0; j < 5; ++j) scale[j] = static_cast<int>(get_field(w, kScale[j]));
+  for (int j = 0; j < 3; ++j) {
+    scale[5 + j] = static_cast<int>(get_field(w, kScaleLow[j]) | (get_field(w, kScaleHigh[j]) << 4));
+  }
+}
+
+// One unit (block u of 16 rows) in each direction. `to_tile` copies file -> tile, else back.
+// Q4_K's codes: element e of a super-block in qs[32 · (e / 64) + e % 32], the high nibble for
+// e % 64 ≥ 32.
+void q4_K_unit(BlockQ4_K* const* rows, uint8_t* unit, bool to_tile) {
+  uint8_t codes[kQK_K];
+  for (int r = 0; r < kRows; ++r) {
+    BlockQ4_K& b = *rows[r];
+    uint8_t* d = unit + 2 * r;
+    uint8_t* dmin = unit + 32 + 2 * r;
+    uint8_t* words[3] = {unit + 64 + 4 * r, unit + 128 + 4 * r, unit + 192 + 4 * r};
+    uint8_t* chunks = unit + 256;
+    int scale[8], min[8];
+    uint32_t w[3];
+    if (to_tile) {
+      std::memcpy(d, &b.d, 2);
+      std::memcpy(dmin, &b.dmin, 2);
+      k4_decode(b.scales, scale, min);
+      tile_scales_encode(scale, min, w);
+      for (int k = 0; k < 3; ++k) std::memcpy(words[k], &w[k], 4);
+      // Elements 8c..8c+3 and 8c+4..8c+7 are 4 consecutive nibbles each, low or high ones of
+      // 4 consecutive qs bytes: a 32-bit word at a time.
+      for (int c = 0; c < kQK_K / 8; ++c) {
+        const int e = 8 * c;
+        const uint32_t lo = nibbles4(b.qs + 32 * (e / 64) + e % 32, (e % 64) / 32);
+        const uint32_t hi = nibbles4(b.qs + 32 * (e / 64) + (e + 4) % 32, ((e + 4) % 64) / 32);
+        store4(chunks + 64 * c + 4 * r, lo | (hi << 4));
+      }
+    } else {
+      std::memcpy(&b.d, d, 2);
+      std::memcpy(&b.dmin, dmin, 2);
+      for (int k = 0; k < 3; ++k) std::memcpy(&w[k], words[k], 4);
+      tile_scales_decode(w, scale, min);
+      k4_encode(scale, min, b.scales);
+      chunks_to_codes(chunks, kQK_K, r, codes);
+      for (int i = 0; i < kQK_K / 2; ++i) {  // byte i: elements 64·(i/32) + i%32 and that + 32
+        const int e = 64 * (i / 32) + i % 32;
+        b.qs[i] = static_cast<uint8_t>(codes[e] | (codes[e + 32] << 4));
+      }
+    }
+  }
+}
+
+// Q5_0: element j's low 4 bits in qs[j % 16] (the high nibble for j ≥ 16), its fifth bit is bit j
+// of qh; in the tile, the fifth bit of (row r, element j) is bit 4r + j % 4 of mask
+// 2 · (j / 8) + (j % 8) / 4.
+void q5_0_unit(BlockQ5_0* const* rows, uint8_t* unit, bool to_tile) {
+  uint8_t* masks = unit + 32;
+  uint8_t* chunks = unit + 96;
+  uint8_t codes[kQK5_0];
+  auto mask_bit = [](int r, int j) { return 64 * (2 * (j / 8) + (j % 8) / 4) + 4 * r + j % 4; };
+  if (to_tile) std::memset(masks, 0, 64);
+  for (int r = 0; r < kRows; ++r) {
+    BlockQ5_0& b = *rows[r];
+    uint8_t* d = unit + 2 * r;
+    if (to_tile) {
+      std::memcpy(d, &b.d, 2);
+      uint32_t qh;
+      std::memcpy(&qh, b.qh, 4);
+      for (int c = 0; c < kQK5_0 / 8; ++c) {
+        const int e = 8 * c;
+        const uint32_t lo = nibbles4(b.qs + e % 16, e / 16);
+        const uint32_t hi = nibbles4(b.qs + (e + 4) % 16, (e + 4) / 16);
+        store4(chunks + 64 * c + 4 * r, lo | (hi << 4));
+        // Fifth bits of elements e..e+3 and e+4..e+7: bits 4r..4r+3 of masks 2c and 2c + 1.
+        for (int h = 0; h < 2; ++h) {
+          uint64_t m;
+          std::memcpy(&m, masks + 8 * (2 * c + h), 8);
+          m |= static_cast<uint64_t>((qh >> (e + 4 * h)) & 0xF) << (4 * r);
+          std::memcpy(masks + 8 * (2 * c + h), &m, 8);
+        }
+      }
+    } else {
+      std::memcpy(&b.d, d, 2);
+      chunks_to_codes(chunks, kQK5_0, r, codes);
+      for (int i = 0; i < kQK5_0 / 2; ++i) b.qs[i] = static_cast<uint8_t>(codes[i] | (codes[i + 16] << 4));
+      std::memset(b.qh, 0, sizeof b.qh);
+      for (int j = 0; j < kQK5_0; ++j) {
+        const int bit = mask_bit(r, j);
+        if ((masks[bit / 8] >> (bit % 8)) & 1) b.qh[j / 8] = static_cast<uint8_t>(b.qh[j / 8] | (1 << (j % 8)));
+      }
+    }
+  }
+}
+
+void q8_0_unit(BlockQ8_0* const* rows, uint8_t* unit, bool to_tile) {
+  for (int r = 0; r < kRows; ++r) {
+    BlockQ8_0& b = *rows[r];
+    uint8_t* d = unit + 2 * r;
+    for (int c = 0; c < kQK8_0 / 4; ++c) {
+      uint8_t* q = unit + 32 + 64 * c + 4 * r;
+      if (to_tile) {
+        std::memcpy(q, b.qs + 4 * c, 4);
+      } else {
+        std::memcpy(b.qs + 4 * c, q, 4);
+      }
+    }
+    if (to_tile) {
+      std::memcpy(d, &b.d, 2);
+    } else {
+      std::memcpy(&b.d, d, 2);
+    }
+  }
+}
+
+template <typename Block, typename UnitFn>
+void convert(int64_t n, int64_t block_elements, uint8_t* rows, size_t stride, uint8_t* tile,
+             bool to_tile, UnitFn unit_fn) {
+  const int64_t units = n / block_elements;
+  for (int64_t u = 0; u < units; ++u) {
+    Block* blocks[kRows];
+    for (int r = 0; r < kRows; ++r) {
+      blocks[r] = reinterpret_cast<Block*>(rows + static_cast<size_t>(r) * stride) + u;
+    }
+    unit_fn(blocks, tile + static_cast<size_t>(u) * kRows * sizeof(Block), to_tile);
+  }
+}
+
+void convert(TensorType t, int64_t n, uint8_t* rows, size_t stride, uint8_t* tile, bool to_tile) {
+  switch (t) {
+    case TensorType::Q4_K:
+      convert<BlockQ4_K>(n, kQK_K, rows, stride, tile, to_tile, q4_K_unit);
+      return;
+    case TensorType::Q5_0:
+      convert<BlockQ5_0>(n, kQK5_0, rows, stride, tile, to_tile, q5_0_unit);
+      return;
+    case TensorType::Q8_0:
+      convert<BlockQ8_0>(n, kQK8_0, rows, stride, tile, to_tile, q8_0_unit);
+      return;
+
+    default:
+      break;
+  }
+}
+
+}  // namespace
+
+bool has_row_tiles(TensorType t) {
+  return t == TensorType::Q4_K || t == TensorType::Q5_0 || t == TensorType::Q8_0;
+}
+
+void pack_row_tile(TensorType t, int64_t n, const void* rows, size_t stride, void* tile) {
+  // The unit functions take writable rows so that one body serves both directions; packing only
+  // reads them.
+  convert(t, n, const_cast<uint8_t*>(static_cast<const uint8_t*>(rows)), stride,
+          static_cast<uint8_t*>(tile), true);
+}
+
+void unpack_row_tile(TensorType t, int64_t n, const void* tile, void* rows, size_t stride) {
+  convert(t, n, static_cast<uint8_t*>(rows), stride,
+          const_cast<uint8_t*>(static_cast<const uint8_t*>(tile)), false);
+}
+
+void vec_dot_row_tile_ref(TensorType t, int64_t n, const void* tile, const void* y, float* out) {
+  const size_t row_bytes = row_size(t, n);
+  std::vector<uint8_t> rows(row_bytes * kRows);
+  unpack_row_tile(t, n, tile, rows.data(), row_bytes);
+  for (int r = 0; r < kRows; ++r) out[r] = vec_dot(t, n, rows.data() + r * row_bytes, y);
+}
+
+}  // namespace ktx::quant

@@ -1,0 +1,249 @@
+// Row tiles (quant/row_tiles.h), their AVX-512 kernels (kernels/cpu/row_tiles_avx512.cpp) and
+// the operators' copies (ops/cpu/repacked.h):
+// repacking is exact and reversible, and every tile kernel gives each row the scalar reference's
+// dot bit for bit (no tolerance: each lane repeats the reference's operations in its order). Fresh
+// random data every run (KTX_TEST_SEED=<n> replays one), outputs poisoned with NaN and guarded
+// beyond the last tile, rows of awkward lengths.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/isa_kernels.h"
+#include "kernels/cpu/vec_dot.h"
+#include "ktx/gguf.h"
+#include "ktx/quant.h"
+#include "ktx/tensor_type.h"
+#include "quant/blocks.h"
+#include "ops/cpu/linear.h"
+#include "ops/cpu/repacked.h"
+#include "quant/row_tiles.h"
+
+namespace {
+
+namespace q = ktx::quant;
+namespace cpu = ktx::kernels::cpu;
+using ktx::TensorType;
+
+constexpr TensorType kTypes[] = {TensorType::Q4_K, TensorType::Q5_0, TensorType::Q8_0};
+
+uint32_t seed() {
+  if (const char* s = std::getenv("KTX_TEST_SEED")) {
+    return static_cast<uint32_t>(std::strtoul(s, nullptr, 10));
+  }
+  return std::random_device{}();
+}
+
+int64_t block_elements(TensorType t) { return ktx::traits(t).block_size; }
+
+// `rows` rows of `n` elements quantized from gaussians whose size changes every 16 elements (so
+// the sub-block scales differ), as a weight file holds them.
+std::vector<uint8_t> quantized_rows(TensorType t, int64_t rows, int64_t n, std::mt19937& g) {
+  const size_t row_bytes = ktx::row_size(t, n);
+  std::vector<uint8_t> out(row_bytes * static_cast<size_t>(rows));
+  std::normal_distribution<float> normal;
+  std::uniform_real_distribution<float> size(0.01f, 4.0f);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < n; i += 16) {
+      const float s = size(g);
+      for (int64_t j = i; j < i + 16; ++j) x[static_cast<size_t>(j)] = s * normal(g);
+    }
+    q::quantize_row(t, x.data(), out.data() + static_cast<size_t>(r) * row_bytes, n);
+  }
+  return out;
+}
+
+std::vector<uint8_t> tiles_of(TensorType t, int64_t n, const std::vector<uint8_t>& rows) {
+  const size_t row_bytes = ktx::row_size(t, n);
+  std::vector<uint8_t> tiles(rows.size());
+  for (size_t r = 0; r < rows.size() / row_bytes; r += q::kTileRows) {
+    q::pack_row_tile(t, n, rows.data() + r * row_bytes, row_bytes, tiles.data() + r * row_bytes);
+  }
+  return tiles;
+}
+
+bool same_bits(float a, float b) {
+  if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b);
+  return std::memcmp(&a, &b, sizeof a) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("row tiles: repacking is exact and reversible, any bytes", "[cpu_kernels][row_tiles]") {
+  const uint32_t s = seed();
+  INFO("KTX_TEST_SEED=" << s);
+  std::mt19937 g(s);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (TensorType t : kTypes) {
+    INFO(ktx::type_name(t));
+    for (int64_t blocks : {1, 3, 8}) {
+      const int64_t n = blocks * block_elements(t);
+      const size_t row_bytes = ktx::row_size(t, n);
+      // Arbitrary bytes, not only what a quantizer writes: every bit of a block must survive.
+      std::vector<uint8_t> rows(row_bytes * q::kTileRows);
+      for (uint8_t& b : rows) b = static_cast<uint8_t>(byte(g));
+      std::vector<uint8_t> tile(rows.size(), 0xA5), back(rows.size(), 0x5A);
+      q::pack_row_tile(t, n, rows.data(), row_bytes, tile.data());
+      q::unpack_row_tile(t, n, tile.data(), back.data(), row_bytes);
+      CHECK(back == rows);
+      // Row stride larger than a row: the rows' gaps are neither read into the tile nor written.
+      std::vector<uint8_t> spaced(2 * rows.size(), 0x11);
+      q::unpack_row_tile(t, n, tile.data(), spaced.data(), 2 * row_bytes);
+      for (int64_t r = 0; r < q::kTileRows; ++r) {
+        const auto* row = spaced.data() + 2 * row_bytes * static_cast<size_t>(r);
+        CHECK(std::memcmp(row, rows.data() + row_bytes * static_cast<size_t>(r), row_bytes) == 0);
+        for (size_t i = row_bytes; i < 2 * row_bytes; ++i) CHECK(row[i] == 0x11);
+      }
+    }
+  }
+}
+
+TEST_CASE("row tiles: the reference tile dot is the reference row dot", "[cpu_kernels][row_tiles]") {
+  const uint32_t s = seed();
+  INFO("KTX_TEST_SEED=" << s);
+  std::mt19937 g(s);
+  for (TensorType t : kTypes) {
+    INFO(ktx::type_name(t));
+    const int64_t n = 3 * block_elements(t);
+    const size_t row_bytes = ktx::row_size(t, n);
+    const std::vector<uint8_t> rows = quantized_rows(t, q::kTileRows, n, g);
+    const std::vector<uint8_t> tile = tiles_of(t, n, rows);
+    const TensorType yt = *q::vec_dot_type(t);
+    std::vector<float> x(static_cast<size_t>(n));
+    std::normal_distribution<float> normal;
+    for (float& v : x) v = normal(g);
+    std::vector<uint8_t> y(ktx::row_size(yt, n));
+    q::quantize_row(yt, x.data(), y.data(), n);
+    float out[q::kTileRows];
+    q::vec_dot_row_tile_ref(t, n, tile.data(), y.data(), out);
+    for (int64_t r = 0; r < q::kTileRows; ++r) {
+      const float want = q::vec_dot(t, n, rows.data() + static_cast<size_t>(r) * row_bytes, y.data());
+      CHECK(same_bits(out[r], want));
+    }
+  }
+}
+
+TEST_CASE("row tiles: AVX-512 kernels equal the reference bit for bit", "[cpu_kernels][row_tiles]") {
+  if (!cpu::isa_available(cpu::Isa::kAvx512Vnni)) {
+    WARN("this CPU lacks AVX-512 VNNI: the row-tile kernels are not tested");
+    return;
+  }
+  const uint32_t s = seed();
+  INFO("KTX_TEST_SEED=" << s);
+  std::mt19937 g(s);
+  std::normal_distribution<float> normal;
+  for (TensorType t : kTypes) {
+    const cpu::VecDotTilesFn fn = cpu::isa_vec_dot_tiles(cpu::Isa::kAvx512Vnni, t);
+    REQUIRE(fn != nullptr);
+    const TensorType yt = *q::vec_dot_type(t);
+    // 1, 3, 7 and 44 blocks (V2-Lite's expert down rows are 44 Q5_0 / Q8_0 blocks); 1 to 3 tiles.
+    for (int64_t blocks : {1, 3, 7, 44}) {
+      for (int64_t n_tiles : {1, 2, 3}) {
+        INFO(ktx::type_name(t) << ", " << blocks << " blocks a row, " << n_tiles << " tiles");
+        const int64_t n = blocks * block_elements(t);
+        const int64_t rows = n_tiles * q::kTileRows;
+        const size_t row_bytes = ktx::row_size(t, n);
+        std::vector<uint8_t> w = quantized_rows(t, rows, n, g);
+        if (blocks == 3 && n_tiles == 2) {
+          // A NaN scale in one row's middle block poisons that row only.
+          const uint16_t nan_half = 0x7E00;
+          // (d is the first field of all three block types.)
+          std::memcpy(w.data() + 21 * row_bytes + ktx::row_size(t, block_elements(t)), &nan_half, 2);
+        }
+        const std::vector<uint8_t> tiles = tiles_of(t, n, w);
+        std::vector<float> x(static_cast<size_t>(n));
+        for (float& v : x) v = normal(g);
+        std::vector<uint8_t> y(ktx::row_size(yt, n));
+        q::quantize_row(yt, x.data(), y.data(), n);
+        // Poisoned, with a guard tile after the last.
+        std::vector<float> out(static_cast<size_t>(rows + q::kTileRows),
+                               std::numeric_limits<float>::quiet_NaN());
+        const float guard = -12345.0f;
+        std::fill(out.begin() + rows, out.end(), guard);
+        fn(n, tiles.data(), q::kTileRows * row_bytes, n_tiles, y.data(), out.data());
+        for (int64_t r = 0; r < rows; ++r) {
+          const float want = q::vec_dot(t, n, w.data() + static_cast<size_t>(r) * row_bytes, y.data());
+          INFO("row " << r << ": " << out[static_cast<size_t>(r)] << " vs " << want);
+          CHECK(same_bits(out[static_cast<size_t>(r)], want));
+          if (blocks == 3 && n_tiles == 2) CHECK(std::isnan(out[static_cast<size_t>(r)]) == (r == 21));
+          if (blocks != 3 || n_tiles != 2 || r != 21) CHECK(std::isfinite(out[static_cast<size_t>(r)]));
+        }
+        for (size_t i = static_cast<size_t>(rows); i < out.size(); ++i) CHECK(out[i] == guard);
+      }
+    }
+  }
+}
+
+TEST_CASE("row tiles: only types with a tile layout have kernels", "[cpu_kernels][row_tiles]") {
+  for (TensorType t : {TensorType::Q4_0, TensorType::Q5_K, TensorType::Q6_K, TensorType::F32,
+                       TensorType::BF16}) {
+    CHECK_FALSE(q::has_row_tiles(t));
+    CHECK(cpu::isa_vec_dot_tiles(cpu::Isa::kAvx512Vnni, t) == nullptr);
+    CHECK(cpu::isa_vec_dot_tiles(cpu::Isa::kAvx2, t) == nullptr);
+  }
+  for (TensorType t : kTypes) {
+    CHECK(q::has_row_tiles(t));
+    CHECK(cpu::isa_vec_dot_tiles(cpu::Isa::kAvx2, t) == nullptr);  // AVX-512 only, for now
+    CHECK(cpu::isa_vec_dot_tiles(cpu::Isa::kScalar, t) == nullptr);
+  }
+}
+
+TEST_CASE("RepackedTensor: decode's dot reads the tiles, exactly the reference",
+          "[cpu_kernels][row_tiles]") {
+  const uint32_t s = seed();
+  INFO("KTX_TEST_SEED=" << s);
+  std::mt19937 g(s);
+  std::normal_distribution<float> normal;
+  const bool has_tiles = cpu::vec_dot_tiles_fn(TensorType::Q5_0) != nullptr;
+  // A 3-D tensor of 3 matrices of 48 rows of 64 Q5_0 elements.
+  const int64_t n = 64, rows = 48, slabs = 3;
+  const size_t row_bytes = ktx::row_size(TensorType::Q5_0, n);
+  const std::vector<uint8_t> bytes = quantized_rows(TensorType::Q5_0, rows * slabs, n, g);
+  ktx::gguf::TensorInfo t;
+  t.name = "blk.1.ffn_down_exps.weight";
+  t.type = TensorType::Q5_0;
+  t.shape = {n, rows, slabs};
+  t.data = bytes.data();
+  const std::unique_ptr<ktx::ops::cpu::RepackedTensor> r =
+      ktx::ops::cpu::RepackedTensor::make(t, 2);
+  if (!has_tiles) {
+    CHECK(r == nullptr);  // no tile kernel in this tier: the file's rows
+    return;
+  }
+  REQUIRE(r != nullptr);
+  CHECK(r->bytes() == bytes.size());
+  std::vector<float> x(static_cast<size_t>(n));
+  for (float& v : x) v = normal(g);
+  std::vector<uint8_t> y(ktx::row_size(TensorType::Q8_0, n));
+  q::quantize_row(TensorType::Q8_0, x.data(), y.data(), n);
+  for (int64_t e = 0; e < slabs; ++e) {
+    ktx::ops::cpu::WeightMatrix w = ktx::ops::cpu::weight_slab(t, e);
+    r->attach(w, e);
+    REQUIRE(w.tiles != nullptr);
+    // Rows 16..47 from the tiles, then 3..18 (not on a tile boundary: the file's rows).
+    std::vector<float> out(32, std::numeric_limits<float>::quiet_NaN());
+    w.dot(16, 32, y.data(), out.data());
+    for (int64_t i = 0; i < 32; ++i) {
+      const uint8_t* row = bytes.data() + static_cast<size_t>(e * rows + 16 + i) * row_bytes;
+      CHECK(same_bits(out[static_cast<size_t>(i)], q::vec_dot(TensorType::Q5_0, n, row, y.data())));
+    }
+    std::vector<float> rest(16), want(16);
+    w.dot(3, 16, y.data(), rest.data());
+    ktx::ops::cpu::weight_slab(t, e).dot(3, 16, y.data(), want.data());
+    CHECK(rest == want);
+  }
+  // Row counts that are not whole tiles, and types without a tile kernel, are not repacked.
+  ktx::gguf::TensorInfo odd = t;
+  odd.shape = {n, 24, 2};
+  CHECK(ktx::ops::cpu::RepackedTensor::make(odd, 2) == nullptr);
+  ktx::gguf::TensorInfo f32 = t;
+  f32.type = TensorType::F32;
+  CHECK(ktx::ops::cpu::RepackedTensor::make(f32, 2) == nullptr);
+}
