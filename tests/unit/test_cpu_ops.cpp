@@ -664,10 +664,13 @@ TEST_CASE("cpu.experts: decode split across NUMA nodes gives the same numbers bi
     c.n_expert = 8;
     c.n_expert_used = 3;
     c.n_ff_exp = 512;
-    auto op = backend.create<ops::ExpertsOp>(ModuleKind::kExperts, m, c);
-    for (int step = 0; step < 4; ++step) {
+    // Also over row tiles (option repack), whose rows the split reads instead of the file's.
+    auto plain = backend.create<ops::ExpertsOp>(ModuleKind::kExperts, m, c);
+    auto tiled = backend.create<ops::ExpertsOp>(ModuleKind::kExperts, m, c, {{"repack", "true"}});
+    for (int step = 0; step < 8; ++step) {
+      ops::ExpertsOp* op = step % 2 == 0 ? plain.get() : tiled.get();
       const std::vector<float> x = rng.vec(768);
-      const std::vector<int32_t> ids = {static_cast<int32_t>(step), 5, 7};
+      const std::vector<int32_t> ids = {static_cast<int32_t>(step / 2), 5, 7};
       const std::vector<float> weights = {0.5f, 0.3f, 0.2f};
       std::vector<std::vector<float>> outs;
       for (runtime::ThreadPool* pool : {&flat, &two_nodes, &three_nodes}) {
@@ -1657,7 +1660,7 @@ TEST_CASE("option repack: the same numbers as the file's rows", "[cpu_ops][row_t
       tiled->forward(ctx, n, x.data(), b.data());
       CHECK(same(b, a, n > 1));
     }
-    // An output head whose row count is not a multiple of 16: its last rows stay the file's.
+    // An output head whose row count is not a multiple of 16 is not repacked: the same numbers.
     model::ModelConfig hc;
     hc.n_embd = n_embd;
     hc.n_vocab = 1000;

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <limits>
 #include <memory>
 #include <random>
@@ -202,8 +203,8 @@ TEST_CASE("RepackedTensor: decode's dot reads the tiles, exactly the reference",
   std::mt19937 g(s);
   std::normal_distribution<float> normal;
   const bool has_tiles = cpu::vec_dot_tiles_fn(TensorType::Q5_0) != nullptr;
-  // A 3-D tensor of 3 matrices of 48 rows of 64 Q5_0 elements.
-  const int64_t n = 64, rows = 48, slabs = 3;
+  // A 3-D tensor of 3 matrices of 176 rows of 64 Q5_0 elements: 33 tiles, packed by 2 threads.
+  const int64_t n = 64, rows = 176, slabs = 3;
   const size_t row_bytes = ktx::row_size(TensorType::Q5_0, n);
   const std::vector<uint8_t> bytes = quantized_rows(TensorType::Q5_0, rows * slabs, n, g);
   ktx::gguf::TensorInfo t;
@@ -238,6 +239,15 @@ TEST_CASE("RepackedTensor: decode's dot reads the tiles, exactly the reference",
     w.dot(3, 16, y.data(), rest.data());
     ktx::ops::cpu::weight_slab(t, e).dot(3, 16, y.data(), want.data());
     CHECK(rest == want);
+    // Rows 144..163: a whole tile, then a tail of 4 rows from the file's rows.
+    std::vector<float> mixed(20), tail(4);
+    w.dot(144, 20, y.data(), mixed.data());
+    ktx::ops::cpu::weight_slab(t, e).dot(160, 4, y.data(), tail.data());
+    for (int64_t i = 0; i < 16; ++i) {
+      const uint8_t* row = bytes.data() + static_cast<size_t>(e * rows + 144 + i) * row_bytes;
+      CHECK(same_bits(mixed[static_cast<size_t>(i)], q::vec_dot(TensorType::Q5_0, n, row, y.data())));
+    }
+    CHECK(std::equal(tail.begin(), tail.end(), mixed.begin() + 16));
   }
   // Row counts that are not whole tiles, and types without a tile kernel, are not repacked.
   ktx::gguf::TensorInfo odd = t;

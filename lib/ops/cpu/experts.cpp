@@ -156,6 +156,12 @@ class Experts final : public ExpertsOp {
   std::once_flag placed_;
 };
 
+// Where decode reads rows [r, …) of w: its row tiles when repacked (the blocks are whole tiles,
+// and a tile's rows take the same bytes as in the file), else the file's rows.
+const uint8_t* decode_rows(const WeightMatrix& w, int64_t r) {
+  return w.tiles != nullptr ? w.tiles + static_cast<size_t>(r) * w.row_bytes : w.row(r);
+}
+
 void Experts::place_on_nodes(const runtime::ThreadPool& pool) {
   const int nodes = pool.n_nodes();
   std::string error;
@@ -175,14 +181,14 @@ void Experts::place_on_nodes(const runtime::ThreadPool& pool) {
     for (int64_t e = 0; e < n_expert_ && error.empty(); ++e) {
       const auto e_ = static_cast<size_t>(e);
       for (const WeightMatrix* w : {&gate_[e_], &up_[e_]}) {
-        if (!runtime::bind_to_node(w->row(u0), static_cast<size_t>(u1 - u0) * w->row_bytes, id,
-                                   &error)) {
+        if (!runtime::bind_to_node(decode_rows(*w, u0), static_cast<size_t>(u1 - u0) * w->row_bytes,
+                                   id, &error)) {
           break;
         }
       }
       if (error.empty()) {
-        runtime::bind_to_node(down_[e_].row(d0), static_cast<size_t>(d1 - d0) * down_[e_].row_bytes,
-                              id, &error);
+        runtime::bind_to_node(decode_rows(down_[e_], d0),
+                              static_cast<size_t>(d1 - d0) * down_[e_].row_bytes, id, &error);
       }
     }
   }

@@ -46,7 +46,12 @@ std::unique_ptr<RepackedTensor> RepackedTensor::make(const gguf::TensorInfo& t, 
     }
   };
   std::vector<std::thread> pool;
-  for (int64_t k = 1; k < workers; ++k) pool.emplace_back(pack, k);
+  try {
+    for (int64_t k = 1; k < workers; ++k) pool.emplace_back(pack, k);
+  } catch (...) {
+    // No thread to be had (EAGAIN): this thread packs the shares that found none.
+    for (auto k = static_cast<int64_t>(pool.size()) + 1; k < workers; ++k) pack(k);
+  }
   pack(0);
   for (std::thread& th : pool) th.join();
   return std::unique_ptr<RepackedTensor>(new RepackedTensor(data, bytes, slab_bytes, fn));
