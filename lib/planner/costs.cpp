@@ -9,6 +9,7 @@
 
 #include "ktx/error.h"
 #include "ktx/gguf.h"
+#include "ops/cpu/repacked.h"
 
 namespace ktx::planner {
 namespace {
@@ -65,6 +66,7 @@ std::vector<ModuleCost> compute_costs(const std::vector<model::ModuleDesc>& modu
     c.shared_experts = m.kind == ModuleKind::kMlp && m.name.ends_with(".shared_experts");
     const WeightTotals w = weight_totals(m);
     c.weight_bytes = w.bytes;
+    c.repack_bytes = ops::cpu::repacked_bytes(m);
     c.weight_bytes_read = static_cast<double>(w.bytes);
     c.flops = 2.0 * w.elements;
     switch (m.kind) {

@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "exec/expert_split.h"
+#include "ops/cpu/repacked.h"
 #include "ktx/error.h"
 
 namespace ktx::planner {
@@ -148,6 +149,11 @@ PlanReport evaluate_plan(const exec::Plan& plan, const std::vector<ModuleCost>& 
       parts.push_back({p.generate_device, p.prefill_device, 1.0, hit, c.weight_bytes, gname});
     }
 
+    // Option repack on the CPU: the operator keeps a copy of its matrices beside the mapping
+    // (all of them, also the experts another device serves).
+    if (p.generate_device.kind == DeviceKind::kCpu && ops::cpu::parse_repack(p.options) == true) {
+      parts.back().resident += c.repack_bytes;
+    }
     for (size_t i = 0; i < parts.size(); ++i) {
       const Part& part = parts[i];
       const bool main = i + 1 == parts.size();

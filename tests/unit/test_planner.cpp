@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "ktx/error.h"
+#include "kernels/cpu/vec_dot.h"
 #include "model_test_files.h"
+#include "ops/cpu/repacked.h"
 #include "planner/arch_preset.h"
 #include "planner/costs.h"
 #include "planner/hardware.h"
@@ -579,4 +581,33 @@ TEST_CASE("planner: ktx plan -m plans a model file, checking rules with the CPU 
   REQUIRE(cpu_doc["devices"].size() == 1);
   CHECK(cpu_doc["devices"][0]["name"].as<std::string>() == "cpu");
   CHECK(cpu_doc["warnings"].size() == 0);
+}
+
+TEST_CASE("planner: option repack counts the operators' copies in the CPU's memory",
+          "[planner][cli][row_tiles]") {
+  const std::string rules = std::string(KTX_SOURCE_DIR) + "/rules/deepseek-v2-cpu";
+  auto cpu_bytes = [](const std::string& file) {
+    int rc = -1;
+    const std::string out =
+        run_plan_command({"--arch-preset", "deepseek-v2-lite", "--quant", "Q4_K_M", "--cpu-bw",
+                          "50", "--cpu-tflops", "1", "--rules", file, "--json"},
+                         &rc);
+    REQUIRE(rc == 0);
+    const YAML::Node doc = YAML::Load(out);
+    REQUIRE(doc["devices"].size() == 1);
+    return doc["devices"][0]["bytes"].as<uint64_t>();
+  };
+  const uint64_t plain = cpu_bytes(rules + ".yaml"), repacked = cpu_bytes(rules + "-repack.yaml");
+  // What the operators would copy: the matrices RepackedTensor accepts on this CPU.
+  auto model = ktx::planner::synthesize_model(ktx::planner::ArchPreset::kDeepseekV2Lite,
+                                              ktx::quantize::Preset::Q4_K_M);
+  uint64_t copies = 0;
+  for (const ktx::model::ModuleDesc& m : model->modules) copies += ktx::ops::cpu::repacked_bytes(m);
+  CHECK(repacked == plain + copies);
+  if (ktx::kernels::cpu::vec_dot_tiles_fn(ktx::TensorType::Q4_K) != nullptr) {
+    // V2-Lite Q4_K_M: most of the routed experts (Q4_K gate/up; Q5_0 or Q8_0 down).
+    CHECK(copies > uint64_t{7} << 30);
+  } else {
+    CHECK(copies == 0);  // no tile kernels: nothing is copied
+  }
 }

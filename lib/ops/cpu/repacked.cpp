@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <span>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -88,6 +90,39 @@ int repack_threads() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+uint64_t repacked_bytes(const model::ModuleDesc& m) {
+  using model::ModuleKind;
+  static constexpr std::string_view kExperts[] = {"gate_exps", "up_exps", "down_exps"};
+  static constexpr std::string_view kMlp[] = {"gate", "up", "down"};
+  static constexpr std::string_view kMla[] = {"q", "q_a", "q_b", "kv_a_mqa", "output"};
+  static constexpr std::string_view kHead[] = {"weight"};
+  std::span<const std::string_view> roles;
+  switch (m.kind) {
+    case ModuleKind::kExperts:
+      roles = kExperts;
+      break;
+    case ModuleKind::kMlp:
+      roles = kMlp;
+      break;
+    case ModuleKind::kMlaAttention:
+      roles = kMla;
+      break;
+    case ModuleKind::kLmHead:
+      roles = kHead;
+      break;
+    default:
+      return 0;
+  }
+  uint64_t bytes = 0;
+  for (std::string_view role : roles) {
+    const gguf::TensorInfo* t = m.find_weight(role);
+    if (t == nullptr || kernels::cpu::vec_dot_tiles_fn(t->type) == nullptr) continue;
+    if (t->shape.size() < 2 || t->shape.size() > 3 || t->shape[1] % quant::kTileRows != 0) continue;
+    bytes += t->n_bytes;
+  }
+  return bytes;
 }
 
 void RepackedTensor::attach(WeightMatrix& w, int64_t slab) const {

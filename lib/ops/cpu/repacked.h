@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "ktx/gguf.h"
+#include "model/module_tree.h"
 #include "ops/cpu/linear.h"
 #include "registry/registry.h"
 
@@ -64,5 +65,10 @@ std::vector<std::unique_ptr<RepackedTensor>> repack_matrices(
 
 // Threads to repack with: the CPUs this process may use.
 int repack_threads();
+
+// The bytes option repack copies for module m on this CPU (its operator's matrices that
+// RepackedTensor::make accepts; 0 where the CPU has no tile kernels), for the planner's memory
+// estimate. The roles are the ones each CPU operator hands to the repacking.
+uint64_t repacked_bytes(const model::ModuleDesc& m);
 
 }  // namespace ktx::ops::cpu
