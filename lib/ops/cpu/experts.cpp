@@ -38,12 +38,25 @@ namespace {
 constexpr std::string_view kName = "cpu.experts";
 constexpr int64_t kUpBlock = 64;    // n_ff_exp rows per up task
 constexpr int64_t kDownBlock = 64;  // n_embd rows per down task
-// One token: 128 gate + 128 up rows per task (2 × 147 KB of Q4_K at V2-Lite's width, ~10 µs
-// from memory): 66 tasks for 6 experts of 1408 rows, plenty for a few threads to even out.
+// One token: at least 128 gate + 128 up rows per task (2 × 147 KB of Q4_K at V2-Lite's width),
+// more with few threads (decode_block); on several NUMA nodes exactly 128, the unit in which
+// place_on_nodes binds rows.
 constexpr int64_t kDecodeUpBlock = 128;
-// One token's down tasks: 256 rows of one expert (248 KB of Q5_0 at V2-Lite's width; 48 tasks for
-// 6 experts). Blocks of 64 rows across all experts, as the batch takes them, ran 8-9% slower.
+// One token's down tasks: at least 256 rows of one expert (248 KB of Q5_0 at V2-Lite's width);
+// likewise. Blocks of 64 rows across all experts, as the batch takes them, ran 8-9% slower.
 constexpr int64_t kDecodeDownBlock = 256;
+
+// One token, threads not split by NUMA node: rows per task of a matrix of `rows` rows for
+// `n_active` experts, about 4 tasks per thread and at least `min_rows`, each expert's rows cut
+// evenly, whole row tiles. Long runs matter once the kernels outrun memory: on one Zen 4 core,
+// runs of 128 rows of Q4_K tiles at random places read memory at 70-90% of the speed of whole
+// matrices, runs of 704 rows at ~100%.
+int64_t decode_block(int64_t rows, int64_t n_active, int threads, int64_t min_rows) {
+  const int64_t target = std::max<int64_t>(min_rows, rows * n_active / (4 * std::max(1, threads)));
+  const int64_t per_expert = std::max<int64_t>(1, (rows + target - 1) / target);
+  const int64_t block = (rows + per_expert - 1) / per_expert;
+  return (block + quant::kTileRows - 1) / quant::kTileRows * quant::kTileRows;
+}
 
 class Experts final : public ExpertsOp {
  public:
@@ -119,9 +132,10 @@ class Experts final : public ExpertsOp {
     // items are the up tasks node by node, then the down tasks node by node (two phases of
     // ThreadPool::submit_nodes): item ranges from node_start (2 · nodes + 1 bounds).
     std::vector<int64_t> up_lo, down_lo, node_start;
-    // Decode: down tasks per (active expert, block of kDecodeDownBlock rows), each expert's
+    // Decode: down tasks per (active expert, block of down_block rows), each expert's
     // result in its own row of expert_out ([n_active][n_embd]), summed into out by wait().
     std::vector<float> expert_out;
+    int64_t down_block = 0;   // n_embd rows per down task
     int64_t down_blocks = 0;  // per active expert
   };
 
@@ -274,14 +288,16 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
   run->hidden_q.resize(down_[0].dot_type, n_assign, n_ff_);
 
   const auto n_active = static_cast<int64_t>(run->active.size());
-  run->up_block = n == 1 ? kDecodeUpBlock : kUpBlock;
+  const bool numa = n == 1 && pool.n_nodes() > 1;
+  run->up_block = n > 1 ? kUpBlock : numa ? kDecodeUpBlock : decode_block(n_ff_, n_active, pool.size(), kDecodeUpBlock);
   run->up_blocks = (n_ff_ + run->up_block - 1) / run->up_block;
   run->n_up_tasks = n_active * run->up_blocks;
   run->blocks_left = std::make_unique<std::atomic<int64_t>[]>(static_cast<size_t>(n_active));
   for (int64_t a = 0; a < n_active; ++a) run->blocks_left[a].store(run->up_blocks);
   run->up_left.store(run->n_up_tasks);
   if (n == 1) {
-    run->down_blocks = (n_embd_ + kDecodeDownBlock - 1) / kDecodeDownBlock;
+    run->down_block = numa ? kDecodeDownBlock : decode_block(n_embd_, n_active, pool.size(), kDecodeDownBlock);
+    run->down_blocks = (n_embd_ + run->down_block - 1) / run->down_block;
     run->expert_out.resize(static_cast<size_t>(n_active * n_embd_));
   }
   const int64_t n_down_tasks =
@@ -367,11 +383,11 @@ void Experts::up_task(Run& run, int64_t task) const {
   try {
     if (!run.failed.load(std::memory_order_relaxed) && run.n == 1) {
       // One token: the block's gate rows, then its up rows, each in one kernel call.
-      float gv[kDecodeUpBlock], uv[kDecodeUpBlock];
-      g.dot(r0, r1 - r0, run.x_gate.row(0), gv);
-      u.dot(r0, r1 - r0, xu.row(0), uv);
       float* h = run.hidden.data() + j0 * n_ff_;
-      for (int64_t r = r0; r < r1; ++r) h[r] = silu(gv[r - r0]) * uv[r - r0];
+      std::vector<float> uv(static_cast<size_t>(r1 - r0));
+      g.dot(r0, r1 - r0, run.x_gate.row(0), h + r0);
+      u.dot(r0, r1 - r0, xu.row(0), uv.data());
+      for (int64_t r = r0; r < r1; ++r) h[r] = silu(h[r]) * uv[static_cast<size_t>(r - r0)];
       // The expert's last block quantizes its hidden row for the down pass (acq_rel: it sees
       // every other block's writes).
       if (run.blocks_left[a].fetch_sub(1, std::memory_order_acq_rel) == 1) {
@@ -510,8 +526,8 @@ void Experts::wait(ExecContext& ctx) {
 void Experts::decode_down_task(Run& run, int64_t task) const {
   if (!wait_for_up_tasks(run)) return;
   const int64_t a = task / run.down_blocks;
-  const int64_t r0 = (task % run.down_blocks) * kDecodeDownBlock;
-  const int64_t r1 = std::min(n_embd_, r0 + kDecodeDownBlock);
+  const int64_t r0 = (task % run.down_blocks) * run.down_block;
+  const int64_t r1 = std::min(n_embd_, r0 + run.down_block);
   const auto i = static_cast<size_t>(a);
   down_[static_cast<size_t>(run.active[i])].dot(
       r0, r1 - r0, run.hidden_q.row(run.first[i]),
