@@ -2,8 +2,9 @@
 // (vec_dot.h) for each weight type, against the scalar references: one weight row per call
 // (VecDotFn) and, where a tier has one, the multi-row kernel (VecDotRowsFn, "+rows") that
 // lib/ops/cpu/linear.cpp uses, and the row-tile kernel (VecDotTilesFn, "+tiles": the matrix
-// repacked into tiles of 16 rows, quant/row_tiles.h, as the `repack` option does). Shapes: 2048 rows × 2048 columns and DeepSeek-V2-Lite's expert
-// gate/up, 1408 rows × 2048 columns. The activations are quantized once.
+// repacked into tiles of 16 rows, quant/row_tiles.h, as the `repack` option does). Shapes: 2048
+// rows × 2048 columns and DeepSeek-V2-Lite's expert gate/up, 1408 rows × 2048 columns. The
+// activations are quantized once.
 //
 // One thread. "hot": one matrix that stays in cache, so the number is the kernel's compute speed.
 // "cold": successive copies of the matrix from a buffer well above the last-level cache, so the

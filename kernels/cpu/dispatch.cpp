@@ -192,7 +192,6 @@ VecDotFn avx512_vec_dot(T t){KTX_TIER_VEC_DOT(avx512)} VecDotRowsFn avx512_vec_d
       return nullptr;
   }
 }
-QuantizeRowFn avx512_quantize_row(T t) { KTX_TIER_QUANTIZE(avx512) }
 VecDotTilesFn avx512_vec_dot_tiles(T t) {
   switch (t) {
     case T::Q4_K:
@@ -205,6 +204,7 @@ VecDotTilesFn avx512_vec_dot_tiles(T t) {
       return nullptr;
   }
 }
+QuantizeRowFn avx512_quantize_row(T t) { KTX_TIER_QUANTIZE(avx512) }
 #endif
 
 constexpr size_t kTypeSlots = 64;  // above every ggml type id

@@ -96,7 +96,8 @@ inline void q4_K_unit(const uint8_t* u, const BlockQ8_K& y, __m512i& isum, __m51
         p % 2 == 0 ? (p < 2 ? a : b) : _mm512_srli_epi32(p < 2 ? a : b, 6), pair_mask);
     const int32_t even = y.bsums[4 * p] + y.bsums[4 * p + 1];
     const int32_t odd = y.bsums[4 * p + 2] + y.bsums[4 * p + 3];
-    const uint32_t sums = (static_cast<uint32_t>(even) & 0xFFFF) | (static_cast<uint32_t>(odd) << 16);
+    const uint32_t sums =
+        (static_cast<uint32_t>(even) & 0xFFFF) | (static_cast<uint32_t>(odd) << 16);
     msum = _mm512_dpwssd_epi32(msum, mins, _mm512_set1_epi32(static_cast<int32_t>(sums)));
   }
 }
@@ -167,8 +168,8 @@ class BlockSums {
 
 // The legacy formats' tile loop: acc += float(isum) * (dx * dy) block after block.
 template <size_t kUnit, typename UnitFn>
-void legacy_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
-                  const void* yv, float* out, UnitFn unit) {
+void legacy_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles, const void* yv,
+                  float* out, UnitFn unit) {
   const auto* y = static_cast<const BlockQ8_0*>(yv);
   const int64_t nb = n / quant::kQK8_0;
   const BlockSums ysum(y, nb);
@@ -185,7 +186,6 @@ void legacy_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_ti
   }
 }
 
-
 }  // namespace
 
 void vec_dot_q4_K_q8_K_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
@@ -201,9 +201,9 @@ void vec_dot_q4_K_q8_K_tiles(int64_t n, const void* tiles, size_t tile_stride, i
       q4_K_unit(u, y[i], isum, msum);
       const __m512 yd = _mm512_set1_ps(y[i].d);
       // float(isum) * (d * yd) - float(msum) * (dmin * yd), then sum += term.
-      const __m512 term =
-          _mm512_sub_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(halves16(u), yd)),
-                        _mm512_mul_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(halves16(u + 32), yd)));
+      const __m512 term = _mm512_sub_ps(
+          _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(halves16(u), yd)),
+          _mm512_mul_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(halves16(u + 32), yd)));
       acc = _mm512_add_ps(acc, term);
     }
     _mm512_storeu_ps(out + 16 * t, acc);

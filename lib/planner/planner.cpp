@@ -12,8 +12,8 @@
 #include <unordered_map>
 
 #include "exec/expert_split.h"
-#include "ops/cpu/repacked.h"
 #include "ktx/error.h"
+#include "ops/cpu/repacked.h"
 
 namespace ktx::planner {
 namespace {

@@ -1608,12 +1608,15 @@ TEST_CASE("option repack: the same numbers as the file's rows", "[cpu_ops][row_t
       ExpertWeights w;
       w.n_embd = n_embd;
       w.n_ff = n_ff;
-      w.gate = random_tensor("blk.1.ffn_gate_exps.weight", gate_up, {n_embd, n_ff, n_expert}, rng, 0.3f);
-      w.up = random_tensor("blk.1.ffn_up_exps.weight", gate_up, {n_embd, n_ff, n_expert}, rng, 0.3f);
-      w.down = random_tensor("blk.1.ffn_down_exps.weight", down, {n_ff, n_embd, n_expert}, rng, 0.3f);
-      const ModuleDesc m =
-          module("model.layers.1.mlp.experts", ModuleKind::kExperts,
-                 {{"gate_exps", w.gate.get()}, {"up_exps", w.up.get()}, {"down_exps", w.down.get()}});
+      w.gate =
+          random_tensor("blk.1.ffn_gate_exps.weight", gate_up, {n_embd, n_ff, n_expert}, rng, 0.3f);
+      w.up =
+          random_tensor("blk.1.ffn_up_exps.weight", gate_up, {n_embd, n_ff, n_expert}, rng, 0.3f);
+      w.down =
+          random_tensor("blk.1.ffn_down_exps.weight", down, {n_ff, n_embd, n_expert}, rng, 0.3f);
+      const ModuleDesc m = module(
+          "model.layers.1.mlp.experts", ModuleKind::kExperts,
+          {{"gate_exps", w.gate.get()}, {"up_exps", w.up.get()}, {"down_exps", w.down.get()}});
       model::ModelConfig c;
       c.n_embd = n_embd;
       c.n_expert = n_expert;
@@ -1628,7 +1631,8 @@ TEST_CASE("option repack: the same numbers as the file's rows", "[cpu_ops][row_t
         std::vector<float> weights;
         for (int64_t t = 0; t < n; ++t) {
           ids.push_back(static_cast<int32_t>(rng.index(n_expert)));
-          ids.push_back(static_cast<int32_t>((ids.back() + 1 + rng.index(n_expert - 1)) % n_expert));
+          ids.push_back(
+              static_cast<int32_t>((ids.back() + 1 + rng.index(n_expert - 1)) % n_expert));
           weights.insert(weights.end(), {0.7f, 0.3f});
         }
         std::vector<float> a = poisoned(n * n_embd), b = poisoned(n * n_embd);
@@ -1648,8 +1652,9 @@ TEST_CASE("option repack: the same numbers as the file's rows", "[cpu_ops][row_t
     w.gate = random_tensor("blk.0.ffn_gate.weight", TensorType::Q4_K, {n_embd, n_ff}, rng, 0.3f);
     w.up = random_tensor("blk.0.ffn_up.weight", TensorType::Q4_K, {n_embd, n_ff}, rng, 0.3f);
     w.down = random_tensor("blk.0.ffn_down.weight", TensorType::Q8_0, {n_ff, n_embd}, rng, 0.3f);
-    const ModuleDesc m = module("model.layers.0.mlp", ModuleKind::kMlp,
-                                {{"gate", w.gate.get()}, {"up", w.up.get()}, {"down", w.down.get()}});
+    const ModuleDesc m =
+        module("model.layers.0.mlp", ModuleKind::kMlp,
+               {{"gate", w.gate.get()}, {"up", w.up.get()}, {"down", w.down.get()}});
     model::ModelConfig c;
     auto plain = backend.create<ops::MlpOp>(ModuleKind::kMlp, m, c);
     auto tiled = backend.create<ops::MlpOp>(ModuleKind::kMlp, m, c, repack);
@@ -1680,8 +1685,9 @@ TEST_CASE("option repack: the same numbers as the file's rows", "[cpu_ops][row_t
     w.gate = random_tensor("blk.0.ffn_gate.weight", TensorType::Q4_K, {256, 32}, rng, 0.3f);
     w.up = random_tensor("blk.0.ffn_up.weight", TensorType::Q4_K, {256, 32}, rng, 0.3f);
     w.down = random_tensor("blk.0.ffn_down.weight", TensorType::Q8_0, {32, 256}, rng, 0.3f);
-    const ModuleDesc m = module("model.layers.0.mlp", ModuleKind::kMlp,
-                                {{"gate", w.gate.get()}, {"up", w.up.get()}, {"down", w.down.get()}});
+    const ModuleDesc m =
+        module("model.layers.0.mlp", ModuleKind::kMlp,
+               {{"gate", w.gate.get()}, {"up", w.up.get()}, {"down", w.down.get()}});
     const auto why = backend.check(ModuleKind::kMlp, m, model::ModelConfig{}, {{"repack", "yes"}});
     REQUIRE(why);
     CHECK_THAT(*why, Catch::Matchers::Contains("repack = \"yes\"") &&

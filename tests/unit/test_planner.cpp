@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "ktx/error.h"
 #include "kernels/cpu/vec_dot.h"
+#include "ktx/error.h"
 #include "model_test_files.h"
 #include "ops/cpu/repacked.h"
 #include "planner/arch_preset.h"

@@ -4,12 +4,12 @@
 // dot bit for bit (no tolerance: each lane repeats the reference's operations in its order). Fresh
 // random data every run (KTX_TEST_SEED=<n> replays one), outputs poisoned with NaN and guarded
 // beyond the last tile, rows of awkward lengths.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <algorithm>
 #include <limits>
 #include <memory>
 #include <random>
@@ -21,9 +21,9 @@
 #include "ktx/gguf.h"
 #include "ktx/quant.h"
 #include "ktx/tensor_type.h"
-#include "quant/blocks.h"
 #include "ops/cpu/linear.h"
 #include "ops/cpu/repacked.h"
+#include "quant/blocks.h"
 #include "quant/row_tiles.h"
 
 namespace {
@@ -106,7 +106,8 @@ TEST_CASE("row tiles: repacking is exact and reversible, any bytes", "[cpu_kerne
   }
 }
 
-TEST_CASE("row tiles: the reference tile dot is the reference row dot", "[cpu_kernels][row_tiles]") {
+TEST_CASE("row tiles: the reference tile dot is the reference row dot",
+          "[cpu_kernels][row_tiles]") {
   const uint32_t s = seed();
   INFO("KTX_TEST_SEED=" << s);
   std::mt19937 g(s);
@@ -125,13 +126,15 @@ TEST_CASE("row tiles: the reference tile dot is the reference row dot", "[cpu_ke
     float out[q::kTileRows];
     q::vec_dot_row_tile_ref(t, n, tile.data(), y.data(), out);
     for (int64_t r = 0; r < q::kTileRows; ++r) {
-      const float want = q::vec_dot(t, n, rows.data() + static_cast<size_t>(r) * row_bytes, y.data());
+      const float want =
+          q::vec_dot(t, n, rows.data() + static_cast<size_t>(r) * row_bytes, y.data());
       CHECK(same_bits(out[r], want));
     }
   }
 }
 
-TEST_CASE("row tiles: AVX-512 kernels equal the reference bit for bit", "[cpu_kernels][row_tiles]") {
+TEST_CASE("row tiles: AVX-512 kernels equal the reference bit for bit",
+          "[cpu_kernels][row_tiles]") {
   if (!cpu::isa_available(cpu::Isa::kAvx512Vnni)) {
     WARN("this CPU lacks AVX-512 VNNI: the row-tile kernels are not tested");
     return;
@@ -156,7 +159,8 @@ TEST_CASE("row tiles: AVX-512 kernels equal the reference bit for bit", "[cpu_ke
           // A NaN scale in one row's middle block poisons that row only.
           const uint16_t nan_half = 0x7E00;
           // (d is the first field of all three block types.)
-          std::memcpy(w.data() + 21 * row_bytes + ktx::row_size(t, block_elements(t)), &nan_half, 2);
+          std::memcpy(w.data() + 21 * row_bytes + ktx::row_size(t, block_elements(t)), &nan_half,
+                      2);
         }
         const std::vector<uint8_t> tiles = tiles_of(t, n, w);
         std::vector<float> x(static_cast<size_t>(n));
@@ -170,11 +174,14 @@ TEST_CASE("row tiles: AVX-512 kernels equal the reference bit for bit", "[cpu_ke
         std::fill(out.begin() + rows, out.end(), guard);
         fn(n, tiles.data(), q::kTileRows * row_bytes, n_tiles, y.data(), out.data());
         for (int64_t r = 0; r < rows; ++r) {
-          const float want = q::vec_dot(t, n, w.data() + static_cast<size_t>(r) * row_bytes, y.data());
+          const float want =
+              q::vec_dot(t, n, w.data() + static_cast<size_t>(r) * row_bytes, y.data());
           INFO("row " << r << ": " << out[static_cast<size_t>(r)] << " vs " << want);
           CHECK(same_bits(out[static_cast<size_t>(r)], want));
-          if (blocks == 3 && n_tiles == 2) CHECK(std::isnan(out[static_cast<size_t>(r)]) == (r == 21));
-          if (blocks != 3 || n_tiles != 2 || r != 21) CHECK(std::isfinite(out[static_cast<size_t>(r)]));
+          if (blocks == 3 && n_tiles == 2)
+            CHECK(std::isnan(out[static_cast<size_t>(r)]) == (r == 21));
+          if (blocks != 3 || n_tiles != 2 || r != 21)
+            CHECK(std::isfinite(out[static_cast<size_t>(r)]));
         }
         for (size_t i = static_cast<size_t>(rows); i < out.size(); ++i) CHECK(out[i] == guard);
       }
@@ -183,8 +190,8 @@ TEST_CASE("row tiles: AVX-512 kernels equal the reference bit for bit", "[cpu_ke
 }
 
 TEST_CASE("row tiles: only types with a tile layout have kernels", "[cpu_kernels][row_tiles]") {
-  for (TensorType t : {TensorType::Q4_0, TensorType::Q5_K, TensorType::Q6_K, TensorType::F32,
-                       TensorType::BF16}) {
+  for (TensorType t :
+       {TensorType::Q4_0, TensorType::Q5_K, TensorType::Q6_K, TensorType::F32, TensorType::BF16}) {
     CHECK_FALSE(q::has_row_tiles(t));
     CHECK(cpu::isa_vec_dot_tiles(cpu::Isa::kAvx512Vnni, t) == nullptr);
     CHECK(cpu::isa_vec_dot_tiles(cpu::Isa::kAvx2, t) == nullptr);
@@ -245,7 +252,8 @@ TEST_CASE("RepackedTensor: decode's dot reads the tiles, exactly the reference",
     ktx::ops::cpu::weight_slab(t, e).dot(160, 4, y.data(), tail.data());
     for (int64_t i = 0; i < 16; ++i) {
       const uint8_t* row = bytes.data() + static_cast<size_t>(e * rows + 144 + i) * row_bytes;
-      CHECK(same_bits(mixed[static_cast<size_t>(i)], q::vec_dot(TensorType::Q5_0, n, row, y.data())));
+      CHECK(
+          same_bits(mixed[static_cast<size_t>(i)], q::vec_dot(TensorType::Q5_0, n, row, y.data())));
     }
     CHECK(std::equal(tail.begin(), tail.end(), mixed.begin() + 16));
   }

@@ -289,14 +289,17 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
 
   const auto n_active = static_cast<int64_t>(run->active.size());
   const bool numa = n == 1 && pool.n_nodes() > 1;
-  run->up_block = n > 1 ? kUpBlock : numa ? kDecodeUpBlock : decode_block(n_ff_, n_active, pool.size(), kDecodeUpBlock);
+  run->up_block = n > 1  ? kUpBlock
+                  : numa ? kDecodeUpBlock
+                         : decode_block(n_ff_, n_active, pool.size(), kDecodeUpBlock);
   run->up_blocks = (n_ff_ + run->up_block - 1) / run->up_block;
   run->n_up_tasks = n_active * run->up_blocks;
   run->blocks_left = std::make_unique<std::atomic<int64_t>[]>(static_cast<size_t>(n_active));
   for (int64_t a = 0; a < n_active; ++a) run->blocks_left[a].store(run->up_blocks);
   run->up_left.store(run->n_up_tasks);
   if (n == 1) {
-    run->down_block = numa ? kDecodeDownBlock : decode_block(n_embd_, n_active, pool.size(), kDecodeDownBlock);
+    run->down_block =
+        numa ? kDecodeDownBlock : decode_block(n_embd_, n_active, pool.size(), kDecodeDownBlock);
     run->down_blocks = (n_embd_ + run->down_block - 1) / run->down_block;
     run->expert_out.resize(static_cast<size_t>(n_active * n_embd_));
   }

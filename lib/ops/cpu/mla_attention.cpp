@@ -33,8 +33,8 @@
 #include "ops/cpu/common.h"
 #include "ops/cpu/impls.h"
 #include "ops/cpu/linear.h"
-#include "ops/cpu/repacked.h"
 #include "ops/cpu/mla_head_weights.h"
+#include "ops/cpu/repacked.h"
 #include "ops/cpu/rope.h"
 
 namespace ktx::ops::cpu {

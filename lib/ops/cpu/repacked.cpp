@@ -21,7 +21,8 @@ namespace ktx::ops::cpu {
 
 std::unique_ptr<RepackedTensor> RepackedTensor::make(const gguf::TensorInfo& t, int threads) {
   const kernels::cpu::VecDotTilesFn fn = kernels::cpu::vec_dot_tiles_fn(t.type);
-  if (fn == nullptr || t.data == nullptr || t.shape.size() < 2 || t.shape.size() > 3) return nullptr;
+  if (fn == nullptr || t.data == nullptr || t.shape.size() < 2 || t.shape.size() > 3)
+    return nullptr;
   const int64_t cols = t.shape[0], rows = t.shape[1];
   const int64_t slabs = t.shape.size() == 3 ? t.shape[2] : 1;
   if (rows <= 0 || slabs <= 0 || rows % quant::kTileRows != 0) return nullptr;

@@ -41,8 +41,7 @@ class RepackedTensor {
   size_t bytes() const { return bytes_; }
 
  private:
-  RepackedTensor(uint8_t* data, size_t bytes, size_t slab_bytes,
-                 kernels::cpu::VecDotTilesFn fn)
+  RepackedTensor(uint8_t* data, size_t bytes, size_t slab_bytes, kernels::cpu::VecDotTilesFn fn)
       : data_(data), bytes_(bytes), slab_bytes_(slab_bytes), fn_(fn) {}
 
   uint8_t* data_;
