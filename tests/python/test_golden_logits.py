@@ -62,7 +62,7 @@ def test_logits_are_independent_of_batching(ktx_bin, tmp_path):
 RULES = pathlib.Path(__file__).resolve().parents[2] / "rules"
 TEST_RULES = GOLDEN.parent / "rules"
 CPU_RULE_FILES = [RULES / "deepseek-v2-cpu.yaml", RULES / "deepseek-v3-cpu.yaml",
-                  RULES / "deepseek-v2-cpu-repack.yaml",
+                  RULES / "deepseek-v2-cpu-repack.yaml", RULES / "deepseek-v3-cpu-repack.yaml",
                   TEST_RULES / "cpu-mla-never-absorb.yaml", TEST_RULES / "cpu-mla-always-absorb.yaml"]
 
 
