@@ -35,10 +35,18 @@ std::unique_ptr<RepackedTensor> RepackedTensor::make(const gguf::TensorInfo& t, 
     throw Error(ErrorCode::kIo, fmt::format("{}: cannot allocate {} bytes to repack it: {}", t.name,
                                             bytes, std::strerror(errno)));
   }
+  // Owned (and unmapped on every path out) from here on.
+  std::unique_ptr<RepackedTensor> out;
+  try {
+    out.reset(new RepackedTensor(static_cast<uint8_t*>(p), bytes, slab_bytes, fn));
+  } catch (...) {
+    ::munmap(p, bytes);
+    throw;
+  }
 #ifdef MADV_HUGEPAGE
   ::madvise(p, bytes, MADV_HUGEPAGE);  // a hint: 4 KiB pages work too, with more TLB misses
 #endif
-  auto* data = static_cast<uint8_t*>(p);
+  uint8_t* data = out->data_;
   // Tiles spread over the threads in contiguous runs, each thread writing its own pages.
   const int64_t tiles = slabs * (rows / quant::kTileRows);
   const int64_t workers = std::clamp<int64_t>(threads, 1, std::max<int64_t>(1, tiles / 16));
@@ -57,7 +65,7 @@ std::unique_ptr<RepackedTensor> RepackedTensor::make(const gguf::TensorInfo& t, 
   }
   pack(0);
   for (std::thread& th : pool) th.join();
-  return std::unique_ptr<RepackedTensor>(new RepackedTensor(data, bytes, slab_bytes, fn));
+  return out;
 }
 
 RepackedTensor::~RepackedTensor() { ::munmap(data_, bytes_); }
