@@ -173,12 +173,8 @@ int main(int argc, char** argv) {
       ktx::quant::quantize_row(yt, x.data(), y.data(), cols);
       // The same matrix in row tiles, for the +tiles variants (both shapes have 16k rows).
       std::vector<uint8_t> wt(w.size());
-      if (ktx::quant::has_row_tiles(t)) {
-        for (int64_t r = 0; r < rows; r += ktx::quant::kTileRows) {
-          ktx::quant::pack_row_tile(t, cols, &w[static_cast<size_t>(r) * row_bytes], row_bytes,
-                                    &wt[static_cast<size_t>(r) * row_bytes]);
-        }
-      }
+      if (ktx::quant::has_row_tiles(t))
+        ktx::quant::pack_row_tiles(t, cols, rows, w.data(), wt.data());
       auto matrix_of = [&](const Variant& v) { return v.tiles ? wt.data() : w.data(); };
 
       // Checks: every variant near the reference; a multi-row kernel equal to its one-row one.

@@ -25,11 +25,7 @@
 #include <cstring>
 #include <type_traits>
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
+#include "kernels/cpu/avx512_gcc_warnings.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/isa_kernels.h"
 #include "quant/blocks.h"

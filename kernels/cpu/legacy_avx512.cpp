@@ -25,13 +25,7 @@
 #include <cstdint>
 #include <cstring>
 
-// GCC 12's AVX-512 headers build "undefined" vectors as `__m512i __Y = __Y;`, which its own
-// -Wmaybe-uninitialized then reports wherever a cast or reduction is inlined.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
+#include "kernels/cpu/avx512_gcc_warnings.h"
 #include "kernels/cpu/isa_kernels.h"
 #include "quant/blocks.h"
 

@@ -6,12 +6,7 @@
 
 #include <cstdint>
 
-// GCC 12's AVX-512 headers trip its own -Wuninitialized (see legacy_avx512.cpp).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
+#include "kernels/cpu/avx512_gcc_warnings.h"
 #include "kernels/cpu/isa_kernels.h"
 
 namespace ktx::kernels::cpu::avx512bf16 {

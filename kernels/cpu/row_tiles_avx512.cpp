@@ -14,13 +14,7 @@
 #include <cstring>
 #include <vector>
 
-// GCC 12's AVX-512 headers build "undefined" vectors as `__m512i __Y = __Y;`, which its own
-// -Wmaybe-uninitialized then reports wherever a cast or reduction is inlined.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
+#include "kernels/cpu/avx512_gcc_warnings.h"
 #include "kernels/cpu/isa_kernels.h"
 #include "quant/blocks.h"
 
@@ -166,24 +160,33 @@ class BlockSums {
   int32_t* sums_ = stack_;
 };
 
-// The legacy formats' tile loop: acc += float(isum) * (dx * dy) block after block.
+// Every tile's 16 rows: acc += term(unit i of the tile, i) for the `units` units of each row
+// in order, as the references add their block terms.
+template <size_t kUnit, typename TermFn>
+void tile_rows(int64_t units, const void* tiles, size_t tile_stride, int64_t n_tiles, float* out,
+               TermFn term) {
+  for (int64_t t = 0; t < n_tiles; ++t) {
+    const auto* tile = static_cast<const uint8_t*>(tiles) + static_cast<size_t>(t) * tile_stride;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < units; ++i) {
+      acc = _mm512_add_ps(acc, term(tile + static_cast<size_t>(i) * kUnit, i));
+    }
+    _mm512_storeu_ps(out + 16 * t, acc);
+  }
+}
+
+// The legacy formats' term: float(isum) * (dx * dy).
 template <size_t kUnit, typename UnitFn>
 void legacy_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles, const void* yv,
                   float* out, UnitFn unit) {
   const auto* y = static_cast<const BlockQ8_0*>(yv);
   const int64_t nb = n / quant::kQK8_0;
   const BlockSums ysum(y, nb);
-  for (int64_t t = 0; t < n_tiles; ++t) {
-    const auto* tile = static_cast<const uint8_t*>(tiles) + static_cast<size_t>(t) * tile_stride;
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* u = tile + static_cast<size_t>(b) * kUnit;
-      const __m512i isum = unit(u, y[b], ysum[b]);
-      const __m512 dxdy = _mm512_mul_ps(halves16(u), _mm512_set1_ps(half_to_float(y[b].d)));
-      acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_cvtepi32_ps(isum), dxdy));
-    }
-    _mm512_storeu_ps(out + 16 * t, acc);
-  }
+  tile_rows<kUnit>(nb, tiles, tile_stride, n_tiles, out, [&](const uint8_t* u, int64_t b) {
+    const __m512i isum = unit(u, y[b], ysum[b]);
+    const __m512 dxdy = _mm512_mul_ps(halves16(u), _mm512_set1_ps(half_to_float(y[b].d)));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(isum), dxdy);
+  });
 }
 
 }  // namespace
@@ -191,23 +194,16 @@ void legacy_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_ti
 void vec_dot_q4_K_q8_K_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
                              const void* yv, float* out) {
   const auto* y = static_cast<const BlockQ8_K*>(yv);
-  const int64_t nb = n / kQK_K;
-  for (int64_t t = 0; t < n_tiles; ++t) {
-    const auto* tile = static_cast<const uint8_t*>(tiles) + static_cast<size_t>(t) * tile_stride;
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < nb; ++i) {
-      const uint8_t* u = tile + static_cast<size_t>(i) * kQ4KUnit;
-      __m512i isum, msum;
-      q4_K_unit(u, y[i], isum, msum);
-      const __m512 yd = _mm512_set1_ps(y[i].d);
-      // float(isum) * (d * yd) - float(msum) * (dmin * yd), then sum += term.
-      const __m512 term = _mm512_sub_ps(
-          _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(halves16(u), yd)),
-          _mm512_mul_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(halves16(u + 32), yd)));
-      acc = _mm512_add_ps(acc, term);
-    }
-    _mm512_storeu_ps(out + 16 * t, acc);
-  }
+  tile_rows<kQ4KUnit>(
+      n / kQK_K, tiles, tile_stride, n_tiles, out, [&](const uint8_t* u, int64_t i) {
+        __m512i isum, msum;
+        q4_K_unit(u, y[i], isum, msum);
+        const __m512 yd = _mm512_set1_ps(y[i].d);
+        // float(isum) * (d * yd) - float(msum) * (dmin * yd).
+        return _mm512_sub_ps(
+            _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(halves16(u), yd)),
+            _mm512_mul_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(halves16(u + 32), yd)));
+      });
 }
 
 void vec_dot_q5_0_q8_0_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,

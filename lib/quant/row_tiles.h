@@ -54,6 +54,10 @@ bool has_row_tiles(TensorType t);
 // of 16 · row bytes. `n` must be a multiple of the type's block size.
 void pack_row_tile(TensorType t, int64_t n, const void* rows, size_t stride, void* tile);
 
+// Packs `rows` (a multiple of 16) consecutive rows of `n` elements from `src` into rows / 16 tiles
+// at `dst`, tile t at dst + t · 16 · row bytes: a whole matrix, or a run of one.
+void pack_row_tiles(TensorType t, int64_t n, int64_t rows, const void* src, void* dst);
+
 // The inverse: the 16 rows of a tile, row r written at rows + r · stride.
 void unpack_row_tile(TensorType t, int64_t n, const void* tile, void* rows, size_t stride);
 

@@ -62,11 +62,9 @@ std::vector<uint8_t> quantized_rows(TensorType t, int64_t rows, int64_t n, std::
 }
 
 std::vector<uint8_t> tiles_of(TensorType t, int64_t n, const std::vector<uint8_t>& rows) {
-  const size_t row_bytes = ktx::row_size(t, n);
   std::vector<uint8_t> tiles(rows.size());
-  for (size_t r = 0; r < rows.size() / row_bytes; r += q::kTileRows) {
-    q::pack_row_tile(t, n, rows.data() + r * row_bytes, row_bytes, tiles.data() + r * row_bytes);
-  }
+  const auto n_rows = static_cast<int64_t>(rows.size() / ktx::row_size(t, n));
+  q::pack_row_tiles(t, n, n_rows, rows.data(), tiles.data());
   return tiles;
 }
 

@@ -93,6 +93,10 @@ Checker& Checker::require(bool ok, std::string_view why) {
   return *this;
 }
 
+Checker& Checker::require(const std::optional<std::string>& error) {
+  return require(!error, error.value_or(""));
+}
+
 void throw_if(const std::optional<std::string>& check_result, std::string_view impl) {
   if (check_result) {
     throw Error(ErrorCode::kInvalidArgument, fmt::format("{}: {}", impl, *check_result));

@@ -52,6 +52,8 @@ class Checker {
   // The role must be missing or exist with exactly this shape (GGUF order).
   Checker& shape(std::string_view role, std::initializer_list<int64_t> expected);
   Checker& require(bool ok, std::string_view why);
+  // Fails with `error` when it holds one (an option parser's message).
+  Checker& require(const std::optional<std::string>& error);
 
   std::optional<std::string> result() const { return error_; }
 

@@ -73,17 +73,7 @@ class Experts final : public ExpertsOp {
       up_.push_back(weight_slab(u, e));
       down_.push_back(weight_slab(d, e));
     }
-    if (repack) {
-      const int threads = repack_threads();
-      const std::pair<const gguf::TensorInfo*, std::vector<WeightMatrix>*> tensors[] = {
-          {&g, &gate_}, {&u, &up_}, {&d, &down_}};
-      for (const auto& [t, matrices] : tensors) {
-        std::unique_ptr<RepackedTensor> r = RepackedTensor::make(*t, threads);
-        if (!r) continue;  // no tile kernel for the type here: the file's rows
-        for (int64_t e = 0; e < n_expert_; ++e) r->attach((*matrices)[static_cast<size_t>(e)], e);
-        repacked_.push_back(std::move(r));
-      }
-    }
+    if (repack) repacked_ = repack_module(m, {gate_, up_, down_});
   }
 
   ~Experts() override {
@@ -114,6 +104,7 @@ class Experts final : public ExpertsOp {
     QuantizedRows x_gate, x_up;  // x quantized for gate / up (x_up unused when types agree)
     bool x_shared = false;
     std::vector<float> hidden;  // [n_assign][n_ff]: silu(gate x) * up x
+    std::vector<float> up_x;    // one token: [n_active][n_ff], up x before SiLU·mul
     QuantizedRows hidden_q;     // the same, quantized for down
     int64_t up_block = 0;       // n_ff_exp rows per up task
     int64_t up_blocks = 0;      // up tasks per active expert
@@ -298,6 +289,7 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
   for (int64_t a = 0; a < n_active; ++a) run->blocks_left[a].store(run->up_blocks);
   run->up_left.store(run->n_up_tasks);
   if (n == 1) {
+    run->up_x.resize(static_cast<size_t>(n_active * n_ff_));
     run->down_block =
         numa ? kDecodeDownBlock : decode_block(n_embd_, n_active, pool.size(), kDecodeDownBlock);
     run->down_blocks = (n_embd_ + run->down_block - 1) / run->down_block;
@@ -387,10 +379,10 @@ void Experts::up_task(Run& run, int64_t task) const {
     if (!run.failed.load(std::memory_order_relaxed) && run.n == 1) {
       // One token: the block's gate rows, then its up rows, each in one kernel call.
       float* h = run.hidden.data() + j0 * n_ff_;
-      std::vector<float> uv(static_cast<size_t>(r1 - r0));
+      float* uv = run.up_x.data() + a * n_ff_;
       g.dot(r0, r1 - r0, run.x_gate.row(0), h + r0);
-      u.dot(r0, r1 - r0, xu.row(0), uv.data());
-      for (int64_t r = r0; r < r1; ++r) h[r] = silu(h[r]) * uv[static_cast<size_t>(r - r0)];
+      u.dot(r0, r1 - r0, xu.row(0), uv + r0);
+      for (int64_t r = r0; r < r1; ++r) h[r] = silu(h[r]) * uv[r];
       // The expert's last block quantizes its hidden row for the down pass (acq_rel: it sees
       // every other block's writes).
       if (run.blocks_left[a].fetch_sub(1, std::memory_order_acq_rel) == 1) {
@@ -540,9 +532,7 @@ void Experts::decode_down_task(Run& run, int64_t task) const {
 std::optional<std::string> check(const registry::OpCreateArgs& a) {
   const model::ModelConfig& c = a.config;
   Checker ch(a, kName);
-  ch.options({"repack"});
-  const std::optional<std::string> bad_repack = repack_option_error(a.options);
-  ch.require(!bad_repack, bad_repack.value_or(""));
+  ch.options({"repack"}).require(repack_option_error(a.options));
   ch.matmul("gate_exps").matmul("up_exps").matmul("down_exps");
   if (ch.result()) return ch.result();
   const gguf::TensorInfo& g = a.module.weight("gate_exps");

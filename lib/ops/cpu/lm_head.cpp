@@ -11,8 +11,8 @@ constexpr std::string_view kName = "cpu.lm_head";
 
 class LmHead final : public LmHeadOp {
  public:
-  LmHead(const gguf::TensorInfo& w, bool repack) : w_(weight_matrix(w)) {
-    if (repack) repacked_ = repack_matrices({&w_});
+  LmHead(const model::ModuleDesc& m, bool repack) : w_(weight_matrix(m.weight("weight"))) {
+    if (repack) repacked_ = repack_module(m, {{&w_, 1}});
   }
 
   std::string impl_name() const override { return std::string(kName); }
@@ -27,10 +27,9 @@ class LmHead final : public LmHeadOp {
 };
 
 std::optional<std::string> check(const registry::OpCreateArgs& a) {
-  const std::optional<std::string> bad_repack = repack_option_error(a.options);
   return Checker(a, kName)
       .options({"repack"})
-      .require(!bad_repack, bad_repack.value_or(""))
+      .require(repack_option_error(a.options))
       .matmul("weight")
       .shape("weight", {a.config.n_embd, a.config.n_vocab})
       .result();
@@ -46,7 +45,7 @@ registry::OpImpl lm_head_impl() {
           check,
           [](const registry::OpCreateArgs& a) -> std::unique_ptr<Operator> {
             throw_if(check(a), kName);
-            return std::make_unique<LmHead>(a.module.weight("weight"), *parse_repack(a.options));
+            return std::make_unique<LmHead>(a.module, *parse_repack(a.options));
           }};
 }
 

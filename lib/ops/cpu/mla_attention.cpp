@@ -101,7 +101,9 @@ class MlaAttention final : public AttentionOp {
       kv_b_ = &m.weight("kv_b");
     }
     head_weights_.emplace(kv_b_, k_b_, v_b_, n_head_, nope_, v_dim_, rank_);
-    if (repack) repacked_ = repack_matrices({&q_, &q_a_, &q_b_, &kv_a_, &out_});
+    if (repack) {
+      repacked_ = repack_module(m, {{&q_, 1}, {&q_a_, 1}, {&q_b_, 1}, {&kv_a_, 1}, {&out_, 1}});
+    }
   }
 
   std::string impl_name() const override { return std::string(kName); }
@@ -457,9 +459,7 @@ std::optional<std::string> check(const registry::OpCreateArgs& a) {
   const model::ModelConfig& c = a.config;
   const model::ModuleDesc& m = a.module;
   Checker ch(a, kName);
-  ch.options({"absorb", "kv_run", "repack"});
-  const std::optional<std::string> bad_repack = repack_option_error(a.options);
-  ch.require(!bad_repack, bad_repack.value_or(""));
+  ch.options({"absorb", "kv_run", "repack"}).require(repack_option_error(a.options));
   ch.require(parse_absorb(a.options).has_value(),
              fmt::format("option absorb = \"{}\"; expected auto, always or never",
                          a.options.count("absorb") ? a.options.at("absorb") : ""));

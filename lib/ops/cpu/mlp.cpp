@@ -20,7 +20,7 @@ class Mlp final : public MlpOp {
       : gate_(weight_matrix(m.weight("gate"))),
         up_(weight_matrix(m.weight("up"))),
         down_(weight_matrix(m.weight("down"))) {
-    if (repack) repacked_ = repack_matrices({&gate_, &up_, &down_});
+    if (repack) repacked_ = repack_module(m, {{&gate_, 1}, {&up_, 1}, {&down_, 1}});
     // Optional biases (llama files may carry them).
     if (const auto* b = m.find_weight("gate_bias")) gate_bias_ = VectorWeight(*b);
     if (const auto* b = m.find_weight("up_bias")) up_bias_ = VectorWeight(*b);
@@ -112,9 +112,7 @@ class Mlp final : public MlpOp {
 
 std::optional<std::string> check(const registry::OpCreateArgs& a) {
   Checker c(a, kName);
-  c.options({"repack"});
-  const std::optional<std::string> bad_repack = repack_option_error(a.options);
-  c.require(!bad_repack, bad_repack.value_or(""));
+  c.options({"repack"}).require(repack_option_error(a.options));
   c.matmul("gate").matmul("up").matmul("down");
   c.dequantize("gate_bias", true).dequantize("up_bias", true).dequantize("down_bias", true);
   if (c.result()) return c.result();

@@ -2,7 +2,6 @@
 #include "ops/cpu/repacked.h"
 
 #include <fmt/format.h>
-#include <sched.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -16,6 +15,7 @@
 #include "ktx/error.h"
 #include "ktx/quant.h"
 #include "quant/row_tiles.h"
+#include "runtime/thread_pool.h"
 
 namespace ktx::ops::cpu {
 
@@ -51,10 +51,10 @@ std::unique_ptr<RepackedTensor> RepackedTensor::make(const gguf::TensorInfo& t, 
   const int64_t tiles = slabs * (rows / quant::kTileRows);
   const int64_t workers = std::clamp<int64_t>(threads, 1, std::max<int64_t>(1, tiles / 16));
   auto pack = [&](int64_t k) {
-    for (int64_t i = tiles * k / workers; i < tiles * (k + 1) / workers; ++i) {
-      const size_t off = static_cast<size_t>(i) * quant::kTileRows * row_bytes;
-      quant::pack_row_tile(t.type, cols, t.data + off, row_bytes, data + off);
-    }
+    const int64_t first = tiles * k / workers, last = tiles * (k + 1) / workers;
+    const size_t off = static_cast<size_t>(first) * quant::kTileRows * row_bytes;
+    quant::pack_row_tiles(t.type, cols, (last - first) * quant::kTileRows, t.data + off,
+                          data + off);
   };
   std::vector<std::thread> pool;
   try {
@@ -82,50 +82,55 @@ std::optional<std::string> repack_option_error(const registry::OpOptions& option
   return fmt::format("option repack = \"{}\"; expected true or false", options.at("repack"));
 }
 
-std::vector<std::unique_ptr<RepackedTensor>> repack_matrices(
-    std::initializer_list<WeightMatrix*> matrices) {
-  std::vector<std::unique_ptr<RepackedTensor>> out;
-  for (WeightMatrix* w : matrices) {
-    if (w == nullptr || w->tensor == nullptr || w->tensor->shape.size() != 2) continue;
-    if (std::unique_ptr<RepackedTensor> r = RepackedTensor::make(*w->tensor, repack_threads())) {
-      r->attach(*w);
-      out.push_back(std::move(r));
-    }
-  }
-  return out;
-}
-
-int repack_threads() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-}
-
-uint64_t repacked_bytes(const model::ModuleDesc& m) {
+std::span<const std::string_view> repack_roles(model::ModuleKind kind) {
   using model::ModuleKind;
   static constexpr std::string_view kExperts[] = {"gate_exps", "up_exps", "down_exps"};
   static constexpr std::string_view kMlp[] = {"gate", "up", "down"};
   static constexpr std::string_view kMla[] = {"q", "q_a", "q_b", "kv_a_mqa", "output"};
   static constexpr std::string_view kHead[] = {"weight"};
-  std::span<const std::string_view> roles;
-  switch (m.kind) {
+  switch (kind) {
     case ModuleKind::kExperts:
-      roles = kExperts;
-      break;
+      return kExperts;
     case ModuleKind::kMlp:
-      roles = kMlp;
-      break;
+      return kMlp;
     case ModuleKind::kMlaAttention:
-      roles = kMla;
-      break;
+      return kMla;
     case ModuleKind::kLmHead:
-      roles = kHead;
-      break;
+      return kHead;
     default:
-      return 0;
+      return {};
   }
+}
+
+namespace {
+
+// Whether `t` is the weight of one of m's repack roles.
+bool repacked_role(const model::ModuleDesc& m, const gguf::TensorInfo* t) {
+  for (std::string_view role : repack_roles(m.kind)) {
+    if (t != nullptr && m.find_weight(role) == t) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::vector<std::unique_ptr<RepackedTensor>> repack_module(
+    const model::ModuleDesc& m, std::initializer_list<std::span<WeightMatrix>> matrices) {
+  std::vector<std::unique_ptr<RepackedTensor>> out;
+  for (std::span<WeightMatrix> slabs : matrices) {
+    if (slabs.empty() || !repacked_role(m, slabs.front().tensor)) continue;
+    std::unique_ptr<RepackedTensor> r =
+        RepackedTensor::make(*slabs.front().tensor, runtime::default_thread_count());
+    if (!r) continue;  // no tile kernel for the type here: the file's rows
+    for (size_t i = 0; i < slabs.size(); ++i) r->attach(slabs[i], static_cast<int64_t>(i));
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+uint64_t repacked_bytes(const model::ModuleDesc& m) {
   uint64_t bytes = 0;
-  for (std::string_view role : roles) {
+  for (std::string_view role : repack_roles(m.kind)) {
     const gguf::TensorInfo* t = m.find_weight(role);
     if (t == nullptr || kernels::cpu::vec_dot_tiles_fn(t->type) == nullptr) continue;
     if (t->shape.size() < 2 || t->shape.size() > 3 || t->shape[1] % quant::kTileRows != 0) continue;

@@ -14,7 +14,9 @@
 #include <initializer_list>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ktx/gguf.h"
@@ -57,17 +59,19 @@ std::optional<bool> parse_repack(const registry::OpOptions& options);
 // The check's message for a bad value, or nullopt.
 std::optional<std::string> repack_option_error(const registry::OpOptions& options);
 
-// Repacks each whole 2-D matrix of `matrices` that can be (RepackedTensor::make) and attaches it;
-// the copies, which the matrices then point into.
-std::vector<std::unique_ptr<RepackedTensor>> repack_matrices(
-    std::initializer_list<WeightMatrix*> matrices);
+// The roles of a module of `kind` whose matrices option repack copies: the experts' and MLPs'
+// three, MLA's projections other than kv_b (q, q_a, q_b, kv_a_mqa, output), the head's weight.
+// The one list both the operators (repack_module) and the planner (repacked_bytes) go by.
+std::span<const std::string_view> repack_roles(model::ModuleKind kind);
 
-// Threads to repack with: the CPUs this process may use.
-int repack_threads();
+// Repacks the matrices of m that repack_roles names and RepackedTensor::make accepts. Each span
+// holds an operator's matrices of one tensor: one matrix of a 2-D tensor, or a 3-D tensor's slabs
+// in order. Returns the copies, which the matrices then point into.
+std::vector<std::unique_ptr<RepackedTensor>> repack_module(
+    const model::ModuleDesc& m, std::initializer_list<std::span<WeightMatrix>> matrices);
 
-// The bytes option repack copies for module m on this CPU (its operator's matrices that
-// RepackedTensor::make accepts; 0 where the CPU has no tile kernels), for the planner's memory
-// estimate. The roles are the ones each CPU operator hands to the repacking.
+// The bytes repack_module copies for m on this CPU (0 where the CPU has no tile kernels), for the
+// planner's memory estimate.
 uint64_t repacked_bytes(const model::ModuleDesc& m);
 
 }  // namespace ktx::ops::cpu
