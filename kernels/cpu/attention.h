@@ -38,25 +38,45 @@ using MlaWeightedSumFn = void (*)(int64_t heads, int64_t positions, const float*
                                   const float* v, size_t ldv, int64_t width, float* o, size_t ldo);
 
 // MLA's per-head matrices (W_UK, W_UV) kept in the affine form of their quantized type
-// (ktx/quant.h, affine_row): element (r, c) = scale[r·lds + c/16] · code[r·ldc + c], plus
-// offset[r·lds + c/16] when `offset` is not null, decoded in f32 as a product then a sum, which
-// are dequantize_row's values bit for bit. 1.25-1.5 bytes an element instead of f32's 4: decode
-// reads these matrices for every token.
+// (ktx/quant.h, affine_row): element (r, c) = scale[r·lds + c/group] · code(r, c), plus
+// offset[r·lds + c/group] when `offset` is not null: dequantize_row's values bit for bit when
+// computed in f32 as a product then a sum. decode reads these matrices for every token, so they
+// are kept as small as the type allows: one scale (and offset) per 32 elements where the type's
+// blocks have them (Q4_0, Q4_K, Q8_0, ...), per 16 otherwise (Q6_K, Q3_K, Q2_K); codes of 4 bits
+// (Q4_0, Q4_1, Q4_K) two to a byte. Q4_K: 0.75 bytes an element, Q6_K: 1.25, f32: 4.
+enum class AffineCodes {
+  kInt8,     // code(r, c) = code[r·ldc + c] (as int8)
+  kNibbles,  // per 32 elements 16 bytes: byte j holds element j in its low 4 bits and element
+             // j + 16 in its high ones, each plus bias. group must be 32.
+};
+
 struct AffineRows {
   const int8_t* code;
-  size_t ldc;
+  size_t ldc;  // bytes from one row's codes to the next's
   const float* scale;
   const float* offset;  // null: no offsets
   size_t lds;
+  int group = 16;  // elements per scale: 16 or 32
+  AffineCodes codes = AffineCodes::kInt8;
+  int bias = 0;  // kNibbles: 0 (codes 0..15) or 8 (codes -8..7)
 };
 
-// q_lat = W_UKᵀ q_nope:  o[c] = Σ_r w[r] · A(r, c)  for c < width (a multiple of 16), r ascending.
-// The same sums as mla_weighted_sum with one head over A's decoded rows, bit for bit.
+// code(r, c) and A(r, c) of `a`, one element at a time (the references; attention_dispatch.cpp,
+// which is built without -m flags).
+int affine_code(const AffineRows& a, int64_t r, int64_t c);
+float affine_element(const AffineRows& a, int64_t r, int64_t c);
+
+// q_lat = W_UKᵀ q_nope:  o[c] = Σ_r w[r] · A(r, c)  for c < width (a multiple of `group`).
+// The SIMD tiers take each scale out of its group's sum (Σ_r (w[r]·scale)·code + Σ_r
+// w[r]·offset): the same products, grouped otherwise, so the result differs from the f32 kernels
+// over the decoded rows by float rounding only; the tests bound it by
+// (rows + 32) · 2^-24 · Σ_r |w[r]| · (|scale·code| + |offset|).
 using MlaAffineWeightedSumFn = void (*)(int64_t rows, const float* w, const AffineRows& a,
                                         int64_t width, float* o);
 
-// o = W_UV o_lat:  s[r] = Σ_c x[c] · A(r, c)  for r < rows, c < width (a multiple of 16). The
-// same sums as mla_scores with one head, scale 1 and no second part, bit for bit.
+// o = W_UV o_lat:  s[r] = Σ_c x[c] · A(r, c)  for r < rows, c < width (a multiple of `group`).
+// Likewise per group: scale · Σ x·code + offset · Σ x, within
+// (width / lanes + group + 32) · 2^-24 · Σ_c |x[c]| · (|scale·code| + |offset|).
 using MlaAffineScoresFn = void (*)(int64_t rows, const float* x, const AffineRows& a, int64_t width,
                                    float* s);
 

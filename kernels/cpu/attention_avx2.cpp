@@ -34,6 +34,22 @@ struct Vec {
     return _mm256_cvtepi32_ps(
         _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
   }
+  // Codes of 4 bits minus a bias, as floats.
+  struct Nibbles {
+    __m256i bias;
+    explicit Nibbles(int b) : bias(_mm256_set1_epi32(b)) {}
+    // A group of 32 from its 16 bytes: elements 0..15 from the low nibbles, 16..31 the high.
+    void group(const uint8_t* p, T (&out)[4]) const {
+      const __m256i mask = _mm256_set1_epi32(15);
+      for (int half = 0; half < 2; ++half) {
+        const __m256i v =
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8 * half)));
+        out[half] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v, mask), bias));
+        out[2 + half] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v, 4), bias));
+      }
+    }
+  };
+
   static float sum(T v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));

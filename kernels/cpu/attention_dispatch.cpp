@@ -38,14 +38,6 @@ void mla_weighted_sum_ref(int64_t heads, int64_t positions, const float* w, size
   }
 }
 
-// A(r, c) as dequantize_row computes it: a rounded product, then a rounded sum.
-float affine_element(const AffineRows& a, int64_t r, int64_t c) {
-  const size_t g = static_cast<size_t>(r) * a.lds + static_cast<size_t>(c / 16);
-  const float v = a.scale[g] * static_cast<float>(
-                                   a.code[static_cast<size_t>(r) * a.ldc + static_cast<size_t>(c)]);
-  return a.offset != nullptr ? v + a.offset[g] : v;
-}
-
 void mla_affine_weighted_sum_ref(int64_t rows, const float* w, const AffineRows& a, int64_t width,
                                  float* o) {
   for (int64_t c = 0; c < width; ++c) {
@@ -65,6 +57,20 @@ void mla_affine_scores_ref(int64_t rows, const float* x, const AffineRows& a, in
 }
 
 }  // namespace
+
+int affine_code(const AffineRows& a, int64_t r, int64_t c) {
+  const int8_t* row = a.code + static_cast<size_t>(r) * a.ldc;
+  if (a.codes == AffineCodes::kInt8) return row[c];
+  const auto byte = static_cast<uint8_t>(row[c / 32 * 16 + c % 16]);
+  return (c % 32 < 16 ? byte & 15 : byte >> 4) - a.bias;
+}
+
+// A(r, c) as dequantize_row computes it: a rounded product, then a rounded sum.
+float affine_element(const AffineRows& a, int64_t r, int64_t c) {
+  const size_t g = static_cast<size_t>(r) * a.lds + static_cast<size_t>(c / a.group);
+  const float v = a.scale[g] * static_cast<float>(affine_code(a, r, c));
+  return a.offset != nullptr ? v + a.offset[g] : v;
+}
 
 MlaScoresFn isa_mla_scores(Isa isa) {
   if (!isa_available(isa)) return nullptr;

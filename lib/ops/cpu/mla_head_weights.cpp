@@ -1,5 +1,8 @@
 #include "ops/cpu/mla_head_weights.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "ktx/quant.h"
 #include "ktx/tensor_type.h"
 
@@ -21,44 +24,105 @@ bool affine_ok(const gguf::TensorInfo* t, int64_t width) {
 
 void AffineMatrix::resize(int64_t rows, int64_t w, bool with_offset) {
   width = w;
-  code.resize(static_cast<size_t>(rows * w));
-  scale.resize(static_cast<size_t>(rows * (w / kGroup)));
+  ldc = static_cast<size_t>(w);
+  groups_per_row = static_cast<size_t>(w / kGroup);
+  code.resize(static_cast<size_t>(rows) * ldc);
+  scale.resize(static_cast<size_t>(rows) * groups_per_row);
   if (with_offset) offset.resize(scale.size());
 }
 
 void AffineMatrix::set_row(int64_t r, TensorType type, const uint8_t* src) {
-  const auto g = static_cast<size_t>(r * (width / kGroup));
-  quant::affine_row(type, src, width, code.data() + static_cast<size_t>(r * width),
-                    scale.data() + g, offset.empty() ? nullptr : offset.data() + g);
+  const size_t g = static_cast<size_t>(r) * groups_per_row;
+  quant::affine_row(type, src, width, code.data() + static_cast<size_t>(r) * ldc, scale.data() + g,
+                    offset.empty() ? nullptr : offset.data() + g);
+}
+
+namespace {
+
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof(float)) == 0; }
+
+}  // namespace
+
+void AffineMatrix::compact() {
+  if (group != kGroup || codes != kernels::cpu::AffineCodes::kInt8 || width % 32 != 0) return;
+  for (size_t g = 0; g < scale.size(); g += 2) {
+    if (!same_bits(scale[g], scale[g + 1])) return;
+    if (!offset.empty() && !same_bits(offset[g], offset[g + 1])) return;
+  }
+  // One scale (and offset) per 32.
+  for (size_t g = 0; g < scale.size() / 2; ++g) scale[g] = scale[2 * g];
+  scale.resize(scale.size() / 2);
+  if (!offset.empty()) {
+    for (size_t g = 0; g < offset.size() / 2; ++g) offset[g] = offset[2 * g];
+    offset.resize(offset.size() / 2);
+  }
+  group = 32;
+  groups_per_row /= 2;
+  // Nibbles: every code in 0..15, or every code in -8..7 (stored plus 8); per 32 columns 16
+  // bytes, byte j holding column j in its low 4 bits and column j + 16 in its high ones.
+  const auto [lo, hi] = std::minmax_element(code.begin(), code.end());
+  if (lo == code.end()) return;
+  if (*lo >= 0 && *hi <= 15) {
+    bias = 0;
+  } else if (*lo >= -8 && *hi <= 7) {
+    bias = 8;
+  } else {
+    return;
+  }
+  const size_t rows = code.size() / ldc, packed_ldc = ldc / 2;
+  std::vector<int8_t> packed(rows * packed_ldc);
+  for (size_t r = 0; r < rows; ++r) {
+    const int8_t* src = code.data() + r * ldc;
+    int8_t* dst = packed.data() + r * packed_ldc;
+    for (size_t c0 = 0; c0 < ldc; c0 += 32) {
+      for (size_t j = 0; j < 16; ++j) {
+        const auto low = static_cast<unsigned>(src[c0 + j] + bias);
+        const auto high = static_cast<unsigned>(src[c0 + 16 + j] + bias);
+        dst[c0 / 2 + j] = static_cast<int8_t>(static_cast<uint8_t>(low | high << 4));
+      }
+    }
+  }
+  code = std::move(packed);
+  ldc = packed_ldc;
+  codes = kernels::cpu::AffineCodes::kNibbles;
 }
 
 kernels::cpu::AffineRows AffineMatrix::rows_from(int64_t first_row) const {
-  const auto groups = static_cast<size_t>(width / kGroup);
-  const size_t g = static_cast<size_t>(first_row) * groups;
-  return {code.data() + static_cast<size_t>(first_row * width), static_cast<size_t>(width),
-          scale.data() + g, offset.empty() ? nullptr : offset.data() + g, groups};
+  const size_t r = static_cast<size_t>(first_row);
+  return {code.data() + r * ldc,
+          ldc,
+          scale.data() + r * groups_per_row,
+          offset.empty() ? nullptr : offset.data() + r * groups_per_row,
+          groups_per_row,
+          group,
+          codes,
+          bias};
 }
 
+float AffineMatrix::at(int64_t r, int64_t c) const {
+  return kernels::cpu::affine_element(rows_from(0), r, c);
+}
+
+// As at(), a row at a time: the naive form decodes every head's rows for each prefill batch.
 // A product, then a sum, as dequantize_row (this file is built with -ffp-contract=off, so the
 // compiler never fuses them; lib/CMakeLists.txt).
-float AffineMatrix::at(int64_t r, int64_t c) const {
-  const auto g = static_cast<size_t>(r * (width / kGroup) + c / kGroup);
-  const float v = scale[g] * static_cast<float>(code[static_cast<size_t>(r * width + c)]);
-  return offset.empty() ? v : v + offset[g];
-}
-
 void AffineMatrix::decode_rows(int64_t first_row, int64_t n, float* out) const {
-  const int64_t groups = width / kGroup;
-  for (int64_t g = first_row * groups; g < (first_row + n) * groups; ++g) {
-    const int8_t* q = code.data() + g * kGroup;
-    const float s = scale[static_cast<size_t>(g)];
-    if (offset.empty()) {
-      for (int64_t e = 0; e < kGroup; ++e) out[e] = s * static_cast<float>(q[e]);
-    } else {
-      const float o = offset[static_cast<size_t>(g)];
-      for (int64_t e = 0; e < kGroup; ++e) out[e] = s * static_cast<float>(q[e]) + o;
+  const bool nibbles = codes == kernels::cpu::AffineCodes::kNibbles;
+  for (int64_t r = first_row; r < first_row + n; ++r) {
+    const int8_t* q = code.data() + static_cast<size_t>(r) * ldc;
+    const size_t g0 = static_cast<size_t>(r) * groups_per_row;
+    for (int64_t c = 0; c < width; ++c) {
+      int v = 0;
+      if (nibbles) {
+        const auto byte = static_cast<uint8_t>(q[c / 32 * 16 + c % 16]);
+        v = (c % 32 < 16 ? byte & 15 : byte >> 4) - bias;
+      } else {
+        v = q[c];
+      }
+      const size_t g = g0 + static_cast<size_t>(c / group);
+      const float x = scale[g] * static_cast<float>(v);
+      *out++ = offset.empty() ? x : x + offset[g];
     }
-    out += kGroup;
   }
 }
 
@@ -78,6 +142,8 @@ MlaHeadWeights::MlaHeadWeights(const gguf::TensorInfo* kv_b, const gguf::TensorI
       for (int64_t d = 0; d < v_dim; ++d)
         uv_.set_row(h * v_dim + d, kv_b->type, row_of(*kv_b, rank, h * (nope + v_dim) + nope + d));
     }
+    uk_.compact();
+    uv_.compact();
     return;
   }
   if (kv_b == nullptr && affine_ok(k_b, nope) && affine_ok(v_b, rank)) {
@@ -88,6 +154,8 @@ MlaHeadWeights::MlaHeadWeights(const gguf::TensorInfo* kv_b, const gguf::TensorI
     uv_.resize(n_head * v_dim, rank, quant::affine_has_offset(v_b->type));
     for (int64_t r = 0; r < n_head * rank; ++r) uk_.set_row(r, k_b->type, row_of(*k_b, nope, r));
     for (int64_t r = 0; r < n_head * v_dim; ++r) uv_.set_row(r, v_b->type, row_of(*v_b, rank, r));
+    uk_.compact();
+    uv_.compact();
     return;
   }
   // The f32 copy: per head W_UK as [nope][rank] then W_UV as [v][rank].

@@ -6,10 +6,13 @@
 // W_UV) or from attn_k_b ([nope, rank, n_head]: per head W_UK transposed, rank rows of nope) and
 // attn_v_b ([rank, v, n_head]) as newer llama.cpp files split them. When the type has an affine
 // form (ktx/quant.h: small integer codes times a scale per 16, plus an offset) the matrices are
-// kept that way, in the file's own row layout: 1.25-1.5 bytes an element against f32's 4, and
-// decode reads all of them every token (V2-Lite: 3 MB a layer instead of 8; V3: 24 MB instead of
-// 64). The values are the file's, bit for bit; the kernels (kernels/cpu/attention.h) decode them
-// in registers. Float types (F32, F16, BF16) and types without an affine form keep an f32 copy.
+// kept that way, compacted where the type allows (AffineMatrix::compact): 0.75 bytes an element
+// for Q4_K, 1.25 for Q6_K, against f32's 4, and decode reads all of them every token (V2-Lite:
+// 1.6 MB a layer for Q4_K, 2.6 for Q6_K, instead of 8; V3: 12.6 and 21 MB instead of 64). The
+// values are the file's, bit for bit; the kernels (kernels/cpu/attention.h) take each group's
+// scale out of its sum, so their products differ from f32 products over the decoded values by
+// float rounding only. Float types (F32, F16, BF16) and types without an affine form keep an f32
+// copy.
 #pragma once
 
 #include <cstdint>
@@ -17,18 +20,29 @@
 
 #include "kernels/cpu/attention.h"
 #include "ktx/gguf.h"
+#include "ktx/quant.h"
 
 namespace ktx::ops::cpu {
 
-// Rows of one width in the affine form (quant::affine_row), all heads' rows one after another.
+// Rows of one width in the affine form (quant::affine_row), all heads' rows one after another,
+// kept in the smallest of the kernels' layouts (kernels/cpu/attention.h) that holds them exactly.
 struct AffineMatrix {
   int64_t width = 0;
-  std::vector<int8_t> code;
-  std::vector<float> scale, offset;  // one per 16 elements; offset empty when the type has none
+  std::vector<int8_t> code;          // ldc bytes a row
+  std::vector<float> scale, offset;  // groups_per_row a row; offset empty when the type has none
+  size_t ldc = 0, groups_per_row = 0;
+  int group = quant::kAffineGroup;
+  kernels::cpu::AffineCodes codes = kernels::cpu::AffineCodes::kInt8;
+  int bias = 0;
 
+  // Filled by set_row in affine_row's layout (int8 codes, a scale per 16), then compact().
   void resize(int64_t rows, int64_t width, bool with_offset);
   // Row r from `src` (one row of `type`, `width` elements).
   void set_row(int64_t r, TensorType type, const uint8_t* src);
+  // Once every row is set: one scale (and offset) per 32 elements where each pair of 16 agree
+  // bit for bit (types with 32-element blocks or sub-blocks), and codes two to a byte where they
+  // all fit 4 bits (0..15 or -8..7). The values stay the same bit for bit.
+  void compact();
   // The kernels' view of the rows from `first_row` on.
   kernels::cpu::AffineRows rows_from(int64_t first_row) const;
   // Element (r, c) as dequantize_row gives it; rows [first_row, first_row + n) likewise into
