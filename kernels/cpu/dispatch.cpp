@@ -196,6 +196,8 @@ VecDotTilesFn avx512_vec_dot_tiles(T t) {
   switch (t) {
     case T::Q4_K:
       return avx512::vec_dot_q4_K_q8_K_tiles;
+    case T::Q6_K:
+      return avx512::vec_dot_q6_K_q8_K_tiles;
     case T::Q5_0:
       return avx512::vec_dot_q5_0_q8_0_tiles;
     case T::Q8_0:

@@ -74,6 +74,8 @@ KTX_DECLARE_K_ROWS_KERNELS
 // Row tiles (quant/row_tiles.h, row_tiles_avx512.cpp): vec_dot.h's VecDotTilesFn.
 void vec_dot_q4_K_q8_K_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
                              const void* y, float* out);
+void vec_dot_q6_K_q8_K_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
+                             const void* y, float* out);
 void vec_dot_q5_0_q8_0_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
                              const void* y, float* out);
 void vec_dot_q8_0_q8_0_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,

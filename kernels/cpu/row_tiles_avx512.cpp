@@ -6,8 +6,9 @@
 // exactly those moves (the shuffle ports), these by the vpdpbusd port.
 //
 // Every lane performs the reference's operations in its order (quant::vec_dot_q4_K_q8_K,
-// vec_dot_q5_0_q8_0: integer sums, then float(isum) * (d * yd) ... added block after block), so
-// each row's result is the reference's bit for bit. Built with -ffp-contract=off.
+// vec_dot_q6_K_q8_K, vec_dot_q5_0_q8_0: integer sums, then float(isum) * (d * yd) ... added block
+// after block), so each row's result is the reference's bit for bit. Built with
+// -ffp-contract=off.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -26,6 +27,7 @@ using quant::BlockQ8_K;
 using quant::kQK_K;
 
 constexpr size_t kQ4KUnit = 16 * sizeof(quant::BlockQ4_K);
+constexpr size_t kQ6KUnit = 16 * sizeof(quant::BlockQ6_K);
 constexpr size_t kQ5_0Unit = 16 * sizeof(quant::BlockQ5_0);
 constexpr size_t kQ8_0Unit = 16 * sizeof(quant::BlockQ8_0);
 
@@ -94,6 +96,46 @@ inline void q4_K_unit(const uint8_t* u, const BlockQ8_K& y, __m512i& isum, __m51
         (static_cast<uint32_t>(even) & 0xFFFF) | (static_cast<uint32_t>(odd) << 16);
     msum = _mm512_dpwssd_epi32(msum, mins, _mm512_set1_epi32(static_cast<int32_t>(sums)));
   }
+}
+
+// One Q6_K unit (super-block i of 16 rows): the reference's isum per lane,
+//   Σ_j scale_j · Σ_{e in sub-block j} (q_e - 32) · y_e
+// with each sub-block's codes rebuilt as 6-bit bytes (low nibble | high 2 bits << 4), summed
+// against y by vpdpbusd as unsigned, and 32 · Σ y (the block sum y.bsums[j]) taken back out:
+// the same integers.
+inline __m512i q6_K_unit(const uint8_t* u, const BlockQ8_K& y) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m512i m6 = _mm512_set1_epi8(0x3F);
+  // (q & 0x0F) | (h & ~0x0F) (0xCA: the bitwise select m4 ? q : h), then the top 2 bits
+  // cleared: 6-bit codes.
+  const auto code6 = [&](__m512i h, __m512i q) {
+    return _mm512_and_si512(_mm512_ternarylogic_epi32(m4, q, h, 0xCA), m6);
+  };
+  __m512i isum = _mm512_setzero_si512();
+#pragma GCC unroll 4
+  for (int j = 0; j < 16; ++j) {
+    const uint8_t* group = u + 288 + 192 * j;  // chunks 2j and 2j + 1, the high bits
+    const __m512i q0 = load64(group);
+    const __m512i q1 = load64(group + 64);
+    const __m512i h = load64(group + 128);
+    // Elements 16j + 4m + k for m = 0..3: the low nibble of q0, its high nibble, the low and
+    // high nibbles of q1; their high bits, bits 2m of h, moved to bits 4..5 (16-bit shifts: what
+    // crosses into the neighbouring byte lands in bits the masks clear).
+    const __m512i w0 = code6(_mm512_slli_epi16(h, 4), q0);
+    const __m512i w1 = code6(_mm512_slli_epi16(h, 2), _mm512_srli_epi16(q0, 4));
+    const __m512i w2 = code6(h, q1);
+    const __m512i w3 = code6(_mm512_srli_epi16(h, 2), _mm512_srli_epi16(q1, 4));
+    __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, bcast4(y.qs + 16 * j));
+    __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w1, bcast4(y.qs + 16 * j + 4));
+    s0 = _mm512_dpbusd_epi32(s0, w2, bcast4(y.qs + 16 * j + 8));
+    s1 = _mm512_dpbusd_epi32(s1, w3, bcast4(y.qs + 16 * j + 12));
+    const __m512i qsum =
+        _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(32 * y.bsums[j]));
+    const __m512i scale =
+        _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(u + 32 + 16 * j)));
+    isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(qsum, scale));
+  }
+  return isum;
 }
 
 // One Q5_0 unit (block b of 16 rows): the reference's isum per lane. ysum: Σ y.qs.
@@ -204,6 +246,17 @@ void vec_dot_q4_K_q8_K_tiles(int64_t n, const void* tiles, size_t tile_stride, i
             _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(halves16(u), yd)),
             _mm512_mul_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(halves16(u + 32), yd)));
       });
+}
+
+void vec_dot_q6_K_q8_K_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
+                             const void* yv, float* out) {
+  const auto* y = static_cast<const BlockQ8_K*>(yv);
+  tile_rows<kQ6KUnit>(n / kQK_K, tiles, tile_stride, n_tiles, out,
+                      [&](const uint8_t* u, int64_t i) {
+                        // float(isum) * (d * yd).
+                        const __m512 dyd = _mm512_mul_ps(halves16(u), _mm512_set1_ps(y[i].d));
+                        return _mm512_mul_ps(_mm512_cvtepi32_ps(q6_K_unit(u, y[i])), dyd);
+                      });
 }
 
 void vec_dot_q5_0_q8_0_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,

@@ -45,7 +45,7 @@ QuantizeRowFn quantize_row_fn(TensorType activation_type);
 VecDotRowsFn vec_dot_rows_fn(TensorType weight_type);
 
 // The row-tile kernel of the chosen tier for a type with row tiles, or null (the tier has none:
-// only AVX-512 does, for Q4_K, Q5_0 and Q8_0). Operators repack a matrix only when this is not
+// only AVX-512 does, for Q4_K, Q6_K, Q5_0 and Q8_0). Operators repack a matrix only when this is not
 // null.
 VecDotTilesFn vec_dot_tiles_fn(TensorType weight_type);
 

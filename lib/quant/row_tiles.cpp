@@ -138,6 +138,51 @@ void q4_K_unit(BlockQ4_K* const* rows, uint8_t* unit, bool to_tile) {
   }
 }
 
+// Q6_K: element e's low 4 bits in ql[64 · (e / 128) + e % 64] (the high nibble for e % 128 ≥ 64),
+// its high 2 bits at bits 2 · ((e % 128) / 32) of qh[32 · (e / 128) + e % 32]. Element by element:
+// packing runs once, at load.
+void q6_K_unit(BlockQ6_K* const* rows, uint8_t* unit, bool to_tile) {
+  uint8_t* scales = unit + 32;
+  uint8_t* groups = unit + 288;  // per sub-block j: chunks 2j and 2j + 1, then its high bits
+  const auto ql_at = [](int e) { return 64 * (e / 128) + e % 64; };
+  const auto ql_shift = [](int e) { return 4 * ((e % 128) / 64); };
+  const auto qh_at = [](int e) { return 32 * (e / 128) + e % 32; };
+  const auto qh_shift = [](int e) { return 2 * ((e % 128) / 32); };
+  // Where the tile keeps element e of row r: its nibble (byte, shift), its two high bits.
+  const auto nibble_at = [](int r, int e) {
+    return 192 * (e / 16) + 64 * ((e % 16) / 8) + 4 * r + e % 4;
+  };
+  const auto nibble_shift = [](int e) { return 4 * ((e % 8) / 4); };
+  const auto bits_at = [](int r, int e) { return 192 * (e / 16) + 128 + 4 * r + e % 4; };
+  const auto bits_shift = [](int e) { return 2 * ((e % 16) / 4); };
+  if (to_tile) std::memset(groups, 0, 3072);
+  for (int r = 0; r < kRows; ++r) {
+    BlockQ6_K& b = *rows[r];
+    if (to_tile) {
+      std::memcpy(unit + 2 * r, &b.d, 2);
+      for (int j = 0; j < kQK_K / 16; ++j) scales[16 * j + r] = static_cast<uint8_t>(b.scales[j]);
+      for (int e = 0; e < kQK_K; ++e) {
+        const int lo = (b.ql[ql_at(e)] >> ql_shift(e)) & 0xF;
+        const int hi = (b.qh[qh_at(e)] >> qh_shift(e)) & 3;
+        groups[nibble_at(r, e)] =
+            static_cast<uint8_t>(groups[nibble_at(r, e)] | lo << nibble_shift(e));
+        groups[bits_at(r, e)] = static_cast<uint8_t>(groups[bits_at(r, e)] | hi << bits_shift(e));
+      }
+    } else {
+      std::memcpy(&b.d, unit + 2 * r, 2);
+      for (int j = 0; j < kQK_K / 16; ++j) b.scales[j] = static_cast<int8_t>(scales[16 * j + r]);
+      std::memset(b.ql, 0, sizeof b.ql);
+      std::memset(b.qh, 0, sizeof b.qh);
+      for (int e = 0; e < kQK_K; ++e) {
+        const int lo = (groups[nibble_at(r, e)] >> nibble_shift(e)) & 0xF;
+        const int hi = (groups[bits_at(r, e)] >> bits_shift(e)) & 3;
+        b.ql[ql_at(e)] = static_cast<uint8_t>(b.ql[ql_at(e)] | lo << ql_shift(e));
+        b.qh[qh_at(e)] = static_cast<uint8_t>(b.qh[qh_at(e)] | hi << qh_shift(e));
+      }
+    }
+  }
+}
+
 // Q5_0: element j's low 4 bits in qs[j % 16] (the high nibble for j ≥ 16), its fifth bit is bit j
 // of qh; in the tile, the fifth bit of (row r, element j) is bit 4r + j % 4 of mask
 // 2 · (j / 8) + (j % 8) / 4.
@@ -220,6 +265,9 @@ void convert(TensorType t, int64_t n, uint8_t* rows, size_t stride, uint8_t* til
     case TensorType::Q4_K:
       convert<BlockQ4_K>(n, kQK_K, rows, stride, tile, to_tile, q4_K_unit);
       return;
+    case TensorType::Q6_K:
+      convert<BlockQ6_K>(n, kQK_K, rows, stride, tile, to_tile, q6_K_unit);
+      return;
     case TensorType::Q5_0:
       convert<BlockQ5_0>(n, kQK5_0, rows, stride, tile, to_tile, q5_0_unit);
       return;
@@ -236,7 +284,8 @@ void convert(TensorType t, int64_t n, uint8_t* rows, size_t stride, uint8_t* til
 }  // namespace
 
 bool has_row_tiles(TensorType t) {
-  return t == TensorType::Q4_K || t == TensorType::Q5_0 || t == TensorType::Q8_0;
+  return t == TensorType::Q4_K || t == TensorType::Q6_K || t == TensorType::Q5_0 ||
+         t == TensorType::Q8_0;
 }
 
 void pack_row_tile(TensorType t, int64_t n, const void* rows, size_t stride, void* tile) {

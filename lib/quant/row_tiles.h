@@ -23,6 +23,15 @@
 //                  one or two shifts and masks
 //     [256, 2304)  32 chunks of 64 bytes; chunk c, byte 4r + k: low nibble = row r's code of
 //                  element 8c + k, high nibble = element 8c + 4 + k
+//   Q6_K (3360 bytes a unit: 16 super-blocks)
+//     [0, 32)      d of rows 0..15 (f16)
+//     [32, 288)    byte 32 + 16j + r: row r's scale of sub-block j (int8), so that a sub-block's
+//                  16 scales widen to one per lane
+//     [288, 3360)  per sub-block j (16 elements), 192 bytes in the order the kernel reads them:
+//                  two chunks of 64 bytes, chunk c = 2j, 2j + 1, byte 4r + k: the low 4 bits of
+//                  row r's element 8c + k (low nibble) and of element 8c + 4 + k (high nibble);
+//                  then 64 bytes, byte 4r + k, bits 2m..2m+1: the high 2 bits of row r's element
+//                  16j + 4m + k (m = 0..3)
 //   Q5_0 (352 bytes a unit: 16 blocks)
 //     [0, 32)      d of rows 0..15 (f16)
 //     [32, 96)     8 little-endian 64-bit masks: mask 2c bit 4r + k = fifth bit of row r's element
@@ -46,8 +55,7 @@ namespace ktx::quant {
 
 inline constexpr int64_t kTileRows = 16;
 
-// Whether `t` has a row-tile layout (Q4_K, Q5_0, Q8_0). Q6_K has none: a tile kernel of the same
-// design computed no faster than its file-layout rows kernel on Zen 4 (35 against 37 GB/s).
+// Whether `t` has a row-tile layout (Q4_K, Q6_K, Q5_0, Q8_0).
 bool has_row_tiles(TensorType t);
 
 // Packs 16 rows of `n` elements (row r at rows + r · stride, in the file's layout) into one tile

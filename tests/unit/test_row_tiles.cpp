@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -32,7 +33,8 @@ namespace q = ktx::quant;
 namespace cpu = ktx::kernels::cpu;
 using ktx::TensorType;
 
-constexpr TensorType kTypes[] = {TensorType::Q4_K, TensorType::Q5_0, TensorType::Q8_0};
+constexpr TensorType kTypes[] = {TensorType::Q4_K, TensorType::Q6_K, TensorType::Q5_0,
+                                 TensorType::Q8_0};
 
 uint32_t seed() {
   if (const char* s = std::getenv("KTX_TEST_SEED")) {
@@ -156,9 +158,10 @@ TEST_CASE("row tiles: AVX-512 kernels equal the reference bit for bit",
         if (blocks == 3 && n_tiles == 2) {
           // A NaN scale in one row's middle block poisons that row only.
           const uint16_t nan_half = 0x7E00;
-          // (d is the first field of all three block types.)
-          std::memcpy(w.data() + 21 * row_bytes + ktx::row_size(t, block_elements(t)), &nan_half,
-                      2);
+          // (d is the first field of the blocks but Q6_K's, where it is the last.)
+          const size_t d_at = t == TensorType::Q6_K ? offsetof(q::BlockQ6_K, d) : 0;
+          std::memcpy(w.data() + 21 * row_bytes + ktx::row_size(t, block_elements(t)) + d_at,
+                      &nan_half, 2);
         }
         const std::vector<uint8_t> tiles = tiles_of(t, n, w);
         std::vector<float> x(static_cast<size_t>(n));
@@ -189,7 +192,7 @@ TEST_CASE("row tiles: AVX-512 kernels equal the reference bit for bit",
 
 TEST_CASE("row tiles: only types with a tile layout have kernels", "[cpu_kernels][row_tiles]") {
   for (TensorType t :
-       {TensorType::Q4_0, TensorType::Q5_K, TensorType::Q6_K, TensorType::F32, TensorType::BF16}) {
+       {TensorType::Q4_0, TensorType::Q5_K, TensorType::Q3_K, TensorType::F32, TensorType::BF16}) {
     CHECK_FALSE(q::has_row_tiles(t));
     CHECK(cpu::isa_vec_dot_tiles(cpu::Isa::kAvx512Vnni, t) == nullptr);
     CHECK(cpu::isa_vec_dot_tiles(cpu::Isa::kAvx2, t) == nullptr);
