@@ -1601,10 +1601,12 @@ TEST_CASE("option repack: the same numbers as the file's rows", "[cpu_ops][row_t
   SECTION("cpu.experts") {
     for (auto [gate_up, down] : {std::pair{TensorType::Q4_K, TensorType::Q5_0},
                                  std::pair{TensorType::Q4_K, TensorType::Q8_0},
-                                 std::pair{TensorType::Q4_K, TensorType::Q4_K}}) {
+                                 std::pair{TensorType::Q4_K, TensorType::Q4_K},
+                                 std::pair{TensorType::Q4_K, TensorType::Q6_K}}) {
       INFO("gate/up " << ktx::type_name(gate_up) << ", down " << ktx::type_name(down));
       // n_ff 288 = 18 tiles: the last up block of 128 rows is 2 tiles.
-      const int64_t n_embd = 512, n_ff = down == TensorType::Q4_K ? 512 : 288, n_expert = 6;
+      const bool k_quant_down = down == TensorType::Q4_K || down == TensorType::Q6_K;
+      const int64_t n_embd = 512, n_ff = k_quant_down ? 512 : 288, n_expert = 6;
       ExpertWeights w;
       w.n_embd = n_embd;
       w.n_ff = n_ff;
@@ -1641,7 +1643,7 @@ TEST_CASE("option repack: the same numbers as the file's rows", "[cpu_ops][row_t
         tiled->submit(ctx, n, x.data(), ids.data(), weights.data(), b.data());
         tiled->wait(ctx);
         // A batch reads the file's rows either way: bit for bit.
-        CHECK(same(b, a, n > 1 || down == TensorType::Q4_K));
+        CHECK(same(b, a, n > 1 || k_quant_down));
       }
     }
   }
@@ -1665,19 +1667,24 @@ TEST_CASE("option repack: the same numbers as the file's rows", "[cpu_ops][row_t
       tiled->forward(ctx, n, x.data(), b.data());
       CHECK(same(b, a, n > 1));
     }
-    // An output head whose row count is not a multiple of 16 is not repacked: the same numbers.
-    model::ModelConfig hc;
-    hc.n_embd = n_embd;
-    hc.n_vocab = 1000;
-    auto head = random_tensor("output.weight", TensorType::Q4_K, {n_embd, hc.n_vocab}, rng, 0.5f);
-    const ModuleDesc hm = module("lm_head", ModuleKind::kLmHead, {{"weight", head.get()}});
-    auto plain_head = backend.create<ops::LmHeadOp>(ModuleKind::kLmHead, hm, hc);
-    auto tiled_head = backend.create<ops::LmHeadOp>(ModuleKind::kLmHead, hm, hc, repack);
-    const std::vector<float> x = rng.vec(n_embd);
-    std::vector<float> a = poisoned(hc.n_vocab), b = poisoned(hc.n_vocab);
-    plain_head->forward(ctx, 1, x.data(), a.data());
-    tiled_head->forward(ctx, 1, x.data(), b.data());
-    CHECK(same(b, a, true));
+    // Output heads: Q6_K (as Q4_K_M files have them) in tiles, bit for bit; one whose row count
+    // is not a multiple of 16 is not repacked: the same numbers.
+    for (auto [type, n_vocab] :
+         {std::pair{TensorType::Q6_K, int64_t{1008}}, std::pair{TensorType::Q4_K, int64_t{1000}}}) {
+      INFO("head " << ktx::type_name(type) << ", " << n_vocab << " rows");
+      model::ModelConfig hc;
+      hc.n_embd = n_embd;
+      hc.n_vocab = n_vocab;
+      auto head = random_tensor("output.weight", type, {n_embd, hc.n_vocab}, rng, 0.5f);
+      const ModuleDesc hm = module("lm_head", ModuleKind::kLmHead, {{"weight", head.get()}});
+      auto plain_head = backend.create<ops::LmHeadOp>(ModuleKind::kLmHead, hm, hc);
+      auto tiled_head = backend.create<ops::LmHeadOp>(ModuleKind::kLmHead, hm, hc, repack);
+      const std::vector<float> x = rng.vec(n_embd);
+      std::vector<float> a = poisoned(hc.n_vocab), b = poisoned(hc.n_vocab);
+      plain_head->forward(ctx, 1, x.data(), a.data());
+      tiled_head->forward(ctx, 1, x.data(), b.data());
+      CHECK(same(b, a, true));
+    }
   }
 
   SECTION("a value other than true or false is refused, naming it") {
