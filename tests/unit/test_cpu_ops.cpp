@@ -597,12 +597,13 @@ TEST_CASE("cpu.moe_gate: softmax, sigmoid + bias, groups, norm and scale", "[cpu
     const ModuleDesc m = module("model.layers.1.mlp.gate", ModuleKind::kMoeGate,
                                 {{"weight", w.get()}, {"bias", bias.get()}});
     auto op = backend.create<ops::MoeGateOp>(ModuleKind::kMoeGate, m, c);
+    // Tokens compared, over the three batches: a batch of one may hold only a near-tie.
+    int checked = 0;
     for (int64_t n : {1, 3, 17}) {
       const std::vector<float> x = rng.vec(n * n_embd);
       std::vector<int32_t> ids(static_cast<size_t>(n * rc.k), -7);
       std::vector<float> weights = poisoned(n * rc.k);
       op->forward(ctx, n, x.data(), ids.data(), weights.data());
-      int checked = 0;
       for (int64_t t = 0; t < n; ++t) {
         const auto xd = to_double(x.data() + t * n_embd, n_embd);
         const RefRoute ref = reference_route(rc, matvec(*w, xd.data()), bias.get());
@@ -615,8 +616,8 @@ TEST_CASE("cpu.moe_gate: softmax, sigmoid + bias, groups, norm and scale", "[cpu
                 Approx(ref.weights[static_cast<size_t>(j)]).epsilon(1e-5));
         }
       }
-      CHECK(checked > 0);
     }
+    CHECK(checked > 0);
   }
 }
 
