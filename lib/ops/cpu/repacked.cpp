@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <span>
 #include <string_view>
 #include <thread>
@@ -117,6 +118,18 @@ bool repacked_role(const model::ModuleDesc& m, const gguf::TensorInfo* t) {
 std::vector<std::unique_ptr<RepackedTensor>> repack_module(
     const model::ModuleDesc& m, std::initializer_list<std::span<WeightMatrix>> matrices) {
   std::vector<std::unique_ptr<RepackedTensor>> out;
+  if (kernels::cpu::vec_dot_tiles_fn(TensorType::Q4_K) == nullptr) {
+    // The option asked for a copy the chosen kernels (this CPU, or KTX_CPU_ISA) cannot use: say
+    // so, once a process.
+    static std::once_flag said;
+    std::call_once(said, [] {
+      fmt::print(stderr,
+                 "ktx: option repack: the {} kernels have no row-tile kernels (they need AVX-512 "
+                 "VNNI); decode reads the file's rows and nothing is copied\n",
+                 kernels::cpu::active_isa());
+    });
+    return out;
+  }
   for (std::span<WeightMatrix> slabs : matrices) {
     if (slabs.empty() || !repacked_role(m, slabs.front().tensor)) continue;
     std::unique_ptr<RepackedTensor> r =
