@@ -10,6 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 DEBIAN_PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libfmt-dev libabsl-dev catch2 libdnnl-dev libyaml-cpp-dev libpcre2-dev libbenchmark-dev
+  ocl-icd-opencl-dev  # libdnnl-dev only recommends it, but its CMake config requires OpenCL
   pybind11-dev python3-dev
   python3-venv  # scripts/test.sh installs the Python package into a scratch virtual environment
 )
