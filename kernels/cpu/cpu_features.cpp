@@ -45,7 +45,13 @@ bool bit(unsigned reg, int n) { return (reg >> n) & 1u; }
 
 CpuFeatures detect() {
   CpuFeatures f;
-  const unsigned max_leaf = cpuid(0, 0).a;
+  const Regs l0 = cpuid(0, 0);
+  const unsigned max_leaf = l0.a;
+  char vendor[13] = {};
+  __builtin_memcpy(vendor, &l0.b, 4);  // the vendor string is in ebx, edx, ecx
+  __builtin_memcpy(vendor + 4, &l0.d, 4);
+  __builtin_memcpy(vendor + 8, &l0.c, 4);
+  f.amd = std::string_view(vendor) == "AuthenticAMD" || std::string_view(vendor) == "HygonGenuine";
   const Regs l1 = cpuid(1, 0);
   const bool osxsave = bit(l1.c, 27), avx = bit(l1.c, 28);
   if (!osxsave || !avx || max_leaf < 7) return f;

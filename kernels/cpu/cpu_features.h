@@ -13,6 +13,9 @@ struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512dq = false, avx512bw = false, avx512vl = false;
   bool avx512vnni = false, avx512vbmi = false, avx512bf16 = false;
+  // The vendor: "AuthenticAMD" or Hygon's Zen-based "HygonGenuine". Only for a kernel choice that
+  // measured differently on the two vendors' cores (vec_dot.h: vec_dot_tiles_fn).
+  bool amd = false;
 };
 
 // Detected on first use; never changes afterwards.

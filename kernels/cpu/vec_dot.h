@@ -45,8 +45,9 @@ QuantizeRowFn quantize_row_fn(TensorType activation_type);
 VecDotRowsFn vec_dot_rows_fn(TensorType weight_type);
 
 // The row-tile kernel of the chosen tier for a type with row tiles, or null (the tier has none:
-// only AVX-512 does, for Q4_K, Q6_K, Q5_0 and Q8_0). Operators repack a matrix only when this is not
-// null.
+// only AVX-512 does, for Q4_K, Q6_K, Q5_0 and Q8_0; Q6_K's on AMD CPUs only, where it was
+// measured faster than the file's rows: dispatch.cpp). Operators repack a matrix only when this
+// is not null; isa_vec_dot_tiles gives every kernel, for tests.
 VecDotTilesFn vec_dot_tiles_fn(TensorType weight_type);
 
 // Which instruction set the dispatch chose: "avx512vnni", "avx2", "scalar" (for benchmarks and

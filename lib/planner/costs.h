@@ -14,7 +14,7 @@ namespace ktx::planner {
 
 struct CostOptions {
   int64_t ctx = 4096;              // tokens of KV cache to hold, and the context decode is timed at
-  int64_t kv_bytes_per_value = 2;  // f16/bf16 cache
+  int64_t kv_bytes_per_value = 4;  // ktx keeps its caches in f32 (runtime/kv_cache.h)
   int64_t prefill_batch = 512;     // tokens per prefill step (prefill FLOPs use context batch/2)
 };
 

@@ -314,9 +314,9 @@ TEST_CASE("planner: module costs from a module tree", "[planner]") {
   for (const ModuleCost& c : costs) {
     INFO(c.name);
     if (c.kind == ModuleKind::kMlaAttention) {
-      // MLA caches kv_lora_rank + rope = 576 values per token, 2 bytes each.
-      CHECK(c.kv_bytes == uint64_t{576} * 2 * 4096);
-      CHECK(c.kv_bytes_read == Approx(576.0 * 2 * 4096));
+      // MLA caches kv_lora_rank + rope = 576 values per token, f32 (4 bytes) each.
+      CHECK(c.kv_bytes == uint64_t{576} * 4 * 4096);
+      CHECK(c.kv_bytes_read == Approx(576.0 * 4 * 4096));
     }
     if (c.kind == ModuleKind::kExperts) {
       CHECK(c.n_expert == 160);
@@ -379,10 +379,10 @@ TEST_CASE("planner: DeepSeek-V2 236B at Q4_K_M fits in 21 GB of GPU + 136 GB of 
     const auto& gpu = usage(r, Device::cuda(0));
     const auto& cpu = usage(r, Device::cpu());
     // GPU: 7.4 GiB of attention, shared experts, dense MLP, router, norms, lm_head and the
-    // embedding; 270 MiB of latent cache for 4096 tokens; the 512 MiB reserve.
+    // embedding; 540 MiB of latent cache (f32) for 4096 tokens; the 512 MiB reserve.
     CHECK(gpu.weights / kGiB == Approx(7.4).margin(0.1));
-    CHECK(gpu.kv_cache == uint64_t{60} * 576 * 2 * 4096);
-    CHECK(gpu.total() / kGiB == Approx(8.1).margin(0.1));
+    CHECK(gpu.kv_cache == uint64_t{60} * 576 * 4 * 4096);
+    CHECK(gpu.total() / kGiB == Approx(8.4).margin(0.1));
     CHECK(gpu.total() <= uint64_t{21} << 30);
     // DRAM: the 59 layers of routed experts, 125.4 GiB = 134.7 GB.
     CHECK(cpu.weights / kGiB == Approx(125.4).margin(0.1));
