@@ -324,7 +324,7 @@ VecDotTilesFn vec_dot_tiles_fn(TensorType weight_type) {
   // 4.7-4.9 ms a token in slow-bandwidth runs) and lose on an Emerald Rapids VM, where one core
   // streams them from memory at 7.3-8.4 GB/s against 11.4-12.5 for the file's rows, and the head
   // took 10-14 ms against 6-9 (docs/PERF.md, "Intel: Emerald Rapids"). The other types' tiles
-  // were no slower there. So Q6_K is repacked on AMD CPUs only.
+  // were 6% slower to 11% faster than their rows there. So Q6_K is repacked on AMD CPUs only.
   if (weight_type == TensorType::Q6_K && !cpu_features().amd) return nullptr;
   return isa_vec_dot_tiles(table().isa, weight_type);
 }
