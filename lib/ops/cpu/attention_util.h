@@ -45,6 +45,14 @@ inline void axpy_f32(float a, const float* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
+// y = y·s + x over n values (a running sum rescaled to a new maximum, then a run's sum added).
+inline void scale_add_f32(float s, const float* x, float* y, int64_t n) {
+  const F32x4 sv = {s, s, s, s};
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) store4(y + i, load4(y + i) * sv + load4(x + i));
+  for (; i < n; ++i) y[i] = y[i] * s + x[i];
+}
+
 // Throws ktx::Error (kInvalidArgument) unless `cache` has widths (width_a, width_b) and room for
 // positions [0, end): the session sizes caches, an operator only fills them.
 void check_cache(const runtime::LayerKvCache& cache, int64_t width_a, int64_t width_b, int64_t end,

@@ -386,9 +386,7 @@ void MlaAttention::decode_attend(runtime::ThreadPool& pool, int64_t pos, const f
                      first ? sums : run_sum.data(), rank);
         if (first) continue;
         for (size_t h = 0; h < heads; ++h) {
-          float* acc = sums + h * rank;
-          const float* add = run_sum.data() + h * rank;
-          for (size_t c = 0; c < rank; ++c) acc[c] = acc[c] * rescale[h] + add[c];
+          scale_add_f32(rescale[h], run_sum.data() + h * rank, sums + h * rank, rank_);
         }
       }
     }
@@ -413,7 +411,7 @@ void MlaAttention::decode_attend(runtime::ThreadPool& pool, int64_t pos, const f
         const float w = scale[static_cast<size_t>(t)] * inv;
         const float* part =
             partial.get() + (static_cast<size_t>(t) * heads + static_cast<size_t>(h)) * rank;
-        for (size_t c = 0; c < rank; ++c) o_lat[c] += w * part[c];
+        axpy_f32(w, part, o_lat.data(), rank_);
       }
       head_weights_->project_output(h, o_lat.data(), o + h * v_dim_);
     }
