@@ -50,6 +50,7 @@ struct Vec {
     }
   };
 
+  static constexpr bool kSum16 = false;  // no sum16: scores tiles of 2 × 4 use sum()
   static float sum(T v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
