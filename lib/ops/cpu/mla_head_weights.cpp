@@ -104,25 +104,10 @@ float AffineMatrix::at(int64_t r, int64_t c) const {
 }
 
 // As at(), a row at a time: the naive form decodes every head's rows for each prefill batch.
-// A product, then a sum, as dequantize_row (this file is built with -ffp-contract=off, so the
-// compiler never fuses them; lib/CMakeLists.txt).
 void AffineMatrix::decode_rows(int64_t first_row, int64_t n, float* out) const {
-  const bool nibbles = codes == kernels::cpu::AffineCodes::kNibbles;
+  const kernels::cpu::AffineRows rows = rows_from(0);
   for (int64_t r = first_row; r < first_row + n; ++r) {
-    const int8_t* q = code.data() + static_cast<size_t>(r) * ldc;
-    const size_t g0 = static_cast<size_t>(r) * groups_per_row;
-    for (int64_t c = 0; c < width; ++c) {
-      int v = 0;
-      if (nibbles) {
-        const auto byte = static_cast<uint8_t>(q[c / 32 * 16 + c % 16]);
-        v = (c % 32 < 16 ? byte & 15 : byte >> 4) - bias;
-      } else {
-        v = q[c];
-      }
-      const size_t g = g0 + static_cast<size_t>(c / group);
-      const float x = scale[g] * static_cast<float>(v);
-      *out++ = offset.empty() ? x : x + offset[g];
-    }
+    for (int64_t c = 0; c < width; ++c) *out++ = kernels::cpu::affine_element(rows, r, c);
   }
 }
 

@@ -20,13 +20,18 @@
 
 namespace ktx::ops::cpu {
 
+bool RepackedTensor::accepts(const gguf::TensorInfo& t) {
+  if (kernels::cpu::vec_dot_tiles_fn(t.type) == nullptr) return false;
+  if (t.shape.size() < 2 || t.shape.size() > 3) return false;
+  const int64_t rows = t.shape[1], slabs = t.shape.size() == 3 ? t.shape[2] : 1;
+  return rows > 0 && slabs > 0 && rows % quant::kTileRows == 0;
+}
+
 std::unique_ptr<RepackedTensor> RepackedTensor::make(const gguf::TensorInfo& t, int threads) {
+  if (t.data == nullptr || !accepts(t)) return nullptr;
   const kernels::cpu::VecDotTilesFn fn = kernels::cpu::vec_dot_tiles_fn(t.type);
-  if (fn == nullptr || t.data == nullptr || t.shape.size() < 2 || t.shape.size() > 3)
-    return nullptr;
   const int64_t cols = t.shape[0], rows = t.shape[1];
   const int64_t slabs = t.shape.size() == 3 ? t.shape[2] : 1;
-  if (rows <= 0 || slabs <= 0 || rows % quant::kTileRows != 0) return nullptr;
   const size_t row_bytes = row_size(t.type, cols);
   const size_t slab_bytes = row_bytes * static_cast<size_t>(rows);
   const size_t bytes = slab_bytes * static_cast<size_t>(slabs);
@@ -145,9 +150,7 @@ uint64_t repacked_bytes(const model::ModuleDesc& m) {
   uint64_t bytes = 0;
   for (std::string_view role : repack_roles(m.kind)) {
     const gguf::TensorInfo* t = m.find_weight(role);
-    if (t == nullptr || kernels::cpu::vec_dot_tiles_fn(t->type) == nullptr) continue;
-    if (t->shape.size() < 2 || t->shape.size() > 3 || t->shape[1] % quant::kTileRows != 0) continue;
-    bytes += t->n_bytes;
+    if (t != nullptr && RepackedTensor::accepts(*t)) bytes += t->n_bytes;
   }
   return bytes;
 }

@@ -33,6 +33,8 @@ class RepackedTensor {
   // (the operator then reads the file's rows, as without the option). Uses up to `threads`
   // threads. Throws ktx::Error (kIo) naming the tensor when the memory cannot be had.
   static std::unique_ptr<RepackedTensor> make(const gguf::TensorInfo& t, int threads);
+  // Whether make() would repack `t` on this CPU: its type, shape and row count (not its data).
+  static bool accepts(const gguf::TensorInfo& t);
 
   RepackedTensor(const RepackedTensor&) = delete;
   RepackedTensor& operator=(const RepackedTensor&) = delete;
