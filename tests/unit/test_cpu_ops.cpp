@@ -1169,6 +1169,41 @@ TEST_CASE("cpu.mla_attention: a NaN in the latent cache reaches the decoded outp
   }
 }
 
+TEST_CASE("cpu.mla_attention: a prefill token never reads a later token's key", "[cpu_ops]") {
+  // Prefill computes the scores of a block of queries against every key its last query sees, so
+  // the earlier queries' rows hold scores of keys they must not see. A NaN input at token `bad`
+  // makes its cached key NaN: the tokens before it must come out finite, it and every later token
+  // NaN, in both forms and wherever `bad` falls in a block (its first row, one inside, the last).
+  Rng rng(fresh_seed());
+  runtime::ThreadPool pool(2);
+  ops::ExecContext ctx{&pool};
+  Backend backend;
+  const MlaSetup s = make_mla(rng, TensorType::F32, false, false, 0);
+  const ModuleDesc m = s.desc();
+  const int64_t E = s.c.n_embd, n = 70;
+  for (const char* mode : {"always", "never"}) {
+    for (int64_t bad : {0, 5, 32, 33, 63, 69}) {
+      INFO("absorb " << mode << ", NaN input at token " << bad);
+      auto op = backend.create<ops::AttentionOp>(ModuleKind::kMlaAttention, m, s.c,
+                                                 {{"absorb", mode}});
+      auto cache = make_cache(n, s.c.kv_lora_rank, s.c.qk_rope_head_dim);
+      std::vector<float> x = rng.vec(n * E);
+      x[static_cast<size_t>(bad * E + 3)] = std::numeric_limits<float>::quiet_NaN();
+      std::vector<float> out = poisoned(n * E);
+      op->forward(ctx, ops::Batch{n, 0}, x.data(), out.data(), cache);
+      for (int64_t t = 0; t < n; ++t) {
+        INFO("token " << t);
+        const float* o = out.data() + t * E;
+        if (t < bad) {
+          CHECK(all_finite(o, E));
+        } else {
+          CHECK(std::all_of(o, o + E, [](float v) { return std::isnan(v); }));
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("cpu.mla_attention: attn_kv_b and attn_k_b/attn_v_b holding the same numbers agree",
           "[cpu_ops]") {
   const uint64_t seed = fresh_seed();
