@@ -1184,8 +1184,8 @@ TEST_CASE("cpu.mla_attention: a prefill token never reads a later token's key", 
   for (const char* mode : {"always", "never"}) {
     for (int64_t bad : {0, 5, 32, 33, 63, 69}) {
       INFO("absorb " << mode << ", NaN input at token " << bad);
-      auto op = backend.create<ops::AttentionOp>(ModuleKind::kMlaAttention, m, s.c,
-                                                 {{"absorb", mode}});
+      auto op =
+          backend.create<ops::AttentionOp>(ModuleKind::kMlaAttention, m, s.c, {{"absorb", mode}});
       auto cache = make_cache(n, s.c.kv_lora_rank, s.c.qk_rope_head_dim);
       std::vector<float> x = rng.vec(n * E);
       x[static_cast<size_t>(bad * E + 3)] = std::numeric_limits<float>::quiet_NaN();

@@ -11,9 +11,9 @@ namespace ktx::ops::cpu {
 // loops are written with explicit vectors because -O2 leaves axpy_f32 scalar (GCC's cheap
 // vectorizer adds no remainder loop or aliasing check): MLA decode took 21 ms per token with it
 // scalar, 17 ms with these vectors (8-layer V2-Lite-width model, 576 positions, 2 threads, same
-// load). Each lane does exactly what the scalar code did, so results are unchanged. MLA's absorbed
-// form has since moved to the tier kernels of kernels/cpu/attention.h; its naive form and GQA
-// still use these.
+// load). Each lane does exactly what the scalar code did, so results are unchanged. The products
+// over the cache have since moved to the tier kernels of kernels/cpu/attention.h (MLA prefill's
+// last per-query loops on 2026-11-29); what is left here is MLA decode's merging of split-KV runs.
 using F32x4 = float __attribute__((vector_size(16)));
 
 inline F32x4 load4(const float* p) {
@@ -22,20 +22,6 @@ inline F32x4 load4(const float* p) {
   return v;
 }
 inline void store4(float* p, F32x4 v) { __builtin_memcpy(p, &v, sizeof v); }
-
-// Sum of a[i]·b[i] in f32 with eight independent partial sums s[i % 8] (better rounding and
-// pipelining than one running sum), added up as ((s0+s1)+(s2+s3))+((s4+s5)+(s6+s7)).
-inline float dot_f32(const float* a, const float* b, int64_t n) {
-  F32x4 lo = {0, 0, 0, 0}, hi = {0, 0, 0, 0};  // s[0..3], s[4..7]
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    lo += load4(a + i) * load4(b + i);
-    hi += load4(a + i + 4) * load4(b + i + 4);
-  }
-  float s[8] = {lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]};
-  for (; i < n; ++i) s[i & 7] += a[i] * b[i];
-  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-}
 
 // y += a·x over n values.
 inline void axpy_f32(float a, const float* x, float* y, int64_t n) {

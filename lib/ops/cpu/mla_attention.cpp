@@ -182,7 +182,7 @@ class MlaAttention final : public AttentionOp {
   const gguf::TensorInfo* v_b_ = nullptr;
   WeightMatrix out_;
   Rope rope_;
-  std::optional<MlaHeadWeights> head_weights_;  // W_UK, W_UV
+  std::optional<MlaHeadWeights> head_weights_;             // W_UK, W_UV
   std::vector<std::unique_ptr<RepackedTensor>> repacked_;  // option repack: what they read
 };
 
@@ -273,7 +273,8 @@ void MlaAttention::attend_absorbed(int64_t h, int64_t n, int64_t pos0, const flo
     causal_block(rows, pos0 + t0 + 1, p.data(), static_cast<size_t>(keys), cache.a_row(0), lda,
                  rank_, o_lat.data(), rank, tail);
     for (int64_t i = 0; i < rows; ++i) {  // W_UV o_lat
-      head_weights_->project_output(h, o_lat.data() + i * rank_, o + ((t0 + i) * n_head_ + h) * v_dim_);
+      head_weights_->project_output(h, o_lat.data() + i * rank_,
+                                    o + ((t0 + i) * n_head_ + h) * v_dim_);
     }
   }
 }
