@@ -1293,6 +1293,42 @@ struct GqaSetup {
   }
 };
 
+// A llama-style attention module: 4 heads of 32 over n_embd 64, n_head_kv key/value heads, its
+// rotary part `rope_dims` wide, optional biases and rope_freqs.
+GqaSetup make_gqa(Rng& rng, TensorType type, int64_t n_head_kv, int64_t rope_dims, bool bias,
+                  bool freqs, model::RopeScaling scaling) {
+  GqaSetup s;
+  model::ModelConfig& c = s.c;
+  c.arch = model::Architecture::kLlama;
+  c.n_embd = 64;
+  c.n_head = 4;
+  c.n_head_kv = n_head_kv;
+  c.head_dim = 32;
+  c.n_ctx_train = 2048;
+  c.rope.n_dims = rope_dims;
+  c.rope.freq_base = 500000.0f;
+  c.rope.scaling = scaling;
+  c.rope.factor = 4.0f;
+  c.rope.original_context = 32;
+  const int64_t qw = c.n_head * c.head_dim, kvw = c.n_head_kv * c.head_dim;
+  s.q = random_tensor("blk.0.attn_q.weight", type, {c.n_embd, qw}, rng, 0.3f);
+  s.k = random_tensor("blk.0.attn_k.weight", type, {c.n_embd, kvw}, rng, 0.3f);
+  s.v = random_tensor("blk.0.attn_v.weight", type, {c.n_embd, kvw}, rng, 0.3f);
+  s.output = random_tensor("blk.0.attn_output.weight", type, {qw, c.n_embd}, rng, 0.3f);
+  if (bias) {
+    s.q_bias = random_tensor("blk.0.attn_q.bias", TensorType::F32, {qw}, rng, 0.5f);
+    s.k_bias = random_tensor("blk.0.attn_k.bias", TensorType::F32, {kvw}, rng, 0.5f);
+    s.v_bias = random_tensor("blk.0.attn_v.bias", TensorType::F32, {kvw}, rng, 0.5f);
+    s.output_bias = random_tensor("blk.0.attn_output.bias", TensorType::F32, {c.n_embd}, rng, 0.5f);
+  }
+  if (freqs) {
+    std::vector<float> f(static_cast<size_t>(rope_dims / 2));
+    for (float& v : f) v = rng.uniform(1.0f, 8.0f);
+    s.rope_freqs = tensor_from("rope_freqs.weight", TensorType::F32, {rope_dims / 2}, f);
+  }
+  return s;
+}
+
 TEST_CASE("cpu.gqa_attention against the double reference", "[cpu_ops]") {
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
@@ -1319,36 +1355,9 @@ TEST_CASE("cpu.gqa_attention against the double reference", "[cpu_ops]") {
     INFO("type " << ktx::type_name(k.type) << ", n_head_kv " << k.n_head_kv << ", rope dims "
                  << k.rope_dims << (k.bias ? ", biases" : "") << (k.freqs ? ", rope_freqs" : "")
                  << ", scaling " << static_cast<int>(k.scaling) << ", threads " << threads);
-    GqaSetup s;
-    model::ModelConfig& c = s.c;
-    c.arch = model::Architecture::kLlama;
-    c.n_embd = 64;
-    c.n_head = 4;
-    c.n_head_kv = k.n_head_kv;
-    c.head_dim = 32;
-    c.n_ctx_train = 2048;
-    c.rope.n_dims = k.rope_dims;
-    c.rope.freq_base = 500000.0f;
-    c.rope.scaling = k.scaling;
-    c.rope.factor = 4.0f;
-    c.rope.original_context = 32;
-    const int64_t qw = c.n_head * c.head_dim, kvw = c.n_head_kv * c.head_dim;
-    s.q = random_tensor("blk.0.attn_q.weight", k.type, {c.n_embd, qw}, rng, 0.3f);
-    s.k = random_tensor("blk.0.attn_k.weight", k.type, {c.n_embd, kvw}, rng, 0.3f);
-    s.v = random_tensor("blk.0.attn_v.weight", k.type, {c.n_embd, kvw}, rng, 0.3f);
-    s.output = random_tensor("blk.0.attn_output.weight", k.type, {qw, c.n_embd}, rng, 0.3f);
-    if (k.bias) {
-      s.q_bias = random_tensor("blk.0.attn_q.bias", TensorType::F32, {qw}, rng, 0.5f);
-      s.k_bias = random_tensor("blk.0.attn_k.bias", TensorType::F32, {kvw}, rng, 0.5f);
-      s.v_bias = random_tensor("blk.0.attn_v.bias", TensorType::F32, {kvw}, rng, 0.5f);
-      s.output_bias =
-          random_tensor("blk.0.attn_output.bias", TensorType::F32, {c.n_embd}, rng, 0.5f);
-    }
-    if (k.freqs) {
-      std::vector<float> f(static_cast<size_t>(k.rope_dims / 2));
-      for (float& v : f) v = rng.uniform(1.0f, 8.0f);
-      s.rope_freqs = tensor_from("rope_freqs.weight", TensorType::F32, {k.rope_dims / 2}, f);
-    }
+    GqaSetup s = make_gqa(rng, k.type, k.n_head_kv, k.rope_dims, k.bias, k.freqs, k.scaling);
+    const model::ModelConfig& c = s.c;
+    const int64_t kvw = c.n_head_kv * c.head_dim;
     const ModuleDesc m = s.desc();
     auto op = backend.create<ops::AttentionOp>(ModuleKind::kGqaAttention, m, c);
     const std::vector<int64_t> calls = {k.n_prefill, 3, 1, 1, 1};
@@ -1379,6 +1388,37 @@ TEST_CASE("cpu.gqa_attention against the double reference", "[cpu_ops]") {
     auto small = make_cache(2, kvw, kvw);
     std::vector<float> out(static_cast<size_t>(3 * c.n_embd));
     REQUIRE_THROWS_AS(op->forward(ctx, ops::Batch{3, 0}, x.data(), out.data(), small), ktx::Error);
+  }
+}
+
+TEST_CASE("cpu.gqa_attention: a prefill token never reads a later token's value", "[cpu_ops]") {
+  // As for MLA: a block of 16 queries is scored against every key its last query sees. A NaN input
+  // at token `bad` makes its key and value NaN: the tokens before it must come out finite (a
+  // future value weighted by 0 would give them 0 · NaN), it and every later token NaN.
+  Rng rng(fresh_seed());
+  runtime::ThreadPool pool(2);
+  ops::ExecContext ctx{&pool};
+  Backend backend;
+  const GqaSetup s = make_gqa(rng, TensorType::F32, 2, 32, false, false, model::RopeScaling::kNone);
+  const ModuleDesc m = s.desc();
+  const int64_t E = s.c.n_embd, kvw = s.c.n_head_kv * s.c.head_dim, n = 40;
+  for (int64_t bad : {0, 5, 16, 17, 31, 39}) {
+    INFO("NaN input at token " << bad);
+    auto op = backend.create<ops::AttentionOp>(ModuleKind::kGqaAttention, m, s.c);
+    auto cache = make_cache(n, kvw, kvw);
+    std::vector<float> x = rng.vec(n * E);
+    x[static_cast<size_t>(bad * E + 3)] = std::numeric_limits<float>::quiet_NaN();
+    std::vector<float> out = poisoned(n * E);
+    op->forward(ctx, ops::Batch{n, 0}, x.data(), out.data(), cache);
+    for (int64_t t = 0; t < n; ++t) {
+      INFO("token " << t);
+      const float* o = out.data() + t * E;
+      if (t < bad) {
+        CHECK(all_finite(o, E));
+      } else {
+        CHECK(std::all_of(o, o + E, [](float v) { return std::isnan(v); }));
+      }
+    }
   }
 }
 

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/cpu/attention.h"
 #include "ktx/error.h"
 #include "ktx/quant.h"
 #include "ops/cpu/attention_util.h"
@@ -115,6 +116,20 @@ void softmax_inplace(float* x, int64_t n) {
   const double sum = exp_shifted(x, n, max_with_nan(x, n));
   const float inv = static_cast<float>(1.0 / sum);
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void causal_block(int64_t rows, int64_t first, float* p, size_t ldp, const float* v, size_t ldv,
+                  int64_t width, float* o, size_t ldo, std::vector<float>& tail) {
+  const auto weighted_sum = kernels::cpu::mla_weighted_sum_fn();
+  for (int64_t i = 0; i < rows; ++i) softmax_inplace(p + static_cast<size_t>(i) * ldp, first + i);
+  weighted_sum(rows, first, p, ldp, v, ldv, width, o, ldo);
+  tail.resize(static_cast<size_t>(width));
+  for (int64_t i = 1; i < rows; ++i) {
+    const float* pi = p + static_cast<size_t>(i) * ldp + first;
+    weighted_sum(1, i, pi, 0, v + static_cast<size_t>(first) * ldv, ldv, width, tail.data(), 0);
+    float* oi = o + static_cast<size_t>(i) * ldo;
+    for (int64_t c = 0; c < width; ++c) oi[c] += tail[static_cast<size_t>(c)];
+  }
 }
 
 void check_cache(const runtime::LayerKvCache& cache, int64_t width_a, int64_t width_b, int64_t end,

@@ -90,11 +90,10 @@ class GqaAttention final : public AttentionOp {
     const int64_t group = n_head_ / n_head_kv_;
     // Per head, blocks of tokens against the cache through the tier's f32 tile kernels
     // (kernels/cpu/attention.h): the scores of a block against every key its last token sees,
-    // each token's softmax over its own keys (later keys weighted 0), then the weighted sum of
-    // the value rows. Blocks of 16 keep the masked-out corner small.
+    // then each token's softmax over its own keys and the weighted sum of exactly those value
+    // rows (causal_block). Blocks of 16 keep the unused corner of the scores small.
     constexpr int64_t kTokenBlock = 16;
     const auto scores = kernels::cpu::mla_scores_fn();
-    const auto weighted_sum = kernels::cpu::mla_weighted_sum_fn();
     const auto lda = static_cast<size_t>(cache.width_a), ldb = static_cast<size_t>(cache.width_b);
     const auto ldq = static_cast<size_t>(q_width);
     if (n == 1) {
@@ -104,7 +103,7 @@ class GqaAttention final : public AttentionOp {
       return;
     }
     pool.parallel_for(n_head_, 1, [&](int64_t h0, int64_t h1) {
-      std::vector<float> p;
+      std::vector<float> p, tail;
       for (int64_t h = h0; h < h1; ++h) {
         const int64_t kv_off = (h / group) * head_dim_;
         for (int64_t t0 = 0; t0 < n; t0 += kTokenBlock) {
@@ -114,14 +113,9 @@ class GqaAttention final : public AttentionOp {
           p.resize(static_cast<size_t>(nt) * ldp);
           scores(nt, keys, q.data() + t0 * q_width + h * head_dim_, ldq, cache.a_row(0) + kv_off,
                  lda, head_dim_, nullptr, 0, nullptr, 0, 0, scale_, p.data(), ldp);
-          for (int64_t i = 0; i < nt; ++i) {
-            float* row = p.data() + static_cast<size_t>(i) * ldp;
-            const int64_t own = pos0 + t0 + i + 1;  // causal: itself and everything before
-            softmax_inplace(row, own);
-            std::fill(row + own, row + keys, 0.0f);
-          }
-          weighted_sum(nt, keys, p.data(), ldp, cache.b_row(0) + kv_off, ldb, head_dim_,
-                       o.data() + t0 * q_width + h * head_dim_, ldq);
+          // Causal: token t0 + i sees itself and everything before it.
+          causal_block(nt, pos0 + t0 + 1, p.data(), ldp, cache.b_row(0) + kv_off, ldb, head_dim_,
+                       o.data() + t0 * q_width + h * head_dim_, ldq, tail);
         }
       }
     });
@@ -151,8 +145,7 @@ class GqaAttention final : public AttentionOp {
     pool.parallel_for(keys, 16, [&](int64_t s0, int64_t s1) {
       for (int64_t g = 0; g < n_head_kv_; ++g) {
         scores(group, s1 - s0, q + g * group * head_dim_, hd, cache.a_row(s0) + g * head_dim_, lda,
-               head_dim_, nullptr, 0, nullptr, 0, 0, scale_, p.data() + g * group * keys + s0,
-               ldp);
+               head_dim_, nullptr, 0, nullptr, 0, 0, scale_, p.data() + g * group * keys + s0, ldp);
       }
     });
     pool.parallel_for(n_head_, 1, [&](int64_t h0, int64_t h1) {

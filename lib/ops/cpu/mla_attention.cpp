@@ -75,27 +75,6 @@ std::optional<int64_t> parse_kv_run(const registry::OpOptions& options) {
 // 18% of its time here (Emerald Rapids, 2 threads).
 constexpr int64_t kQueryBlock = 32;
 
-// The causal softmax and weighted sum of one block of `rows` queries whose first sees `first`
-// keys and each next one key more: p holds their scores (row i at p + i · ldp, ldp ≥ first + rows
-// - 1 wide), the values are rows of v (ldv apart, `width` wide). Overwrites o's rows (ldo apart)
-// with Σ_s softmax(p_i)[s] · v[s] over the keys row i sees, and p with the probabilities.
-// The keys every row sees go through one kernel call for the block; each row's later keys (the
-// triangle) through a call of its own, added after, so that no row ever reads a key it must not
-// see: a NaN there would otherwise reach it as 0 · NaN.
-void causal_block(int64_t rows, int64_t first, float* p, size_t ldp, const float* v, size_t ldv,
-                  int64_t width, float* o, size_t ldo, std::vector<float>& tail) {
-  const auto weighted_sum = kernels::cpu::mla_weighted_sum_fn();
-  for (int64_t i = 0; i < rows; ++i) softmax_inplace(p + static_cast<size_t>(i) * ldp, first + i);
-  weighted_sum(rows, first, p, ldp, v, ldv, width, o, ldo);
-  tail.resize(static_cast<size_t>(width));
-  for (int64_t i = 1; i < rows; ++i) {
-    const float* pi = p + static_cast<size_t>(i) * ldp + first;
-    weighted_sum(1, i, pi, 0, v + static_cast<size_t>(first) * ldv, ldv, width, tail.data(), 0);
-    float* oi = o + static_cast<size_t>(i) * ldo;
-    for (int64_t c = 0; c < width; ++c) oi[c] += tail[static_cast<size_t>(c)];
-  }
-}
-
 class MlaAttention final : public AttentionOp {
  public:
   MlaAttention(const model::ModuleDesc& m, const model::ModelConfig& c, Absorb absorb,
