@@ -201,7 +201,7 @@ int main(int argc, char** argv) {
              c + kRank, kWidth, kRope, 0.1f, s.data(), kPositions);
     };
     auto do_sums = [&](const float* c) {
-      sums(kHeads, kPositions, p.data(), kPositions, c, kWidth, kRank, o.data(), kRank);
+      sums(kHeads, kPositions, p.data(), kPositions, c, kWidth, kRank, o.data(), kRank, false);
     };
     {
       std::vector<float> want(s.size()), want_o(o.size());
@@ -210,7 +210,7 @@ int main(int argc, char** argv) {
           cache.data() + kRank, kWidth, kRope, 0.1f, want.data(), kPositions);
       cpu::isa_mla_weighted_sum(cpu::Isa::kScalar)(kHeads, kPositions, p.data(), kPositions,
                                                    cache.data(), kWidth, kRank, want_o.data(),
-                                                   kRank);
+                                                   kRank, false);
       do_scores(cache.data());
       do_sums(cache.data());
       if (!close(s, want) || !close(o, want_o)) {

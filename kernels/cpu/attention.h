@@ -29,13 +29,18 @@ using MlaScoresFn = void (*)(int64_t heads, int64_t positions, const float* qa, 
                              const float* kb, size_t ldkb, int64_t wb, float scale, float* s,
                              size_t lds);
 
-// The weighted sum of cache rows per head, overwriting o:
-//   o[h * ldo + c] = Σ_p w[h * ldw + p] · v[p * ldv + c]    for h < heads, c < width
-// (p ascending in the reference). Writes nothing else of `o`. A caller splits the work over
-// threads by slices of the width (v and o offset by the slice's start) or by runs of positions
-// (w and v offset, the runs' sums added afterwards).
+// The weighted sum of cache rows per head, overwriting o (or, with `accumulate`, added to it):
+//   o[h * ldo + c] = [o[h * ldo + c] +] Σ_p w[h * ldw + p] · v[p * ldv + c]
+// for h < heads, c < width (p ascending in the reference). Writes nothing else of `o`. Each
+// output is one running sum over the positions in ascending order, in every tier; with
+// `accumulate` it continues from o's value, so a run of positions split over several calls at
+// any place gives exactly the numbers of one call (prefill's causal blocks rely on this: a token
+// gets the same numbers whatever batch it is in). A caller splits the work over threads by
+// slices of the width (v and o offset by the slice's start) or by runs of positions (w and v
+// offset, the runs' sums added afterwards).
 using MlaWeightedSumFn = void (*)(int64_t heads, int64_t positions, const float* w, size_t ldw,
-                                  const float* v, size_t ldv, int64_t width, float* o, size_t ldo);
+                                  const float* v, size_t ldv, int64_t width, float* o, size_t ldo,
+                                  bool accumulate);
 
 // MLA's per-head matrices (W_UK, W_UV) kept in the affine form of their quantized type
 // (ktx/quant.h, affine_row): element (r, c) = scale[r·lds + c/group] · code(r, c), plus

@@ -28,10 +28,11 @@ void mla_scores_ref(int64_t heads, int64_t positions, const float* qa, size_t ld
 }
 
 void mla_weighted_sum_ref(int64_t heads, int64_t positions, const float* w, size_t ldw,
-                          const float* v, size_t ldv, int64_t width, float* o, size_t ldo) {
+                          const float* v, size_t ldv, int64_t width, float* o, size_t ldo,
+                          bool accumulate) {
   for (int64_t h = 0; h < heads; ++h) {
     for (int64_t c = 0; c < width; ++c) {
-      float acc = 0.0f;
+      float acc = accumulate ? o[h * ldo + c] : 0.0f;
       for (int64_t p = 0; p < positions; ++p) acc += w[h * ldw + p] * v[p * ldv + c];
       o[h * ldo + c] = acc;
     }

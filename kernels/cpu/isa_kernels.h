@@ -160,7 +160,8 @@ KTX_DECLARE_GEMM_KERNEL(gemm_bf16)
                   size_t ldka, int64_t wa, const float* qb, size_t ldb, const float* kb,          \
                   size_t ldkb, int64_t wb, float scale, float* s, size_t lds);                    \
   void mla_weighted_sum(int64_t heads, int64_t positions, const float* w, size_t ldw,             \
-                        const float* v, size_t ldv, int64_t width, float* o, size_t ldo);         \
+                        const float* v, size_t ldv, int64_t width, float* o, size_t ldo,          \
+                        bool accumulate);                                                         \
   void mla_affine_weighted_sum(int64_t rows, const float* w, const AffineRows& a, int64_t width,  \
                                float* o);                                                         \
   void mla_affine_scores(int64_t rows, const float* x, const AffineRows& a, int64_t width,        \

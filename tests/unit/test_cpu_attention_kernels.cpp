@@ -182,7 +182,7 @@ TEST_CASE("cpu attention kernels: MLA weighted sum against a double reference", 
           for (int64_t h = 0; h < heads; ++h) {
             for (int64_t c = 0; c < width; ++c) o[h * ldo + c] = kNaN;
           }
-          fn(heads, positions, w.data(), ldw, v.data(), ldv, width, o.data(), ldo);
+          fn(heads, positions, w.data(), ldw, v.data(), ldv, width, o.data(), ldo, false);
           bool ok = true;
           for (int64_t h = 0; h < heads && ok; ++h) {
             for (int64_t c = 0; c < width; ++c) {
@@ -205,6 +205,41 @@ TEST_CASE("cpu attention kernels: MLA weighted sum against a double reference", 
             for (size_t g = static_cast<size_t>(width); g < ldo; ++g) {
               REQUIRE(o[h * ldo + g] == kSentinel);
             }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("cpu attention kernels: a weighted sum split over calls is the one call's, bit for bit",
+          "[cpu_kernels]") {
+  // With `accumulate` a call continues o's running sums (attention.h): prefill's causal blocks
+  // sum each query's keys in two calls, and a token must get the same numbers in any batch.
+  Random rnd;
+  INFO("seed " << rnd.seed << " (KTX_TEST_SEED replays it)");
+  for (const Tier& tier : tiers()) {
+    const cpu::MlaWeightedSumFn fn = cpu::isa_mla_weighted_sum(tier.isa);
+    for (int64_t heads : {1, 3, 4, 5}) {
+      for (int64_t positions : {1, 9, 300, 700}) {
+        for (int64_t width : {7, 64, 100}) {
+          const size_t ldw = static_cast<size_t>(positions) + 2;
+          const size_t ldv = static_cast<size_t>(width) + 5, ldo = static_cast<size_t>(width) + 1;
+          const GuardedFloats w(matrix_size(heads, ldw, positions), rnd);
+          const GuardedFloats v(matrix_size(positions, ldv, width), rnd);
+          std::vector<float> one(static_cast<size_t>(heads) * ldo, kSentinel);
+          fn(heads, positions, w.data(), ldw, v.data(), ldv, width, one.data(), ldo, false);
+          for (int64_t split : {int64_t{0}, int64_t{1}, positions / 3, positions - 1, positions}) {
+            INFO(cpu::isa_name(tier.isa) << ": heads " << heads << ", positions " << positions
+                                         << ", width " << width << ", split at " << split);
+            std::vector<float> two(one.size(), kSentinel);
+            for (int64_t h = 0; h < heads; ++h) {
+              for (int64_t c = 0; c < width; ++c) two[h * ldo + c] = kNaN;
+            }
+            fn(heads, split, w.data(), ldw, v.data(), ldv, width, two.data(), ldo, false);
+            fn(heads, positions - split, w.data() + split, ldw, v.data() + split * ldv, ldv, width,
+               two.data(), ldo, true);
+            CHECK(std::memcmp(one.data(), two.data(), one.size() * sizeof(float)) == 0);
           }
         }
       }

@@ -3,7 +3,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <vector>
 
 #include "runtime/kv_cache.h"
 
@@ -46,11 +45,12 @@ inline void scale_add_f32(float s, const float* x, float* y, int64_t n) {
 // first + rows - 1 wide), the values are rows of v (ldv apart, `width` wide). Overwrites o's rows
 // (ldo apart) with Σ_s softmax(p_i)[s] · v[s] over the keys row i sees, and p with the
 // probabilities. The keys every row sees go through one call of the tier's weighted-sum kernel
-// for the block; each row's later keys (the triangle) through a call of its own, added after, so
-// that no row ever reads a value it must not see: weighted by 0 instead, a NaN there would
-// still reach it. `tail`: scratch, `width` floats.
+// for the block; each row's later keys (the triangle) through a call of its own that continues
+// that row's sums. So no row reads a value it must not see (weighted by 0 instead, a NaN there
+// would still reach it), and each row's numbers are those of one call over exactly its keys,
+// whatever block it is in.
 void causal_block(int64_t rows, int64_t first, float* p, size_t ldp, const float* v, size_t ldv,
-                  int64_t width, float* o, size_t ldo, std::vector<float>& tail);
+                  int64_t width, float* o, size_t ldo);
 
 // Throws ktx::Error (kInvalidArgument) unless `cache` has widths (width_a, width_b) and room for
 // positions [0, end): the session sizes caches, an operator only fills them.

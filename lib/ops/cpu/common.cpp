@@ -119,16 +119,14 @@ void softmax_inplace(float* x, int64_t n) {
 }
 
 void causal_block(int64_t rows, int64_t first, float* p, size_t ldp, const float* v, size_t ldv,
-                  int64_t width, float* o, size_t ldo, std::vector<float>& tail) {
+                  int64_t width, float* o, size_t ldo) {
   const auto weighted_sum = kernels::cpu::mla_weighted_sum_fn();
   for (int64_t i = 0; i < rows; ++i) softmax_inplace(p + static_cast<size_t>(i) * ldp, first + i);
-  weighted_sum(rows, first, p, ldp, v, ldv, width, o, ldo);
-  tail.resize(static_cast<size_t>(width));
+  weighted_sum(rows, first, p, ldp, v, ldv, width, o, ldo, false);
   for (int64_t i = 1; i < rows; ++i) {
-    const float* pi = p + static_cast<size_t>(i) * ldp + first;
-    weighted_sum(1, i, pi, 0, v + static_cast<size_t>(first) * ldv, ldv, width, tail.data(), 0);
-    float* oi = o + static_cast<size_t>(i) * ldo;
-    for (int64_t c = 0; c < width; ++c) oi[c] += tail[static_cast<size_t>(c)];
+    weighted_sum(1, i, p + static_cast<size_t>(i) * ldp + first, 0,
+                 v + static_cast<size_t>(first) * ldv, ldv, width, o + static_cast<size_t>(i) * ldo,
+                 0, true);
   }
 }
 

@@ -103,7 +103,7 @@ class GqaAttention final : public AttentionOp {
       return;
     }
     pool.parallel_for(n_head_, 1, [&](int64_t h0, int64_t h1) {
-      std::vector<float> p, tail;
+      std::vector<float> p;
       for (int64_t h = h0; h < h1; ++h) {
         const int64_t kv_off = (h / group) * head_dim_;
         for (int64_t t0 = 0; t0 < n; t0 += kTokenBlock) {
@@ -115,7 +115,7 @@ class GqaAttention final : public AttentionOp {
                  lda, head_dim_, nullptr, 0, nullptr, 0, 0, scale_, p.data(), ldp);
           // Causal: token t0 + i sees itself and everything before it.
           causal_block(nt, pos0 + t0 + 1, p.data(), ldp, cache.b_row(0) + kv_off, ldb, head_dim_,
-                       o.data() + t0 * q_width + h * head_dim_, ldq, tail);
+                       o.data() + t0 * q_width + h * head_dim_, ldq);
         }
       }
     });
@@ -154,7 +154,7 @@ class GqaAttention final : public AttentionOp {
     pool.parallel_for(n_head_kv_, 1, [&](int64_t g0, int64_t g1) {
       for (int64_t g = g0; g < g1; ++g) {
         weighted_sum(group, keys, p.data() + g * group * keys, ldp, cache.b_row(0) + g * head_dim_,
-                     ldb, head_dim_, o + g * group * head_dim_, hd);
+                     ldb, head_dim_, o + g * group * head_dim_, hd, false);
       }
     });
   }

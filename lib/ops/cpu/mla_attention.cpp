@@ -239,7 +239,7 @@ void MlaAttention::attend_absorbed(int64_t h, int64_t n, int64_t pos0, const flo
   const auto ldq = static_cast<size_t>(n_head_ * qk);
   const int64_t block = std::min(n, kQueryBlock);
   std::vector<float> q_lat(static_cast<size_t>(block) * rank), o_lat(q_lat.size());
-  std::vector<float> p(static_cast<size_t>(block * (pos0 + n))), tail;
+  std::vector<float> p(static_cast<size_t>(block * (pos0 + n)));
   for (int64_t t0 = 0; t0 < n; t0 += block) {
     const int64_t rows = std::min(block, n - t0);
     const int64_t keys = pos0 + t0 + rows;  // causal: the block's last query sees these
@@ -250,7 +250,7 @@ void MlaAttention::attend_absorbed(int64_t h, int64_t n, int64_t pos0, const flo
     scores(rows, keys, q_lat.data(), rank, cache.a_row(0), lda, rank_, q0 + nope_, ldq,
            cache.b_row(0), ldb, rope_dim_, scale_, p.data(), static_cast<size_t>(keys));
     causal_block(rows, pos0 + t0 + 1, p.data(), static_cast<size_t>(keys), cache.a_row(0), lda,
-                 rank_, o_lat.data(), rank, tail);
+                 rank_, o_lat.data(), rank);
     for (int64_t i = 0; i < rows; ++i) {  // W_UV o_lat
       head_weights_->project_output(h, o_lat.data() + i * rank_,
                                     o + ((t0 + i) * n_head_ + h) * v_dim_);
@@ -396,7 +396,7 @@ void MlaAttention::decode_attend(runtime::ThreadPool& pool, int64_t pos, const f
           tmax[h] = m;
         }
         weighted_sum(n_head_, len, p.data(), ldp, cache.a_row(s0), lda, rank_,
-                     first ? sums : run_sum.data(), rank);
+                     first ? sums : run_sum.data(), rank, false);
         if (first) continue;
         for (size_t h = 0; h < heads; ++h) {
           scale_add_f32(rescale[h], run_sum.data() + h * rank, sums + h * rank, rank_);
@@ -451,7 +451,7 @@ void MlaAttention::attend_naive(int64_t h, int64_t n, int64_t pos0, const float*
          v.data(), static_cast<size_t>(v_dim_));
   const auto ldq = static_cast<size_t>(n_head_ * qk), ldo = static_cast<size_t>(n_head_ * v_dim_);
   const int64_t block = std::min(n, kQueryBlock);
-  std::vector<float> p(static_cast<size_t>(block * end)), tail;
+  std::vector<float> p(static_cast<size_t>(block * end));
   for (int64_t t0 = 0; t0 < n; t0 += block) {
     const int64_t rows = std::min(block, n - t0);
     const int64_t keys = pos0 + t0 + rows;  // causal: the block's last query sees these
@@ -460,7 +460,7 @@ void MlaAttention::attend_naive(int64_t h, int64_t n, int64_t pos0, const float*
            cache.b_row(0), static_cast<size_t>(cache.width_b), rope_dim_, scale_, p.data(),
            static_cast<size_t>(keys));
     causal_block(rows, pos0 + t0 + 1, p.data(), static_cast<size_t>(keys), v.data(),
-                 static_cast<size_t>(v_dim_), v_dim_, o + (t0 * n_head_ + h) * v_dim_, ldo, tail);
+                 static_cast<size_t>(v_dim_), v_dim_, o + (t0 * n_head_ + h) * v_dim_, ldo);
   }
 }
 

@@ -174,7 +174,7 @@ void MlaHeadWeights::absorb_query(int64_t h, const float* q_nope, float* q_lat) 
   if (!affine_) {
     const float* uk = f32_.data() + static_cast<size_t>(h * (nope_ + v_dim_) * rank_);
     const auto rank = static_cast<size_t>(rank_);
-    kernels::cpu::mla_weighted_sum_fn()(1, nope_, q_nope, 0, uk, rank, rank_, q_lat, rank);
+    kernels::cpu::mla_weighted_sum_fn()(1, nope_, q_nope, 0, uk, rank, rank_, q_lat, rank, false);
   } else if (uk_transposed_) {
     kernels::cpu::mla_affine_scores_fn()(rank_, q_nope, uk_.rows_from(h * rank_), nope_, q_lat);
   } else {
