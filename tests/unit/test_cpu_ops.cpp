@@ -1144,6 +1144,27 @@ TEST_CASE("cpu.mla_attention: both forms, both kv_b flavours, against the naive 
   }
 }
 
+// A prefill of n tokens of width E whose input at token `bad` holds a NaN: the tokens before it
+// must come out finite (none of them may read a later token's key or value), it and every later
+// token NaN.
+void check_nan_stays_causal(ops::AttentionOp& op, ops::ExecContext& ctx,
+                            runtime::LayerKvCache cache, Rng& rng, int64_t n, int64_t E,
+                            int64_t bad) {
+  std::vector<float> x = rng.vec(n * E);
+  x[static_cast<size_t>(bad * E + 3)] = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> out = poisoned(n * E);
+  op.forward(ctx, ops::Batch{n, 0}, x.data(), out.data(), cache);
+  for (int64_t t = 0; t < n; ++t) {
+    INFO("token " << t);
+    const float* o = out.data() + t * E;
+    if (t < bad) {
+      CHECK(all_finite(o, E));
+    } else {
+      CHECK(std::all_of(o, o + E, [](float v) { return std::isnan(v); }));
+    }
+  }
+}
+
 TEST_CASE("cpu.mla_attention: a NaN in the latent cache reaches the decoded output", "[cpu_ops]") {
   // The split-KV decode merges tasks and runs by their maxima: a NaN score must not be dropped
   // there (as a task weighted 0 would be), whichever task and run it falls in.
@@ -1186,20 +1207,8 @@ TEST_CASE("cpu.mla_attention: a prefill token never reads a later token's key", 
       INFO("absorb " << mode << ", NaN input at token " << bad);
       auto op =
           backend.create<ops::AttentionOp>(ModuleKind::kMlaAttention, m, s.c, {{"absorb", mode}});
-      auto cache = make_cache(n, s.c.kv_lora_rank, s.c.qk_rope_head_dim);
-      std::vector<float> x = rng.vec(n * E);
-      x[static_cast<size_t>(bad * E + 3)] = std::numeric_limits<float>::quiet_NaN();
-      std::vector<float> out = poisoned(n * E);
-      op->forward(ctx, ops::Batch{n, 0}, x.data(), out.data(), cache);
-      for (int64_t t = 0; t < n; ++t) {
-        INFO("token " << t);
-        const float* o = out.data() + t * E;
-        if (t < bad) {
-          CHECK(all_finite(o, E));
-        } else {
-          CHECK(std::all_of(o, o + E, [](float v) { return std::isnan(v); }));
-        }
-      }
+      check_nan_stays_causal(*op, ctx, make_cache(n, s.c.kv_lora_rank, s.c.qk_rope_head_dim), rng,
+                             n, E, bad);
     }
   }
 }
@@ -1436,20 +1445,7 @@ TEST_CASE("cpu.gqa_attention: a prefill token never reads a later token's value"
   for (int64_t bad : {0, 5, 16, 17, 31, 39}) {
     INFO("NaN input at token " << bad);
     auto op = backend.create<ops::AttentionOp>(ModuleKind::kGqaAttention, m, s.c);
-    auto cache = make_cache(n, kvw, kvw);
-    std::vector<float> x = rng.vec(n * E);
-    x[static_cast<size_t>(bad * E + 3)] = std::numeric_limits<float>::quiet_NaN();
-    std::vector<float> out = poisoned(n * E);
-    op->forward(ctx, ops::Batch{n, 0}, x.data(), out.data(), cache);
-    for (int64_t t = 0; t < n; ++t) {
-      INFO("token " << t);
-      const float* o = out.data() + t * E;
-      if (t < bad) {
-        CHECK(all_finite(o, E));
-      } else {
-        CHECK(std::all_of(o, o + E, [](float v) { return std::isnan(v); }));
-      }
-    }
+    check_nan_stays_causal(*op, ctx, make_cache(n, kvw, kvw), rng, n, E, bad);
   }
 }
 
