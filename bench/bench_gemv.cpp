@@ -78,20 +78,7 @@ const Case kCases[] = {
     {"dense_down_q8", TensorType::Q8_0, 2048, 10944, nullptr},
 };
 
-// Anonymous memory in 2 MiB pages where the kernel gives them (as the bandwidth probe asks).
-struct HugeBuffer {
-  uint8_t* data = nullptr;
-  size_t bytes = 0;
-  explicit HugeBuffer(size_t n) : bytes(n) {
-    void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::bad_alloc();
-    madvise(p, n, MADV_HUGEPAGE);
-    data = static_cast<uint8_t*>(p);
-  }
-  ~HugeBuffer() { munmap(data, bytes); }
-  HugeBuffer(const HugeBuffer&) = delete;
-  HugeBuffer& operator=(const HugeBuffer&) = delete;
-};
+using ktx::bench::HugeBuffer;
 
 ktx::ops::cpu::WeightMatrix matrix_at(const Case& c, const uint8_t* data, bool multi_row) {
   ktx::ops::cpu::WeightMatrix w;

@@ -171,11 +171,12 @@ int main(int argc, char** argv) {
       for (float& v : x) v = normal(g);
       std::vector<uint8_t> y(ktx::row_size(yt, cols));
       ktx::quant::quantize_row(yt, x.data(), y.data(), cols);
-      // The same matrix in row tiles, for the +tiles variants (both shapes have 16k rows).
-      std::vector<uint8_t> wt(w.size());
+      // The same matrix in row tiles, for the +tiles variants (both shapes have 16k rows), page
+      // aligned as ktx's repacked copies are.
+      const HugeBuffer wt(w.size());
       if (ktx::quant::has_row_tiles(t))
-        ktx::quant::pack_row_tiles(t, cols, rows, w.data(), wt.data());
-      auto matrix_of = [&](const Variant& v) { return v.tiles ? wt.data() : w.data(); };
+        ktx::quant::pack_row_tiles(t, cols, rows, w.data(), wt.data);
+      auto matrix_of = [&](const Variant& v) { return v.tiles ? wt.data : w.data(); };
 
       // Checks: every variant near the reference; a multi-row kernel equal to its one-row one.
       std::vector<float> want(static_cast<size_t>(rows)), got(want.size()), one(want.size());
@@ -207,12 +208,14 @@ int main(int argc, char** argv) {
       // Cold: copies of the matrix filling the probe buffer, used round-robin.
       const size_t matrix_bytes = row_bytes * static_cast<size_t>(rows);
       const int copies = static_cast<int>(std::max<uint64_t>(2, probe / matrix_bytes));
-      std::vector<uint8_t> cold(matrix_bytes * static_cast<size_t>(copies));
-      std::vector<uint8_t> cold_tiles(ktx::quant::has_row_tiles(t) ? cold.size() : 0);
+      const HugeBuffer cold(matrix_bytes * static_cast<size_t>(copies));
+      const bool tiles = ktx::quant::has_row_tiles(t);
+      const HugeBuffer cold_tiles(tiles ? cold.bytes : 1);
       for (int c = 0; c < copies; ++c) {
-        std::memcpy(&cold[matrix_bytes * static_cast<size_t>(c)], w.data(), matrix_bytes);
-        if (!cold_tiles.empty()) {
-          std::memcpy(&cold_tiles[matrix_bytes * static_cast<size_t>(c)], wt.data(), matrix_bytes);
+        std::memcpy(cold.data + matrix_bytes * static_cast<size_t>(c), w.data(), matrix_bytes);
+        if (tiles) {
+          std::memcpy(cold_tiles.data + matrix_bytes * static_cast<size_t>(c), wt.data,
+                      matrix_bytes);
         }
       }
 
@@ -222,7 +225,7 @@ int main(int argc, char** argv) {
         for (size_t v = 0; v < vs.size(); ++v) {
           hot_s[v].push_back(seconds_per_gemv(vs[v], matrix_of(vs[v]), 0, 1, hot_next, row_bytes,
                                               rows, cols, y.data(), got.data(), 0.01));
-          const uint8_t* cold_base = vs[v].tiles ? cold_tiles.data() : cold.data();
+          const uint8_t* cold_base = vs[v].tiles ? cold_tiles.data : cold.data;
           cold_s[v].push_back(seconds_per_gemv(vs[v], cold_base, matrix_bytes, copies, cold_next,
                                                row_bytes, rows, cols, y.data(), got.data(), 0.01));
         }
