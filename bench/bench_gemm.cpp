@@ -189,12 +189,12 @@ int main(int argc, char** argv) {
     const cpu::GemmPackFn pack = cpu::gemm_pack_fn(yt);
     const size_t panel_bytes = cpu::gemm_panel_bytes(yt, s->cols);
     const int64_t n_panels = (s->tokens + cpu::kGemmTokens - 1) / cpu::kGemmTokens;
-    // 64-byte aligned, as ops::cpu::GemmPanels keeps them: every kernel load of a panel is one
-    // cache line. From a plain vector (16-byte aligned) each load split across two lines, and the
-    // Q8_0 kernel ran at 24% of the int8 peak instead of 40% (Emerald Rapids, panels in L1).
-    std::vector<uint8_t> panel_storage(panel_bytes * static_cast<size_t>(n_panels) + 64);
-    uint8_t* const panel_data =
-        panel_storage.data() + (64 - reinterpret_cast<uintptr_t>(panel_storage.data()) % 64) % 64;
+    // Page-aligned (at least 64 bytes, as ops::cpu::GemmPanels keeps them): every kernel load of
+    // a panel is one cache line. From a plain vector (16-byte aligned) each load split across two
+    // lines, and the Q8_0 kernel ran at 24% of the int8 peak instead of 40% (Emerald Rapids,
+    // panels in L1).
+    const kb::HugeBuffer panels(panel_bytes * static_cast<size_t>(n_panels));
+    uint8_t* const panel_data = panels.data;
     auto pack_all = [&] {
       for (int64_t p = 0; p < n_panels; ++p) {
         const void* ptr[cpu::kGemmTokens];
