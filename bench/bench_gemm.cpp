@@ -51,8 +51,9 @@ constexpr const char* kUsage =
     "  prefill matrix products at V2-Lite's shapes: the GEMV path (batches before), the GEMM "
     "kernels,\n"
     "  oneDNN int8 and bf16; GOP/s and the share of the measured int8 peak, 1..N threads.\n"
-    "  shapes: exp_up48 exp_up512 exp_down48 exp_down512 dense_up512 dense_down512\n"
-    "          shexp_down512 exp_up512_bf16 exp_up512_f16 exp_up512_f32 exp_down48_bf16\n"
+    "  shapes: exp_up48 exp_up512 exp_down48 exp_down512 exp_down48_q5_0 dense_up512\n"
+    "          dense_down512"
+    " shexp_down512 exp_up512_bf16 exp_up512_f16 exp_up512_f32 exp_down48_bf16\n"
     "          (default: all)\n";
 
 struct Shape {
@@ -68,6 +69,7 @@ const Shape kShapes[] = {
     {"exp_up512", "expert gate/up, 512 tokens", TensorType::Q4_K, 1408, 2048, 512},
     {"exp_down48", "expert down (Q8_0), 48 tokens", TensorType::Q8_0, 2048, 1408, 48},
     {"exp_down512", "expert down (Q8_0), 512 tokens", TensorType::Q8_0, 2048, 1408, 512},
+    {"exp_down48_q5_0", "expert down (Q5_0), 48 tokens", TensorType::Q5_0, 2048, 1408, 48},
     {"dense_up512", "dense gate/up, 512 tokens", TensorType::Q4_K, 10944, 2048, 512},
     {"dense_down512", "dense down (Q5_0), 512 tokens", TensorType::Q5_0, 2048, 10944, 512},
     {"shexp_down512", "shared-expert down (Q6_K), 512 tokens", TensorType::Q6_K, 2048, 2816, 512},
