@@ -174,6 +174,18 @@ KTX_DECLARE_ATTENTION_KERNELS
 }  // namespace avx2
 #undef KTX_DECLARE_ATTENTION_KERNELS
 
+// activation.h's kernels, activation_avx512.cpp and activation_avx2.cpp.
+#define KTX_DECLARE_ACTIVATION_KERNELS                  \
+  double exp_shifted(float* x, int64_t n, float shift); \
+  void silu_mul(const float* gate, const float* up, float* out, int64_t n);
+namespace avx512 {
+KTX_DECLARE_ACTIVATION_KERNELS
+}  // namespace avx512
+namespace avx2 {
+KTX_DECLARE_ACTIVATION_KERNELS
+}  // namespace avx2
+#undef KTX_DECLARE_ACTIVATION_KERNELS
+
 // One tier's own kernel for a type, with no fallback (dispatch.cpp): null when the tier has none
 // for that type, or this build or CPU cannot run the tier. Isa::kScalar gives the references.
 // For tests and benchmarks that run every variant; the library uses vec_dot_fn().

@@ -31,6 +31,7 @@ class GuardedArray {
   GuardedArray(const GuardedArray&) = delete;
   GuardedArray& operator=(const GuardedArray&) = delete;
   const T* data() const { return data_; }
+  T* mutable_data() { return data_; }  // for kernels that work in place
 
  private:
   uint8_t* base_ = nullptr;

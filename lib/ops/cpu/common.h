@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kernels/cpu/activation.h"
 #include "ktx/gguf.h"
 #include "registry/registry.h"
 
@@ -72,7 +73,11 @@ void throw_if(const std::optional<std::string>& check_result, std::string_view i
 // out = x / sqrt(mean(x²) + eps) * w, with the sum of squares in double; out may alias x.
 void rms_norm_row(const float* x, const float* w, int64_t n, float eps, float* out);
 
-inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
+// out[i] = silu(gate[i]) · up[i] = gate[i] / (1 + exp(-gate[i])) · up[i], with ktx's
+// exponential (kernels/cpu/activation.h: the same bits in every tier); out may be gate or up.
+inline void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
+  kernels::cpu::silu_mul_fn()(gate, up, out, n);
+}
 
 // The largest of x[0..n), or a NaN among them (std::max_element may skip one); -inf for n = 0.
 inline float max_with_nan(const float* x, int64_t n) {
@@ -83,14 +88,10 @@ inline float max_with_nan(const float* x, int64_t n) {
   }
   return m;
 }
-// x[i] = exp(x[i] - shift) in place; returns their sum in double (softmax's denominator).
+// x[i] = exp(x[i] - shift) in place; returns their sum in double (softmax's denominator). The
+// exponential is ktx's own (kernels/cpu/activation.h): the same bits in every tier.
 inline double exp_shifted(float* x, int64_t n, float shift) {
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - shift);
-    sum += x[i];
-  }
-  return sum;
+  return kernels::cpu::exp_shifted_fn()(x, n, shift);
 }
 // In-place softmax of n values (max subtracted first, the sum in double).
 void softmax_inplace(float* x, int64_t n);

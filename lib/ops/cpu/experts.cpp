@@ -382,7 +382,7 @@ void Experts::up_task(Run& run, int64_t task) const {
       float* uv = run.up_x.data() + a * n_ff_;
       g.dot(r0, r1 - r0, run.x_gate.row(0), h + r0);
       u.dot(r0, r1 - r0, xu.row(0), uv + r0);
-      for (int64_t r = r0; r < r1; ++r) h[r] = silu(h[r]) * uv[r];
+      silu_mul(h + r0, uv + r0, h + r0, r1 - r0);
       // The expert's last block quantizes its hidden row for the down pass (acq_rel: it sees
       // every other block's writes).
       if (run.blocks_left[a].fetch_sub(1, std::memory_order_acq_rel) == 1) {
@@ -406,7 +406,7 @@ void Experts::up_task(Run& run, int64_t task) const {
           g.dot(r, count, run.x_gate.row(t), gv);
           u.dot(r, count, xu.row(t), uv);
           float* h = run.hidden.data() + j * n_ff_ + r;
-          for (int64_t i = 0; i < count; ++i) h[i] = silu(gv[i]) * uv[i];
+          silu_mul(gv, uv, h, count);
         }
       }
       // The expert's last block quantizes its hidden rows for the down pass (acq_rel: it sees
@@ -473,7 +473,7 @@ void Experts::up_task_gemm(Run& run, int64_t a, int64_t r0, int64_t r1) const {
   for (int64_t j = 0; j < count; ++j) {
     float* hj = h + j * n_ff_ + r0;
     const float* uj = u.data() + j * rows;
-    for (int64_t k = 0; k < rows; ++k) hj[k] = silu(hj[k]) * uj[k];
+    silu_mul(hj, uj, hj, rows);
   }
 }
 

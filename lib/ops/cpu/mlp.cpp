@@ -40,12 +40,15 @@ class Mlp final : public MlpOp {
     const QuantizedRows& xup = same ? xg : xu;
 
     std::vector<float> h(static_cast<size_t>(n * n_ff));
-    auto hidden = [&](int64_t t, int64_t r, int64_t count, const float* g, const float* u) {
-      for (int64_t i = 0; i < count; ++i) {
-        const float gb = gate_bias_ ? gate_bias_.data()[r + i] : 0.0f;
-        const float ub = up_bias_ ? up_bias_.data()[r + i] : 0.0f;
-        h[static_cast<size_t>(t * n_ff + r + i)] = silu(g[i] + gb) * (u[i] + ub);
+    // Token t's hidden units r .. r + count from its gate and up rows (g may be h's own).
+    auto hidden = [&](int64_t t, int64_t r, int64_t count, float* g, float* u) {
+      if (gate_bias_) {
+        for (int64_t i = 0; i < count; ++i) g[i] += gate_bias_.data()[r + i];
       }
+      if (up_bias_) {
+        for (int64_t i = 0; i < count; ++i) u[i] += up_bias_.data()[r + i];
+      }
+      silu_mul(g, u, h.data() + t * n_ff + r, count);
     };
     // A batch: gate and up through the GEMM kernels where both types have one (batch_matmul.h).
     const kernels::cpu::GemmFn gate_gemm = n > 1 ? batch_kernel(gate_) : nullptr;
