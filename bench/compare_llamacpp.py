@@ -9,6 +9,7 @@ first; it compiles llama.cpp from source (about 15 minutes on 2 cores):
     python3 -m venv --system-site-packages ~/venv-llamacpp
     CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF" \\
         ~/venv-llamacpp/bin/pip install --no-deps llama-cpp-python==0.3.36
+    ~/venv-llamacpp/bin/pip install diskcache   # imported by llama_cpp, not pulled in above
     ~/venv-llamacpp/bin/python bench/compare_llamacpp.py -m MODEL.gguf -p 512 -n 128 -t 2
 
 Both engines prefill a random in-vocabulary prompt of -p tokens as one batch, then decode -n tokens
@@ -136,21 +137,26 @@ def run_llamacpp(engine: LlamaCpp, prompt: list[int], n_gen: int) -> dict:
     }
 
 
+def rules_args(rules: pathlib.Path | None) -> list[str]:
+    return ["--rules", str(rules)] if rules else []
+
+
 def run_ktx(ktx: pathlib.Path, model: pathlib.Path, n_prompt: int, n_gen: int,
-            threads: int) -> dict:
+            threads: int, rules: pathlib.Path | None) -> dict:
     # ktx bench draws its own random in-vocabulary prompt of the same length: speed does not
     # depend on which tokens they are beyond the experts they route to, which are random in both.
     out = subprocess.run(
         [str(ktx), "bench", "-m", str(model), "-p", str(n_prompt), "-n", str(n_gen), "--threads",
-         str(threads), "--bandwidth", "1", "--json"],
+         str(threads), "--bandwidth", "1", "--json", *rules_args(rules)],
         check=True, capture_output=True, text=True)
     return json.loads(out.stdout)
 
 
 def ktx_logits(ktx: pathlib.Path, model: pathlib.Path, prompt: list[int], threads: int,
-               n_vocab: int, scratch: pathlib.Path) -> np.ndarray:
+               n_vocab: int, scratch: pathlib.Path, rules: pathlib.Path | None) -> np.ndarray:
     subprocess.run([str(ktx), "logits", "-m", str(model), "--tokens", ",".join(map(str, prompt)),
-                    "--threads", str(threads), "-o", str(scratch)], check=True, capture_output=True)
+                    "--threads", str(threads), "-o", str(scratch), *rules_args(rules)],
+                   check=True, capture_output=True)
     return np.fromfile(scratch, dtype=np.float32).reshape(-1, n_vocab)[-1]
 
 
@@ -163,6 +169,9 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--ktx", type=pathlib.Path, default=ROOT / "build/bin/ktx")
+    ap.add_argument("--rules", type=pathlib.Path,
+                    help="ktx's rules file (e.g. rules/deepseek-v2-cpu-repack.yaml); default: "
+                         "the one ktx picks for the model")
     ap.add_argument("--verbose", action="store_true", help="show llama.cpp's log")
     args = ap.parse_args()
 
@@ -186,16 +195,18 @@ def main() -> int:
         for key in ("prefill_tok_s", "decode_tok_s"):
             best_l[key] = max(best_l.get(key, 0.0), r[key])
         first = r["first_logits"]
-        k = run_ktx(args.ktx, args.model, args.p, args.n, args.threads)
+        k = run_ktx(args.ktx, args.model, args.p, args.n, args.threads, args.rules)
         for key in ("prefill_tok_s", "decode_tok_s"):
             best_k[key] = max(best_k.get(key, 0.0), k[key])
 
     scratch = pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / "ktx-compare-logits.f32"
-    mine = ktx_logits(args.ktx, args.model, prompt, args.threads, engine.n_vocab, scratch)
+    mine = ktx_logits(args.ktx, args.model, prompt, args.threads, engine.n_vocab, scratch,
+                      args.rules)
     scale = float(np.max(np.abs(first)))
     report = {
         "model": str(args.model),
         "threads": args.threads,
+        "ktx_rules": str(args.rules) if args.rules else None,
         "prompt_tokens": args.p,
         "decode_tokens": args.n,
         "load_average": os.getloadavg()[0],
