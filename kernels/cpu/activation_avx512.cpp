@@ -28,7 +28,9 @@ struct Lanes {
   // vmaxps / vminps return the second operand when either is NaN.
   static F max_lo(F x, F lo) { return _mm512_max_ps(x, lo); }
   static F min_hi(F x, F hi) { return _mm512_min_ps(x, hi); }
-  static F nan_keep(F x, F y) { return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), y, x); }
+  static F nan_keep(F x, F y) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), y, x);
+  }
   static I to_int(F n) { return _mm512_cvtps_epi32(n); }
   static I shr1(I k) { return _mm512_srai_epi32(k, 1); }
   static I isub(I a, I b) { return _mm512_sub_epi32(a, b); }
@@ -40,7 +42,8 @@ struct Lanes {
     void add(int64_t /*j: always 0*/, F v, int64_t k) {
       if (k < 16) v = _mm512_maskz_mov_ps(mask(k), v);
       lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
-      hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+      hi = _mm512_add_pd(
+          hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
     }
     double total() const {
       alignas(64) double s[16];

@@ -206,8 +206,8 @@ class BlockSums {
 // between its loads, so fewer of them are in flight than in a plain read loop, and the hardware
 // prefetchers alone keep too few lines coming: on Emerald Rapids one core streamed Q4_K tiles at
 // 9-12 GB/s, against 13.5-14.5 for the read probe. Fetching every line 2 KiB ahead took a decode
-// step's expert time down by 10-14% (docs/PERF.md, "Tile prefetch"); 1 and 4 KiB did as well,
-// every other line or every fourth did not. On Zen 4, 1-16 KiB ahead changed nothing measurable.
+// step's expert time down by ~11% (docs/PERF.md, "Tile prefetch"); 1 and 4 KiB did about as
+// well, every other line or every fourth did not. On Zen 4, 1-16 KiB ahead changed nothing measurable.
 constexpr size_t kPrefetchAhead = 2048;
 
 // Every line of the kUnit bytes at p + kPrefetchAhead into L2. Inline asm: GCC 12 drops
@@ -217,7 +217,8 @@ template <size_t kUnit>
 inline void prefetch_unit(const uint8_t* p) {
   const uint8_t* ahead = p + kPrefetchAhead;
 #pragma GCC unroll 64
-  for (size_t off = 0; off < kUnit; off += 64) __asm__ volatile("prefetcht1 %0" : : "m"(ahead[off]));
+  for (size_t off = 0; off < kUnit; off += 64)
+    __asm__ volatile("prefetcht1 %0" : : "m"(ahead[off]));
 }
 
 // Every tile's 16 rows: acc += term(unit i of the tile, i) for the `units` units of each row

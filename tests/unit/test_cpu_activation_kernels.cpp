@@ -100,8 +100,8 @@ TEST_CASE("exp_f32 is within 1 ulp of the exact exponential over its whole range
       }
     }
   }
-  INFO("worst normal result: " << worst << " ulp at x = " << worst_x << "; subnormal: "
-                               << worst_sub << " steps of 2^-149");
+  INFO("worst normal result: " << worst << " ulp at x = " << worst_x << "; subnormal: " << worst_sub
+                               << " steps of 2^-149");
   CHECK(worst <= 1.0);
   CHECK(worst_sub <= 1.0);
 }
