@@ -297,6 +297,7 @@ inline void super_block(const typename F::Block& xa, const typename F::Block& xb
   F::weights(xa, wa);
   F::weights(xb, wb);
   __m512i ca = zero(), cb = zero();
+#pragma GCC unroll 4
   for (int k = 0; k < 4; ++k) {
     ca = _mm512_dpbusd_epi32(ca, bias, wa[k]);
     cb = _mm512_dpbusd_epi32(cb, bias, wb[k]);
@@ -454,6 +455,7 @@ void gemm_pack_q8_K(int64_t n, const void* const* y, int64_t count, void* panel)
       const BlockQ8_K& b = static_cast<const BlockQ8_K*>(y[t])[i];
       const __m512i q0 = load64(b.qs), q1 = load64(b.qs + 64), q2 = load64(b.qs + 128),
                     q3 = load64(b.qs + 192);
+#pragma GCC unroll 4
       for (int k = 0; k < 4; ++k) {
         const __m512i index = _mm512_add_epi32(
             _mm512_and_si512(
