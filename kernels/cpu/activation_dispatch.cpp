@@ -114,26 +114,13 @@ SiluMulFn isa_silu_mul(Isa isa) {
   return nullptr;
 }
 
-namespace {
-
-// The selected tier (KTX_CPU_ISA caps it) down to the first one this build has.
-template <typename Fn>
-Fn pick(Fn (*get)(Isa)) {
-  for (int i = static_cast<int>(selected_isa()); i >= 0; --i) {
-    if (Fn fn = get(static_cast<Isa>(i))) return fn;
-  }
-  return get(Isa::kScalar);
-}
-
-}  // namespace
-
 ExpShiftedFn exp_shifted_fn() {
-  static const ExpShiftedFn fn = pick(isa_exp_shifted);
+  static const ExpShiftedFn fn = pick_kernel(isa_exp_shifted);
   return fn;
 }
 
 SiluMulFn silu_mul_fn() {
-  static const SiluMulFn fn = pick(isa_silu_mul);
+  static const SiluMulFn fn = pick_kernel(isa_silu_mul);
   return fn;
 }
 

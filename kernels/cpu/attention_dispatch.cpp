@@ -157,36 +157,23 @@ MlaAffineScoresFn isa_mla_affine_scores(Isa isa) {
   return nullptr;
 }
 
-namespace {
-
-// The selected tier (KTX_CPU_ISA caps it) down to the first one this build has.
-template <typename Fn>
-Fn pick(Fn (*get)(Isa)) {
-  for (int i = static_cast<int>(selected_isa()); i >= 0; --i) {
-    if (Fn fn = get(static_cast<Isa>(i))) return fn;
-  }
-  return get(Isa::kScalar);
-}
-
-}  // namespace
-
 MlaScoresFn mla_scores_fn() {
-  static const MlaScoresFn fn = pick(isa_mla_scores);
+  static const MlaScoresFn fn = pick_kernel(isa_mla_scores);
   return fn;
 }
 
 MlaWeightedSumFn mla_weighted_sum_fn() {
-  static const MlaWeightedSumFn fn = pick(isa_mla_weighted_sum);
+  static const MlaWeightedSumFn fn = pick_kernel(isa_mla_weighted_sum);
   return fn;
 }
 
 MlaAffineWeightedSumFn mla_affine_weighted_sum_fn() {
-  static const MlaAffineWeightedSumFn fn = pick(isa_mla_affine_weighted_sum);
+  static const MlaAffineWeightedSumFn fn = pick_kernel(isa_mla_affine_weighted_sum);
   return fn;
 }
 
 MlaAffineScoresFn mla_affine_scores_fn() {
-  static const MlaAffineScoresFn fn = pick(isa_mla_affine_scores);
+  static const MlaAffineScoresFn fn = pick_kernel(isa_mla_affine_scores);
   return fn;
 }
 

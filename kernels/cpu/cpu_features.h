@@ -42,4 +42,15 @@ bool isa_available(Isa isa);
 // the best available one.
 Isa selected_isa();
 
+// What a kernel family's *_fn() returns: the kernel `get` gives for the selected tier, else for
+// the highest tier below it that has one (the scalar reference last). Internal linkage (static):
+// a copy compiled into a tier's file must never be the one the linker keeps for other callers.
+template <typename Fn>
+static Fn pick_kernel(Fn (*get)(Isa)) {
+  for (int i = static_cast<int>(selected_isa()); i >= 0; --i) {
+    if (Fn fn = get(static_cast<Isa>(i))) return fn;
+  }
+  return get(Isa::kScalar);
+}
+
 }  // namespace ktx::kernels::cpu
