@@ -7,10 +7,11 @@
 // ln 2, a degree-6 polynomial, exact scaling by 2^n) written once (activation_kernels.inc) and
 // compiled for each tier, with every rounding step spelled out (explicit fused multiply-adds,
 // no contraction). So every tier gives the same bits as the scalar reference on every CPU, and
-// the numbers do not depend on the platform's libm. Against the exact exponential it is within
-// 1 ulp for normal results (the tests check every 61st float of the range), and it keeps the
-// C library's edge cases: exp(NaN) = NaN, exp(-inf) = 0, exp(x) = inf for x > ~88.72,
-// gradual underflow below ~-87.3, 0 below ~-103.9.
+// these exponentials do not depend on the platform's libm (the few scalar ones left elsewhere —
+// MLA decode's split-KV rescaling, the MoE gate's sigmoid, the sampler — still call std::exp).
+// Against the exact exponential it is within 1 ulp for normal results (the tests check every
+// 61st float of the range), and it keeps the C library's edge cases: exp(NaN) = NaN,
+// exp(-inf) = 0, exp(x) = inf for x > ~88.72, gradual underflow below ~-87.3, 0 below ~-103.9.
 #pragma once
 
 #include <cstdint>

@@ -57,13 +57,8 @@ struct Lanes {
   };
 };
 
-#include "kernels/cpu/activation_kernels.inc"
-
 }  // namespace
 
-double exp_shifted(float* x, int64_t n, float shift) { return exp_shifted_impl(x, n, shift); }
-void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
-  silu_mul_impl(gate, up, out, n);
-}
+#include "kernels/cpu/activation_kernels.inc"
 
 }  // namespace ktx::kernels::cpu::avx2

@@ -9,13 +9,6 @@
 #include "kernels/cpu/activation.h"
 #include "kernels/cpu/isa_kernels.h"
 
-#ifndef KTX_CPU_KERNELS_AVX2
-#define KTX_CPU_KERNELS_AVX2 0
-#endif
-#ifndef KTX_CPU_KERNELS_AVX512
-#define KTX_CPU_KERNELS_AVX512 0
-#endif
-
 namespace ktx::kernels::cpu {
 namespace scalar {
 namespace {
@@ -58,14 +51,10 @@ struct Lanes {
   };
 };
 
-#include "kernels/cpu/activation_kernels.inc"
-
 }  // namespace
 
-double exp_shifted(float* x, int64_t n, float shift) { return exp_shifted_impl(x, n, shift); }
-void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
-  silu_mul_impl(gate, up, out, n);
-}
+#include "kernels/cpu/activation_kernels.inc"
+
 float exp_one(float x) { return exp_lanes(x); }
 
 }  // namespace scalar
@@ -73,45 +62,13 @@ float exp_one(float x) { return exp_lanes(x); }
 float exp_f32(float x) { return scalar::exp_one(x); }
 
 ExpShiftedFn isa_exp_shifted(Isa isa) {
-  if (!isa_available(isa)) return nullptr;
-  switch (isa) {
-    case Isa::kScalar:
-      return scalar::exp_shifted;
-    case Isa::kAvx2:
-#if KTX_CPU_KERNELS_AVX2
-      return avx2::exp_shifted;
-#else
-      return nullptr;
-#endif
-    case Isa::kAvx512Vnni:
-#if KTX_CPU_KERNELS_AVX512
-      return avx512::exp_shifted;
-#else
-      return nullptr;
-#endif
-  }
-  return nullptr;
+  return tier_kernel<ExpShiftedFn>(isa, scalar::exp_shifted, KTX_AVX2_KERNEL(avx2::exp_shifted),
+                                   KTX_AVX512_KERNEL(avx512::exp_shifted));
 }
 
 SiluMulFn isa_silu_mul(Isa isa) {
-  if (!isa_available(isa)) return nullptr;
-  switch (isa) {
-    case Isa::kScalar:
-      return scalar::silu_mul;
-    case Isa::kAvx2:
-#if KTX_CPU_KERNELS_AVX2
-      return avx2::silu_mul;
-#else
-      return nullptr;
-#endif
-    case Isa::kAvx512Vnni:
-#if KTX_CPU_KERNELS_AVX512
-      return avx512::silu_mul;
-#else
-      return nullptr;
-#endif
-  }
-  return nullptr;
+  return tier_kernel<SiluMulFn>(isa, scalar::silu_mul, KTX_AVX2_KERNEL(avx2::silu_mul),
+                                KTX_AVX512_KERNEL(avx512::silu_mul));
 }
 
 ExpShiftedFn exp_shifted_fn() {

@@ -3,13 +3,6 @@
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/isa_kernels.h"
 
-#ifndef KTX_CPU_KERNELS_AVX2
-#define KTX_CPU_KERNELS_AVX2 0
-#endif
-#ifndef KTX_CPU_KERNELS_AVX512
-#define KTX_CPU_KERNELS_AVX512 0
-#endif
-
 namespace ktx::kernels::cpu {
 namespace {
 
@@ -74,87 +67,26 @@ float affine_element(const AffineRows& a, int64_t r, int64_t c) {
 }
 
 MlaScoresFn isa_mla_scores(Isa isa) {
-  if (!isa_available(isa)) return nullptr;
-  switch (isa) {
-    case Isa::kScalar:
-      return mla_scores_ref;
-    case Isa::kAvx2:
-#if KTX_CPU_KERNELS_AVX2
-      return avx2::mla_scores;
-#else
-      return nullptr;
-#endif
-    case Isa::kAvx512Vnni:
-#if KTX_CPU_KERNELS_AVX512
-      return avx512::mla_scores;
-#else
-      return nullptr;
-#endif
-  }
-  return nullptr;
+  return tier_kernel<MlaScoresFn>(isa, mla_scores_ref, KTX_AVX2_KERNEL(avx2::mla_scores),
+                                  KTX_AVX512_KERNEL(avx512::mla_scores));
 }
 
 MlaWeightedSumFn isa_mla_weighted_sum(Isa isa) {
-  if (!isa_available(isa)) return nullptr;
-  switch (isa) {
-    case Isa::kScalar:
-      return mla_weighted_sum_ref;
-    case Isa::kAvx2:
-#if KTX_CPU_KERNELS_AVX2
-      return avx2::mla_weighted_sum;
-#else
-      return nullptr;
-#endif
-    case Isa::kAvx512Vnni:
-#if KTX_CPU_KERNELS_AVX512
-      return avx512::mla_weighted_sum;
-#else
-      return nullptr;
-#endif
-  }
-  return nullptr;
+  return tier_kernel<MlaWeightedSumFn>(isa, mla_weighted_sum_ref,
+                                       KTX_AVX2_KERNEL(avx2::mla_weighted_sum),
+                                       KTX_AVX512_KERNEL(avx512::mla_weighted_sum));
 }
 
 MlaAffineWeightedSumFn isa_mla_affine_weighted_sum(Isa isa) {
-  if (!isa_available(isa)) return nullptr;
-  switch (isa) {
-    case Isa::kScalar:
-      return mla_affine_weighted_sum_ref;
-    case Isa::kAvx2:
-#if KTX_CPU_KERNELS_AVX2
-      return avx2::mla_affine_weighted_sum;
-#else
-      return nullptr;
-#endif
-    case Isa::kAvx512Vnni:
-#if KTX_CPU_KERNELS_AVX512
-      return avx512::mla_affine_weighted_sum;
-#else
-      return nullptr;
-#endif
-  }
-  return nullptr;
+  return tier_kernel<MlaAffineWeightedSumFn>(isa, mla_affine_weighted_sum_ref,
+                                             KTX_AVX2_KERNEL(avx2::mla_affine_weighted_sum),
+                                             KTX_AVX512_KERNEL(avx512::mla_affine_weighted_sum));
 }
 
 MlaAffineScoresFn isa_mla_affine_scores(Isa isa) {
-  if (!isa_available(isa)) return nullptr;
-  switch (isa) {
-    case Isa::kScalar:
-      return mla_affine_scores_ref;
-    case Isa::kAvx2:
-#if KTX_CPU_KERNELS_AVX2
-      return avx2::mla_affine_scores;
-#else
-      return nullptr;
-#endif
-    case Isa::kAvx512Vnni:
-#if KTX_CPU_KERNELS_AVX512
-      return avx512::mla_affine_scores;
-#else
-      return nullptr;
-#endif
-  }
-  return nullptr;
+  return tier_kernel<MlaAffineScoresFn>(isa, mla_affine_scores_ref,
+                                        KTX_AVX2_KERNEL(avx2::mla_affine_scores),
+                                        KTX_AVX512_KERNEL(avx512::mla_affine_scores));
 }
 
 MlaScoresFn mla_scores_fn() {

@@ -5,18 +5,11 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "kernels/cpu/isa_kernels.h"  // KTX_CPU_KERNELS_*: which tiers this build compiled
+
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
 #define KTX_CPU_X86 1
-#endif
-
-// Which tiers this build compiled (kernels/cpu/CMakeLists.txt defines these when the compiler
-// takes the flags).
-#ifndef KTX_CPU_KERNELS_AVX2
-#define KTX_CPU_KERNELS_AVX2 0
-#endif
-#ifndef KTX_CPU_KERNELS_AVX512
-#define KTX_CPU_KERNELS_AVX512 0
 #endif
 
 namespace ktx::kernels::cpu {

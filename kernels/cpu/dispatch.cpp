@@ -7,16 +7,6 @@
 #include "kernels/cpu/vec_dot.h"
 #include "quant/formats.h"
 
-#ifndef KTX_CPU_KERNELS_AVX2
-#define KTX_CPU_KERNELS_AVX2 0
-#endif
-#ifndef KTX_CPU_KERNELS_AVX512
-#define KTX_CPU_KERNELS_AVX512 0
-#endif
-#ifndef KTX_CPU_KERNELS_AVX512BF16
-#define KTX_CPU_KERNELS_AVX512BF16 0
-#endif
-
 namespace ktx::kernels::cpu {
 namespace {
 

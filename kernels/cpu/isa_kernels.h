@@ -19,7 +19,48 @@
 #include "kernels/cpu/vec_dot.h"
 #include "ktx/tensor_type.h"
 
+// Which tiers this build compiled (kernels/cpu/CMakeLists.txt defines these when the compiler
+// takes the flags); 0 where it did not.
+#ifndef KTX_CPU_KERNELS_AVX2
+#define KTX_CPU_KERNELS_AVX2 0
+#endif
+#ifndef KTX_CPU_KERNELS_AVX512
+#define KTX_CPU_KERNELS_AVX512 0
+#endif
+#ifndef KTX_CPU_KERNELS_AVX512BF16
+#define KTX_CPU_KERNELS_AVX512BF16 0
+#endif
+
+// A tier's kernel where this build compiled the tier, else nullptr (its symbol then does not
+// exist): the arguments of tier_kernel below.
+#if KTX_CPU_KERNELS_AVX2
+#define KTX_AVX2_KERNEL(fn) (fn)
+#else
+#define KTX_AVX2_KERNEL(fn) nullptr
+#endif
+#if KTX_CPU_KERNELS_AVX512
+#define KTX_AVX512_KERNEL(fn) (fn)
+#else
+#define KTX_AVX512_KERNEL(fn) nullptr
+#endif
+
 namespace ktx::kernels::cpu {
+
+// One kernel family's isa_*() lookup: the given tier's kernel, null when this CPU cannot run the
+// tier or the build lacks it. Internal linkage, as pick_kernel (cpu_features.h).
+template <typename Fn>
+static Fn tier_kernel(Isa isa, Fn scalar, Fn avx2, Fn avx512) {
+  if (!isa_available(isa)) return nullptr;
+  switch (isa) {
+    case Isa::kScalar:
+      return scalar;
+    case Isa::kAvx2:
+      return avx2;
+    case Isa::kAvx512Vnni:
+      return avx512;
+  }
+  return nullptr;
+}
 
 // Declares one ISA's functions; the list is the same for every ISA.
 #define KTX_DECLARE_ISA_KERNELS                                       \
