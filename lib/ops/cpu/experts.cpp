@@ -7,15 +7,18 @@
 //               that expert's hidden rows for the down pass;
 //   down tasks  (block of n_embd output rows): for each active expert in id order, down rows
 //               dotted with its hidden rows, weighted and accumulated into out.
-// Down tasks come after every up task in claim order and block (std::atomic::wait, no spinning)
-// until the up tasks are done. Splitting the down pass by output rows rather than by expert lets
-// each task own its slice of `out`: no locks, and a sum order that does not depend on threads.
-// Decode (one token) is one flat list of such tasks over all selected experts, so both threads
-// stream weights the whole time; its tasks are larger and each row block is one multi-row kernel
-// call (long streams for the prefetchers), with the same results as the batched loop. Its down
-// tasks are (active expert × block of n_embd rows) instead, each expert's result in a row of its
-// own that wait() sums into out in expert order (the batch loop's sums in its order): a task then
-// reads one run of one matrix, not a short run of each expert's.
+// Down tasks come after every up task in claim order; before it reads an expert's hidden rows, a
+// down task blocks (std::atomic::wait, no spinning) until that expert's up tasks are done, not
+// all of them: the first down tasks need the first experts, finished long before, so a thread
+// that runs out of up tasks starts on the down pass while the other finishes the last ones.
+// Splitting the down pass by output rows rather than by expert lets each task own its slice of
+// `out`: no locks, and a sum order that does not depend on threads. Decode (one token) is one flat
+// list of such tasks over all selected experts, so both threads stream weights the whole time; its
+// tasks are larger and each row block is one multi-row kernel call (long streams for the
+// prefetchers), with the same results as the batched loop. Its down tasks are (active expert ×
+// block of n_embd rows) instead, each expert's result in a row of its own that wait() sums into out
+// in expert order (the batch loop's sums in its order): a task then reads one run of one matrix,
+// not a short run of each expert's.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -110,7 +113,9 @@ class Experts final : public ExpertsOp {
     int64_t up_blocks = 0;      // up tasks per active expert
     int64_t n_up_tasks = 0;
     std::unique_ptr<std::atomic<int64_t>[]> blocks_left;  // per active expert
-    std::atomic<int64_t> up_left{0};
+    // Per active expert: 1 once its hidden rows are quantized (and packed) for the down pass, or
+    // once a task failed (then `failed` is set first).
+    std::unique_ptr<std::atomic<int32_t>[]> ready;
     std::atomic<bool> failed{false};
     // A batch whose gate, up and down types all have GEMM kernels (batch_matmul.h): each active
     // expert's tokens as one GEMM per matrix. Its tokens' activations are packed into panels once
@@ -148,8 +153,10 @@ class Experts final : public ExpertsOp {
   void up_task(Run& run, int64_t task) const;
   void down_task(Run& run, int64_t task) const;
   void decode_down_task(Run& run, int64_t task) const;
-  // Blocks until every up task is done; false when one failed (then do nothing).
-  bool wait_for_up_tasks(Run& run) const;
+  // Blocks until active expert a's hidden rows are ready; false when a task failed (then do
+  // nothing).
+  static bool wait_for_expert(Run& run, size_t a);
+  static void mark_ready(Run& run, int64_t a);
   void fail(Run& run) const;
 
   int64_t k_;
@@ -286,8 +293,11 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
   run->up_blocks = (n_ff_ + run->up_block - 1) / run->up_block;
   run->n_up_tasks = n_active * run->up_blocks;
   run->blocks_left = std::make_unique<std::atomic<int64_t>[]>(static_cast<size_t>(n_active));
-  for (int64_t a = 0; a < n_active; ++a) run->blocks_left[a].store(run->up_blocks);
-  run->up_left.store(run->n_up_tasks);
+  run->ready = std::make_unique<std::atomic<int32_t>[]>(static_cast<size_t>(n_active));
+  for (int64_t a = 0; a < n_active; ++a) {
+    run->blocks_left[a].store(run->up_blocks);
+    run->ready[a].store(0);
+  }
   if (n == 1) {
     run->up_x.resize(static_cast<size_t>(n_active * n_ff_));
     run->down_block =
@@ -360,10 +370,21 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
 }
 
 void Experts::fail(Run& run) const {
-  // Release the down tasks waiting for the up pass; they see `failed` and do nothing.
+  // Release the down tasks waiting for any expert; they see `failed` and do nothing.
   run.failed.store(true);
-  run.up_left.store(0, std::memory_order_release);
-  run.up_left.notify_all();
+  for (size_t a = 0; a < run.active.size(); ++a) mark_ready(run, static_cast<int64_t>(a));
+}
+
+void Experts::mark_ready(Run& run, int64_t a) {
+  run.ready[a].store(1, std::memory_order_release);
+  run.ready[a].notify_all();
+}
+
+bool Experts::wait_for_expert(Run& run, size_t a) {
+  while (run.ready[a].load(std::memory_order_acquire) == 0) {
+    run.ready[a].wait(0, std::memory_order_acquire);
+  }
+  return !run.failed.load();
 }
 
 void Experts::up_task(Run& run, int64_t task) const {
@@ -387,6 +408,7 @@ void Experts::up_task(Run& run, int64_t task) const {
       // every other block's writes).
       if (run.blocks_left[a].fetch_sub(1, std::memory_order_acq_rel) == 1) {
         run.hidden_q.quantize_row(j0, h);
+        mark_ready(run, a);
       }
     } else if (!run.failed.load(std::memory_order_relaxed) && run.gemm) {
       up_task_gemm(run, a, r0, r1);
@@ -396,6 +418,7 @@ void Experts::up_task(Run& run, int64_t task) const {
           run.hidden_q.quantize_row(j, run.hidden.data() + j * n_ff_);
         }
         run.hidden_panels[static_cast<size_t>(a)].pack(nullptr, run.hidden_q, j1 - j0, j0);
+        mark_ready(run, a);
       }
     } else if (!run.failed.load(std::memory_order_relaxed)) {
       float gv[kRowChunk], uv[kRowChunk];
@@ -415,25 +438,16 @@ void Experts::up_task(Run& run, int64_t task) const {
         for (int64_t j = j0; j < j1; ++j) {
           run.hidden_q.quantize_row(j, run.hidden.data() + j * n_ff_);
         }
+        mark_ready(run, a);
       }
     }
   } catch (...) {
     fail(run);
     throw;
   }
-  if (run.up_left.fetch_sub(1, std::memory_order_acq_rel) == 1) run.up_left.notify_all();
-}
-
-bool Experts::wait_for_up_tasks(Run& run) const {
-  for (int64_t v = run.up_left.load(std::memory_order_acquire); v > 0;
-       v = run.up_left.load(std::memory_order_acquire)) {
-    run.up_left.wait(v, std::memory_order_acquire);
-  }
-  return !run.failed.load();
 }
 
 void Experts::down_task(Run& run, int64_t task) const {
-  if (!wait_for_up_tasks(run)) return;
   const int64_t r0 = task * kDownBlock;
   const int64_t r1 = std::min(n_embd_, r0 + kDownBlock);
   float* out = run.out;
@@ -445,6 +459,7 @@ void Experts::down_task(Run& run, int64_t task) const {
   }
   float y[kRowChunk];
   for (size_t a = 0; a < run.active.size(); ++a) {
+    if (!wait_for_expert(run, a)) return;
     const WeightMatrix& d = down_[static_cast<size_t>(run.active[a])];
     for (int64_t r = r0; r < r1; r += kRowChunk) {
       const int64_t count = std::min(kRowChunk, r1 - r);
@@ -483,6 +498,7 @@ void Experts::down_task_gemm(Run& run, int64_t r0, int64_t r1) const {
   const int64_t rows = r1 - r0;
   std::vector<float> y;
   for (size_t a = 0; a < run.active.size(); ++a) {
+    if (!wait_for_expert(run, a)) return;
     const int64_t j0 = run.first[a], count = run.first[a + 1] - j0;
     y.resize(static_cast<size_t>(count * rows));
     gemm_rows(run.down_gemm, down_[static_cast<size_t>(run.active[a])], r0, r1,
@@ -519,11 +535,11 @@ void Experts::wait(ExecContext& ctx) {
 // One token: rows [r0, r1) of one active expert's down matrix into its row of expert_out, in one
 // multi-row kernel call.
 void Experts::decode_down_task(Run& run, int64_t task) const {
-  if (!wait_for_up_tasks(run)) return;
   const int64_t a = task / run.down_blocks;
   const int64_t r0 = (task % run.down_blocks) * run.down_block;
   const int64_t r1 = std::min(n_embd_, r0 + run.down_block);
   const auto i = static_cast<size_t>(a);
+  if (!wait_for_expert(run, i)) return;
   down_[static_cast<size_t>(run.active[i])].dot(
       r0, r1 - r0, run.hidden_q.row(run.first[i]),
       run.expert_out.data() + i * static_cast<size_t>(n_embd_) + r0);
