@@ -1,7 +1,7 @@
-// Element-wise f32 kernels around the exponential: softmax's exp(x - max) with its sum, and
-// SwiGLU's silu(gate) · up. Prefill calls them for every (query, key) pair of every head and for
-// every hidden unit of every expert; with the C library's scalar expf they took ~9% of a
-// 512-token prefill of the 8-layer V2-Lite-width model (Emerald Rapids, 2 threads).
+// Element-wise f32 kernels around the exponential: softmax's maximum and its exp(x - max) with
+// their sum, and SwiGLU's silu(gate) · up. Prefill calls them for every (query, key) pair of every
+// head and for every hidden unit of every expert; with the C library's scalar expf they took ~9% of
+// a 512-token prefill of the 8-layer V2-Lite-width model (Emerald Rapids, 2 threads).
 //
 // The exponential here is ktx's own, not the C library's: one algorithm (range reduction by
 // ln 2, a degree-6 polynomial, exact scaling by 2^n) written once (activation_kernels.inc) and
@@ -30,14 +30,21 @@ using ExpShiftedFn = double (*)(float* x, int64_t n, float shift);
 // out[n - 1].
 using SiluMulFn = void (*)(const float* gate, const float* up, float* out, int64_t n);
 
+// Softmax's first pass: the largest of x[0..n), or the first NaN among them (a NaN score must
+// reach the output; std::max_element may skip one); -inf for n = 0. Of +0 and -0 as the largest,
+// either may come back (softmax subtracts it: the same numbers).
+using SoftmaxMaxFn = float (*)(const float* x, int64_t n);
+
 // The fastest implementation for this CPU (KTX_CPU_ISA caps it like vec_dot_fn); never null.
 ExpShiftedFn exp_shifted_fn();
 SiluMulFn silu_mul_fn();
+SoftmaxMaxFn softmax_max_fn();
 
 // One tier's own kernel (for tests and benchmarks): null when this build or CPU cannot run it.
 // Isa::kScalar gives the references.
 ExpShiftedFn isa_exp_shifted(Isa isa);
 SiluMulFn isa_silu_mul(Isa isa);
+SoftmaxMaxFn isa_softmax_max(Isa isa);
 
 // ktx's exponential of one float (the scalar reference's): what every tier computes per lane.
 float exp_f32(float x);

@@ -71,6 +71,11 @@ SiluMulFn isa_silu_mul(Isa isa) {
                                 KTX_AVX512_KERNEL(avx512::silu_mul));
 }
 
+SoftmaxMaxFn isa_softmax_max(Isa isa) {
+  return tier_kernel<SoftmaxMaxFn>(isa, scalar::softmax_max, KTX_AVX2_KERNEL(avx2::softmax_max),
+                                   KTX_AVX512_KERNEL(avx512::softmax_max));
+}
+
 ExpShiftedFn exp_shifted_fn() {
   static const ExpShiftedFn fn = pick_kernel(isa_exp_shifted);
   return fn;
@@ -78,6 +83,11 @@ ExpShiftedFn exp_shifted_fn() {
 
 SiluMulFn silu_mul_fn() {
   static const SiluMulFn fn = pick_kernel(isa_silu_mul);
+  return fn;
+}
+
+SoftmaxMaxFn softmax_max_fn() {
+  static const SoftmaxMaxFn fn = pick_kernel(isa_softmax_max);
   return fn;
 }
 

@@ -216,9 +216,10 @@ KTX_DECLARE_ATTENTION_KERNELS
 #undef KTX_DECLARE_ATTENTION_KERNELS
 
 // activation.h's kernels, activation_avx512.cpp and activation_avx2.cpp.
-#define KTX_DECLARE_ACTIVATION_KERNELS                  \
-  double exp_shifted(float* x, int64_t n, float shift); \
-  void silu_mul(const float* gate, const float* up, float* out, int64_t n);
+#define KTX_DECLARE_ACTIVATION_KERNELS                                      \
+  double exp_shifted(float* x, int64_t n, float shift);                     \
+  void silu_mul(const float* gate, const float* up, float* out, int64_t n); \
+  float softmax_max(const float* x, int64_t n);
 namespace avx512 {
 KTX_DECLARE_ACTIVATION_KERNELS
 }  // namespace avx512

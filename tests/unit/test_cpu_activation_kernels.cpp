@@ -1,4 +1,5 @@
-// Tests of kernels/cpu/activation.h (softmax's exp(x - max) with its sum, SiLU(gate) · up):
+// Tests of kernels/cpu/activation.h (softmax's maximum, its exp(x - max) with their sum,
+// SiLU(gate) · up):
 //   - ktx's exponential (exp_f32) against the exact one (std::exp in double): within 1 ulp for
 //     every 61st float of the range where the result is finite and not 0, within one step of
 //     2^-149 where it is subnormal, and the C library's edge cases;
@@ -6,7 +7,8 @@
 //     the same steps in every lane), on fresh random data each run (KTX_TEST_SEED=<n> replays
 //     one) with NaN and infinities among it, awkward lengths, inputs that end at an unreadable
 //     page (an over-read crashes) and outputs poisoned with NaN past the end (must stay so);
-//   - the sums and SiLU · up against double-precision computations of their definitions.
+//   - the sums and SiLU · up against double-precision computations of their definitions;
+//   - softmax_max against a plain loop over the definition: the first NaN, else the largest.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -212,6 +214,61 @@ TEST_CASE("silu_mul: every tier equals the scalar reference, which follows the d
         for (size_t k = static_cast<size_t>(n); k < got.size(); ++k) bad += !std::isnan(got[k]);
         CHECK(bad == 0);
         CHECK(near == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("softmax_max: every tier gives the first NaN, else the largest value",
+          "[cpu_kernels][activation]") {
+  const uint32_t seed = test_seed();
+  INFO("KTX_TEST_SEED=" << seed);
+  std::mt19937 gen(seed);
+  // The definition, written out: the first NaN in index order, else the largest value.
+  const auto definition = [](const std::vector<float>& x) {
+    float m = -std::numeric_limits<float>::infinity();
+    for (float e : x) {
+      if (std::isnan(e)) return e;
+      if (e > m) m = e;
+    }
+    return m;
+  };
+  const float nan_a = from_bits(0x7FC00001u), nan_b = from_bits(0xFFC00002u);  // two payloads
+  for (const Tier& t : kTiers) {
+    const cpu::SoftmaxMaxFn fn = cpu::isa_softmax_max(t.isa);
+    if (fn == nullptr) continue;
+    for (int64_t n : kLengths) {
+      // 0: random; 1: with NaN and infinities; 2: all negative, the maximum in the tail or the
+      // head; 3: two NaNs of different payloads (the first must come back); 4: zeros of both signs.
+      for (int kind = 0; kind < 5; ++kind) {
+        INFO(t.name << ", n = " << n << ", kind " << kind);
+        std::vector<float> x = row_values(n, gen, kind == 1);
+        if (kind == 2) {
+          for (float& e : x) e = -std::abs(e) - 1.0f;
+          if (n > 0)
+            x[static_cast<size_t>(std::uniform_int_distribution<int64_t>(0, n - 1)(gen))] = -0.5f;
+        }
+        if (kind == 3 && n >= 2) {
+          std::uniform_int_distribution<int64_t> at(0, n - 1);
+          const auto i = static_cast<size_t>(at(gen)), j = static_cast<size_t>(at(gen));
+          x[std::min(i, j)] = nan_a;
+          if (i != j) x[std::max(i, j)] = nan_b;
+        }
+        if (kind == 4) {
+          for (size_t i = 0; i < x.size(); ++i) x[i] = i % 2 == 0 ? -0.0f : 0.0f;
+          if (n > 0) x[0] = -0.0f;
+        }
+        const GuardedArray<float> in(x);  // ends at an unreadable page
+        const float got = fn(in.data(), n);
+        const float want = definition(x);
+        if (kind == 4 && n > 0) {
+          CHECK(got == 0.0f);  // +0 or -0: softmax subtracts it, the same numbers either way
+        } else {
+          CHECK(same_bits(got, want));
+          if (std::isnan(want)) {
+            CHECK(std::memcmp(&got, &want, sizeof got) == 0);  // the first NaN, payload and all
+          }
+        }
       }
     }
   }

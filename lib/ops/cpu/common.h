@@ -79,14 +79,10 @@ inline void silu_mul(const float* gate, const float* up, float* out, int64_t n) 
   kernels::cpu::silu_mul_fn()(gate, up, out, n);
 }
 
-// The largest of x[0..n), or a NaN among them (std::max_element may skip one); -inf for n = 0.
+// The largest of x[0..n), or the first NaN among them (std::max_element may skip one); -inf for
+// n = 0 (kernels/cpu/activation.h).
 inline float max_with_nan(const float* x, int64_t n) {
-  float m = -std::numeric_limits<float>::infinity();
-  for (int64_t i = 0; i < n; ++i) {
-    if (std::isnan(x[i])) return x[i];
-    m = std::max(m, x[i]);
-  }
-  return m;
+  return kernels::cpu::softmax_max_fn()(x, n);
 }
 // x[i] = exp(x[i] - shift) in place; returns their sum in double (softmax's denominator). The
 // exponential is ktx's own (kernels/cpu/activation.h): the same bits in every tier.
