@@ -344,7 +344,7 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
       const auto kk = static_cast<size_t>(k);
       r->node_start.push_back(r->node_start.back() + n_active * (r->up_lo[kk + 1] - r->up_lo[kk]));
     }
-    for (int k = 0; k < nodes; ++k) {  // phase 1: down tasks (they wait for every up task)
+    for (int k = 0; k < nodes; ++k) {  // phase 1: down tasks (each waits for its expert)
       const auto kk = static_cast<size_t>(k);
       r->node_start.push_back(r->node_start.back() +
                               n_active * (r->down_lo[kk + 1] - r->down_lo[kk]));
