@@ -207,7 +207,8 @@ class BlockSums {
 // prefetchers alone keep too few lines coming: on Emerald Rapids one core streamed Q4_K tiles at
 // 9-12 GB/s, against 13.5-14.5 for the read probe. Fetching every line 2 KiB ahead took a decode
 // step's expert time down by ~11% (docs/PERF.md, "Tile prefetch"); 1 and 4 KiB did about as
-// well, every other line or every fourth did not. On Zen 4, 1-16 KiB ahead changed nothing measurable.
+// well, every other line or every fourth did not. On Zen 4, 1-16 KiB ahead changed nothing
+// measurable.
 constexpr size_t kPrefetchAhead = 2048;
 
 // Every line of the kUnit bytes at p + kPrefetchAhead into L2. Inline asm: GCC 12 drops

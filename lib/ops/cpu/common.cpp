@@ -113,7 +113,7 @@ void rms_norm_row(const float* x, const float* w, int64_t n, float eps, float* o
 
 void softmax_inplace(float* x, int64_t n) {
   if (n <= 0) return;
-  const double sum = exp_shifted(x, n, max_with_nan(x, n));
+  const double sum = exp_shifted(x, n, softmax_max(x, n));
   const float inv = static_cast<float>(1.0 / sum);
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }

@@ -2,14 +2,12 @@
 // f32, and the small f32 kernels (RMSNorm of a row, SiLU, softmax).
 #pragma once
 
-#include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <initializer_list>
-#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/activation.h"
@@ -81,9 +79,7 @@ inline void silu_mul(const float* gate, const float* up, float* out, int64_t n) 
 
 // The largest of x[0..n), or the first NaN among them (std::max_element may skip one); -inf for
 // n = 0 (kernels/cpu/activation.h).
-inline float max_with_nan(const float* x, int64_t n) {
-  return kernels::cpu::softmax_max_fn()(x, n);
-}
+inline float softmax_max(const float* x, int64_t n) { return kernels::cpu::softmax_max_fn()(x, n); }
 // x[i] = exp(x[i] - shift) in place; returns their sum in double (softmax's denominator). The
 // exponential is ktx's own (kernels/cpu/activation.h): the same bits in every tier.
 inline double exp_shifted(float* x, int64_t n, float shift) {

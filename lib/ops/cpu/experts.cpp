@@ -157,7 +157,10 @@ class Experts final : public ExpertsOp {
   // nothing).
   static bool wait_for_expert(Run& run, size_t a);
   static void mark_ready(Run& run, int64_t a);
-  void fail(Run& run) const;
+  // The last up task of active expert a: its hidden rows quantized (and packed, for the GEMMs),
+  // then marked ready.
+  void finish_expert(Run& run, int64_t a) const;
+  static void fail(Run& run);
 
   int64_t k_;
   int64_t n_expert_ = 0, n_embd_ = 0, n_ff_ = 0;
@@ -369,7 +372,7 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
   pool_ = &pool;
 }
 
-void Experts::fail(Run& run) const {
+void Experts::fail(Run& run) {
   // Release the down tasks waiting for any expert; they see `failed` and do nothing.
   run.failed.store(true);
   for (size_t a = 0; a < run.active.size(); ++a) mark_ready(run, static_cast<int64_t>(a));
@@ -396,31 +399,18 @@ void Experts::up_task(Run& run, int64_t task) const {
   const WeightMatrix& g = gate_[static_cast<size_t>(e)];
   const WeightMatrix& u = up_[static_cast<size_t>(e)];
   const QuantizedRows& xu = run.x_shared ? run.x_gate : run.x_up;
+  if (run.failed.load(std::memory_order_relaxed)) return;
   try {
-    if (!run.failed.load(std::memory_order_relaxed) && run.n == 1) {
+    if (run.n == 1) {
       // One token: the block's gate rows, then its up rows, each in one kernel call.
       float* h = run.hidden.data() + j0 * n_ff_;
       float* uv = run.up_x.data() + a * n_ff_;
       g.dot(r0, r1 - r0, run.x_gate.row(0), h + r0);
       u.dot(r0, r1 - r0, xu.row(0), uv + r0);
       silu_mul(h + r0, uv + r0, h + r0, r1 - r0);
-      // The expert's last block quantizes its hidden row for the down pass (acq_rel: it sees
-      // every other block's writes).
-      if (run.blocks_left[a].fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        run.hidden_q.quantize_row(j0, h);
-        mark_ready(run, a);
-      }
-    } else if (!run.failed.load(std::memory_order_relaxed) && run.gemm) {
+    } else if (run.gemm) {
       up_task_gemm(run, a, r0, r1);
-      if (run.blocks_left[a].fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        // The expert's last block: its hidden rows quantized and packed once for down.
-        for (int64_t j = j0; j < j1; ++j) {
-          run.hidden_q.quantize_row(j, run.hidden.data() + j * n_ff_);
-        }
-        run.hidden_panels[static_cast<size_t>(a)].pack(nullptr, run.hidden_q, j1 - j0, j0);
-        mark_ready(run, a);
-      }
-    } else if (!run.failed.load(std::memory_order_relaxed)) {
+    } else {
       float gv[kRowChunk], uv[kRowChunk];
       for (int64_t r = r0; r < r1; r += kRowChunk) {
         const int64_t count = std::min(kRowChunk, r1 - r);
@@ -432,19 +422,25 @@ void Experts::up_task(Run& run, int64_t task) const {
           silu_mul(gv, uv, h, count);
         }
       }
-      // The expert's last block quantizes its hidden rows for the down pass (acq_rel: it sees
-      // every other block's writes).
-      if (run.blocks_left[a].fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        for (int64_t j = j0; j < j1; ++j) {
-          run.hidden_q.quantize_row(j, run.hidden.data() + j * n_ff_);
-        }
-        mark_ready(run, a);
-      }
     }
+    // The expert's last block prepares its hidden rows for the down pass (acq_rel: it sees every
+    // other block's writes).
+    if (run.blocks_left[a].fetch_sub(1, std::memory_order_acq_rel) == 1) finish_expert(run, a);
   } catch (...) {
     fail(run);
     throw;
   }
+}
+
+void Experts::finish_expert(Run& run, int64_t a) const {
+  const auto i = static_cast<size_t>(a);
+  const int64_t j0 = run.first[i];
+  // One token routed to an expert more than once still has one hidden row (decode_down_task
+  // reads it; wait() weights it once per route).
+  const int64_t j1 = run.n == 1 ? j0 + 1 : run.first[i + 1];
+  for (int64_t j = j0; j < j1; ++j) run.hidden_q.quantize_row(j, run.hidden.data() + j * n_ff_);
+  if (run.gemm) run.hidden_panels[i].pack(nullptr, run.hidden_q, j1 - j0, j0);
+  mark_ready(run, a);
 }
 
 void Experts::down_task(Run& run, int64_t task) const {

@@ -389,7 +389,7 @@ void MlaAttention::decode_attend(runtime::ThreadPool& pool, int64_t pos, const f
                static_cast<size_t>(qk), cache.b_row(s0), ldb, rope_dim_, scale_, p.data(), ldp);
         for (size_t h = 0; h < heads; ++h) {
           float* ph = p.data() + h * ldp;
-          const float run_max = max_with_nan(ph, len);
+          const float run_max = softmax_max(ph, len);
           const float m = first || std::isnan(run_max) ? run_max : std::max(tmax[h], run_max);
           rescale[h] = first ? 0.0f : std::exp(tmax[h] - m);
           tsum[h] = (first ? 0.0 : tsum[h] * rescale[h]) + exp_shifted(ph, len, m);
