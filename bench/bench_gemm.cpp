@@ -5,6 +5,8 @@
 //   gemv         what a batch ran before the GEMM kernels: per 8 weight rows, every token through
 //                the GEMV kernels of vec_dot.h (lib/ops/cpu/linear.cpp's matmul_rows)
 //   gemm         the tile kernels of kernels/cpu/gemm.h on packed panels (packing timed too)
+//   gemm-tiles   the GEMMs over row tiles (gemm.h's GemmTilesFn: the weights repacked as the
+//                `repack` option does at load; its panels' packing timed too, "pack-tiles")
 //   onednn-s8    oneDNN u8 × s8 -> s32 matmul, weights reordered once; it has no block scales,
 //                so it is an upper bound for any int8 scheme, not a drop-in replacement
 //   onednn-bf16  oneDNN bf16 × bf16 -> f32 matmul, weights dequantized to bf16 once (3.6x the
@@ -39,6 +41,7 @@
 #include "ktx/tensor_type.h"
 #include "peak_kernels.h"
 #include "quant/fp16.h"
+#include "quant/row_tiles.h"
 
 namespace {
 
@@ -214,6 +217,32 @@ int main(int argc, char** argv) {
     };
     if (gemm != nullptr) pack_all();
 
+    // The same weights as row tiles, and the tile kernels' panels.
+    const cpu::GemmTilesFn gemm_tiles =
+        s->rows % ktx::quant::kTileRows == 0 ? cpu::gemm_tiles_fn(s->type) : nullptr;
+    const cpu::GemmPackFn pack_tiles = cpu::gemm_tiles_pack_fn(s->type);
+    const size_t tile_panel_bytes = cpu::gemm_tiles_panel_bytes(s->type, s->cols);
+    std::vector<std::vector<uint8_t>> w_tiles;
+    if (gemm_tiles != nullptr) {
+      for (int c = 0; c < copies; ++c) {
+        w_tiles.emplace_back(w[static_cast<size_t>(c)].size());
+        ktx::quant::pack_row_tiles(s->type, s->cols, s->rows, w[static_cast<size_t>(c)].data(),
+                                   w_tiles.back().data());
+      }
+    }
+    const kb::HugeBuffer tile_panels(std::max<size_t>(1, tile_panel_bytes) *
+                                     static_cast<size_t>(n_panels));
+    auto pack_all_tiles = [&] {
+      for (int64_t p = 0; p < n_panels; ++p) {
+        const void* ptr[cpu::kGemmTokens];
+        const int64_t count = std::min<int64_t>(cpu::kGemmTokens, s->tokens - p * cpu::kGemmTokens);
+        for (int64_t i = 0; i < count; ++i)
+          ptr[i] = y.data() + (p * cpu::kGemmTokens + i) * y_bytes;
+        pack_tiles(s->cols, ptr, count, tile_panels.data + p * tile_panel_bytes);
+      }
+    };
+    if (gemm_tiles != nullptr) pack_all_tiles();
+
     const cpu::VecDotFn dot = cpu::vec_dot_fn(s->type);
     const cpu::VecDotRowsFn dot_rows = cpu::vec_dot_rows_fn(s->type);
     std::vector<float> out_gemv(static_cast<size_t>(s->tokens * s->rows));
@@ -256,8 +285,54 @@ int main(int argc, char** argv) {
           }
         }
       };
+      // Row blocks of 64 rows (4 tiles) as batch_matmul.cpp's gemm_rows calls them.
+      auto gemm_tiles_body = [&](int i, int c) {
+        int64_t r0, r1;
+        slice(i, r0, r1);
+        r0 &= ~int64_t{15};
+        r1 = i + 1 == threads ? s->rows : r1 & ~int64_t{15};
+        const uint8_t* base = w_tiles[static_cast<size_t>(c)].data();
+        for (int64_t t0 = 0; t0 < s->tokens; t0 += kTokenChunk) {
+          const int64_t nt = std::min(kTokenChunk, s->tokens - t0);
+          for (int64_t r = r0; r < r1; r += kRowBlock) {
+            gemm_tiles(s->cols, base + r * row_bytes, 16 * row_bytes,
+                       std::min(kRowBlock, r1 - r) / 16,
+                       tile_panels.data + (t0 / cpu::kGemmTokens) * tile_panel_bytes, nt,
+                       out_gemm.data() + t0 * s->rows + r, static_cast<size_t>(s->rows));
+          }
+        }
+      };
       rows_out.push_back(
           {s, threads, "gemv", time_threads(threads, args.repeats, copies, gemv_body), ""});
+      if (gemm_tiles != nullptr) {
+        rows_out.push_back({s, threads, "gemm-tiles",
+                            time_threads(threads, args.repeats, copies, gemm_tiles_body), ""});
+        if (threads == sweep.front()) {
+          // Every sampled output against the reference, bit for bit (gemm.h).
+          std::fill(out_gemm.begin(), out_gemm.end(), std::nanf(""));
+          gemm_tiles_body(0, copies - 1);
+          const uint8_t* base = w[static_cast<size_t>(copies - 1)].data();
+          int64_t r0, r1;
+          slice(0, r0, r1);
+          size_t bad = 0;
+          for (int64_t t = 0; t < s->tokens; t += 7) {
+            for (int64_t r = r0 & ~int64_t{15}; r < (r1 & ~int64_t{15}); r += 13) {
+              const float want = ktx::quant::vec_dot(s->type, s->cols, base + r * row_bytes,
+                                                     y.data() + t * y_bytes);
+              bad += std::memcmp(&want, &out_gemm[t * s->rows + r], 4) != 0;
+            }
+          }
+          if (bad != 0)
+            std::fprintf(stderr,
+                         "bench_gemm: %s: %zu sampled tile outputs differ from the reference\n",
+                         s->id, bad);
+        }
+        rows_out.push_back(
+            {s, threads, "pack-tiles",
+             threads == 1 ? time_threads(1, args.repeats, 1, [&](int, int) { pack_all_tiles(); })
+                          : -1,
+             ""});
+      }
       if (gemm != nullptr) {
         rows_out.push_back(
             {s, threads, "gemm", time_threads(threads, args.repeats, copies, gemm_body), ""});
@@ -314,8 +389,8 @@ int main(int argc, char** argv) {
           std::printf(
               "%-14s %-5s %-38s %d thr  %-11s %9.3f ms  %7.1f GOP/s  %5.1f%% of int8 peak  %s\n",
               s->id, ktx::type_name(s->type).data(), s->what, threads, r.method, r.seconds * 1e3,
-              std::strcmp(r.method, "pack") == 0 ? 0.0 : gops,
-              std::strcmp(r.method, "pack") == 0
+              std::strncmp(r.method, "pack", 4) == 0 ? 0.0 : gops,
+              std::strncmp(r.method, "pack", 4) == 0
                   ? 0.0
                   : 100.0 * gops / std::max(1e-9, peak_gops(threads)),
               r.impl.c_str());
@@ -338,7 +413,7 @@ int main(int argc, char** argv) {
       const double gops = 2.0 *
                           static_cast<double>(r.shape->rows * r.shape->cols * r.shape->tokens) /
                           1e9 / r.seconds;
-      const bool is_pack = std::strcmp(r.method, "pack") == 0;
+      const bool is_pack = std::strncmp(r.method, "pack", 4) == 0;
       std::printf(
           "%s{\"shape\":%s,\"type\":%s,\"rows\":%lld,\"cols\":%lld,\"tokens\":%lld,\"threads\":%d,"
           "\"method\":%s,\"ms\":%.4f,\"gops\":%.3f,\"peak_fraction\":%.4f,\"impl\":%s}",

@@ -76,4 +76,30 @@ size_t gemm_panel_bytes(TensorType dot_type, int64_t n);
 GemmFn isa_gemm(Isa isa, TensorType weight_type);
 GemmPackFn isa_gemm_pack(Isa isa, TensorType dot_type);
 
+// GEMMs over row tiles (quant/row_tiles.h: 16 rows interleaved, the `repack` option's copy):
+// one row per vector lane, so no step brings a row's lanes together (gemm_tiles_avx512.cpp).
+//   out[t * ldo + 16 * i + r] = row r of tile i · token t
+// for i in [0, n_tiles), t in [0, tokens): each the reference dot (quant::vec_dot) bit for bit,
+// the same number as the tile GEMV (vec_dot.h's VecDotTilesFn) gives, for every type. `panels`
+// holds ceil(tokens / kGemmTokens) panels packed for `n` by the same type's tile packer. Writes
+// nothing else of `out`. No argument checks.
+using GemmTilesFn = void (*)(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
+                             const void* panels, int64_t tokens, float* out, size_t ldo);
+
+// The tile GEMM of the selected tier for a weight type (AVX-512 VNNI: Q4_K, Q5_0, Q8_0), or null
+// (then a batch over repacked rows reads the file's rows through gemm_fn). KTX_GEMM=0 turns it
+// off too.
+GemmTilesFn gemm_tiles_fn(TensorType weight_type);
+// Its panel packer: the panels are laid out per weight type (each holds what that kernel needs
+// per token beside the quants), from activation rows of quant::vec_dot_type(weight_type).
+GemmPackFn gemm_tiles_pack_fn(TensorType weight_type);
+// Bytes of one of its panels for rows of `n` elements (a multiple of 64; 0 without a kernel).
+size_t gemm_tiles_panel_bytes(TensorType weight_type, int64_t n);
+// Per super-block (Q4_K) or block (Q5_0, Q8_0) of the tile panels' layouts.
+inline constexpr size_t kGemmTilesPanelQ8KBytes = 2240;
+inline constexpr size_t kGemmTilesPanelQ8_0Bytes = 320;
+
+GemmTilesFn isa_gemm_tiles(Isa isa, TensorType weight_type);
+GemmPackFn isa_gemm_tiles_pack(Isa isa, TensorType weight_type);
+
 }  // namespace ktx::kernels::cpu

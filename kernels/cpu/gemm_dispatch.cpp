@@ -197,6 +197,62 @@ GemmPackFn gemm_pack_fn(TensorType dot_type) {
   return gemm_enabled() ? isa_gemm_pack(selected_isa(), dot_type) : nullptr;
 }
 
+GemmTilesFn isa_gemm_tiles(Isa isa, [[maybe_unused]] TensorType t) {
+  if (!isa_available(isa) || isa != Isa::kAvx512Vnni) return nullptr;
+#if KTX_CPU_KERNELS_AVX512
+  switch (t) {
+    case T::Q4_K:
+      return avx512::gemm_tiles_q4_K;
+    case T::Q5_0:
+      return avx512::gemm_tiles_q5_0;
+    case T::Q8_0:
+      return avx512::gemm_tiles_q8_0;
+    default:
+      return nullptr;
+  }
+#else
+  return nullptr;
+#endif
+}
+
+GemmPackFn isa_gemm_tiles_pack(Isa isa, [[maybe_unused]] TensorType t) {
+  if (!isa_available(isa) || isa != Isa::kAvx512Vnni) return nullptr;
+#if KTX_CPU_KERNELS_AVX512
+  switch (t) {
+    case T::Q4_K:
+      return avx512::gemm_tiles_q4_K_pack;
+    case T::Q5_0:
+      return avx512::gemm_tiles_q5_0_pack;
+    case T::Q8_0:
+      return avx512::gemm_tiles_q8_0_pack;
+    default:
+      return nullptr;
+  }
+#else
+  return nullptr;
+#endif
+}
+
+GemmTilesFn gemm_tiles_fn(TensorType weight_type) {
+  return gemm_enabled() ? isa_gemm_tiles(selected_isa(), weight_type) : nullptr;
+}
+
+GemmPackFn gemm_tiles_pack_fn(TensorType weight_type) {
+  return gemm_enabled() ? isa_gemm_tiles_pack(selected_isa(), weight_type) : nullptr;
+}
+
+size_t gemm_tiles_panel_bytes(TensorType weight_type, int64_t n) {
+  switch (weight_type) {
+    case T::Q4_K:
+      return static_cast<size_t>(n / 256) * kGemmTilesPanelQ8KBytes;
+    case T::Q5_0:
+    case T::Q8_0:
+      return static_cast<size_t>(n / 32) * kGemmTilesPanelQ8_0Bytes;
+    default:
+      return 0;
+  }
+}
+
 size_t gemm_panel_bytes(TensorType dot_type, int64_t n) {
   switch (dot_type) {
     case T::Q8_K:

@@ -159,6 +159,15 @@ void gemm_pack_q8_1(int64_t n, const void* const* y, int64_t count, void* panel)
 KTX_DECLARE_GEMM_KERNEL(gemm_f32)
 KTX_DECLARE_GEMM_KERNEL(gemm_f16)
 KTX_DECLARE_GEMM_KERNEL(gemm_bf16)
+// Over row tiles (gemm.h's GemmTilesFn), gemm_tiles_avx512.cpp.
+#define KTX_DECLARE_GEMM_TILES_KERNEL(name)                                                        \
+  void name(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles, const void* panels, \
+            int64_t tokens, float* out, size_t ldo);                                               \
+  void name##_pack(int64_t n, const void* const* y, int64_t count, void* panel);
+KTX_DECLARE_GEMM_TILES_KERNEL(gemm_tiles_q4_K)
+KTX_DECLARE_GEMM_TILES_KERNEL(gemm_tiles_q5_0)
+KTX_DECLARE_GEMM_TILES_KERNEL(gemm_tiles_q8_0)
+#undef KTX_DECLARE_GEMM_TILES_KERNEL
 }  // namespace avx512
 namespace avx2 {
 KTX_DECLARE_GEMM_KERNEL(gemm_q4_K)

@@ -1675,11 +1675,13 @@ TEST_CASE("tiny GGUF models run end to end on the CPU operators", "[cpu_ops]") {
 
 }  // namespace
 
-// Option repack (ops/cpu/repacked.h): decode reads row tiles, batches the file's rows. Tiles give
-// each row the reference's dot exactly, so K-quant matrices (whose file-layout kernels are exact
-// too) give the same numbers bit for bit, and the block quants' (whose file-layout kernels add
-// their per-block terms in another order) the same within float rounding. On CPUs without a tile
-// kernel the option changes nothing, which the same checks cover.
+// Option repack (ops/cpu/repacked.h): decode and batches read row tiles (batches through the tile
+// GEMMs where the tier has one for the type, else the file's rows). Tiles give each row the
+// reference's dot exactly, so K-quant matrices (whose file-layout kernels are exact too) give the
+// same numbers bit for bit, and the block quants' (whose file-layout kernels add their per-block
+// terms in another order) the same within float rounding; a batch over tiles gives what its
+// tokens give one at a time, bit for bit. On CPUs without a tile kernel the option changes
+// nothing, which the same checks cover.
 TEST_CASE("option repack: the same numbers as the file's rows", "[cpu_ops][row_tiles]") {
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
@@ -1745,8 +1747,15 @@ TEST_CASE("option repack: the same numbers as the file's rows", "[cpu_ops][row_t
         plain->wait(ctx);
         tiled->submit(ctx, n, x.data(), ids.data(), weights.data(), b.data());
         tiled->wait(ctx);
-        // A batch reads the file's rows either way: bit for bit.
-        CHECK(same(b, a, n > 1 || k_quant_down));
+        CHECK(same(b, a, k_quant_down));
+        // The batch over tiles against its tokens one at a time over tiles: bit for bit.
+        std::vector<float> one_by_one = poisoned(n * n_embd);
+        for (int64_t t = 0; t < n; ++t) {
+          tiled->submit(ctx, 1, x.data() + t * n_embd, ids.data() + 2 * t, weights.data() + 2 * t,
+                        one_by_one.data() + t * n_embd);
+          tiled->wait(ctx);
+        }
+        CHECK(same(b, one_by_one, true));
       }
     }
   }
@@ -1768,7 +1777,11 @@ TEST_CASE("option repack: the same numbers as the file's rows", "[cpu_ops][row_t
       std::vector<float> a = poisoned(n * n_embd), b = poisoned(n * n_embd);
       plain->forward(ctx, n, x.data(), a.data());
       tiled->forward(ctx, n, x.data(), b.data());
-      CHECK(same(b, a, n > 1));
+      CHECK(same(b, a, false));  // the Q8_0 down: within rounding
+      std::vector<float> one_by_one = poisoned(n * n_embd);
+      for (int64_t t = 0; t < n; ++t)
+        tiled->forward(ctx, 1, x.data() + t * n_embd, one_by_one.data() + t * n_embd);
+      CHECK(same(b, one_by_one, true));
     }
     // Output heads: Q6_K (as Q4_K_M files have them) in tiles, bit for bit; one whose row count
     // is not a multiple of 16 is not repacked: the same numbers.

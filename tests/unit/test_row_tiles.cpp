@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/isa_kernels.h"
 #include "kernels/cpu/vec_dot.h"
 #include "ktx/gguf.h"
@@ -188,6 +189,133 @@ TEST_CASE("row tiles: AVX-512 kernels equal the reference bit for bit",
       }
     }
   }
+}
+
+namespace {
+
+// One activation row of `n` elements of type yt: quantized from gaussians, or (raw) codes drawn
+// uniformly from the whole int8 range, -128 included, with a random scale and the block sums a
+// Q8_K row carries (quantize_row_q8_K's invariant, which the kernels' panels rely on).
+std::vector<uint8_t> activation_row(TensorType yt, int64_t n, bool raw, std::mt19937& g) {
+  std::vector<uint8_t> y(ktx::row_size(yt, n));
+  if (!raw) {
+    std::normal_distribution<float> normal;
+    std::vector<float> x(static_cast<size_t>(n));
+    for (float& v : x) v = normal(g);
+    q::quantize_row(yt, x.data(), y.data(), n);
+    return y;
+  }
+  std::uniform_int_distribution<int> code(-128, 127);
+  std::uniform_real_distribution<float> scale(-2.0f, 2.0f);
+  if (yt == TensorType::Q8_K) {
+    auto* b = reinterpret_cast<q::BlockQ8_K*>(y.data());
+    for (int64_t i = 0; i < n / q::kQK_K; ++i) {
+      b[i].d = scale(g);
+      for (int j = 0; j < q::kQK_K; ++j) b[i].qs[j] = static_cast<int8_t>(code(g));
+      for (int j = 0; j < q::kQK_K / 16; ++j) {
+        int sum = 0;
+        for (int k = 0; k < 16; ++k) sum += b[i].qs[16 * j + k];
+        b[i].bsums[j] = static_cast<int16_t>(sum);
+      }
+    }
+  } else {
+    auto* b = reinterpret_cast<q::BlockQ8_0*>(y.data());
+    std::uniform_int_distribution<int> half(0, 0x7BFF);  // finite halves, sign bit clear
+    for (int64_t i = 0; i < n / q::kQK8_0; ++i) {
+      b[i].d = static_cast<uint16_t>(half(g));
+      for (int j = 0; j < q::kQK8_0; ++j) b[i].qs[j] = static_cast<int8_t>(code(g));
+    }
+  }
+  return y;
+}
+
+}  // namespace
+
+// kernels/cpu/gemm.h's GemmTilesFn: every (row, token) the reference dot bit for bit, token
+// counts around the kernels' steps (8-token panels, two at a time), outputs poisoned with NaN
+// and guarded around what the call may write (ldo wider than the rows).
+TEST_CASE("row tiles: the tile GEMMs equal the reference bit for bit, awkward shapes",
+          "[cpu_kernels][row_tiles][cpu_gemm]") {
+  if (!cpu::isa_available(cpu::Isa::kAvx512Vnni)) {
+    WARN("this CPU lacks AVX-512 VNNI: the tile GEMMs are not tested");
+    return;
+  }
+  const uint32_t s = seed();
+  INFO("KTX_TEST_SEED=" << s);
+  std::mt19937 g(s);
+  const float guard = -12345.0f;
+  for (TensorType t : {TensorType::Q4_K, TensorType::Q5_0, TensorType::Q8_0}) {
+    const cpu::GemmTilesFn gemm = cpu::isa_gemm_tiles(cpu::Isa::kAvx512Vnni, t);
+    const cpu::GemmPackFn pack = cpu::isa_gemm_tiles_pack(cpu::Isa::kAvx512Vnni, t);
+    REQUIRE(gemm != nullptr);
+    REQUIRE(pack != nullptr);
+    const TensorType yt = *q::vec_dot_type(t);
+    for (int64_t tokens : {1, 7, 8, 9, 16, 17, 23, 33}) {
+      const int64_t blocks = std::uniform_int_distribution<int64_t>(1, 9)(g) +
+                             (tokens == 33 ? 35 : 0);  // once V2-Lite's 44 blocks of down rows
+      const int64_t n_tiles = std::uniform_int_distribution<int64_t>(1, 3)(g);
+      const bool raw = tokens % 2 == 1;
+      INFO(ktx::type_name(t) << ", " << blocks << " blocks a row, " << n_tiles << " tiles, "
+                             << tokens << " tokens, " << (raw ? "raw" : "quantized")
+                             << " activations");
+      const int64_t n = blocks * block_elements(t);
+      const int64_t rows = n_tiles * q::kTileRows;
+      const size_t row_bytes = ktx::row_size(t, n);
+      std::vector<uint8_t> w = quantized_rows(t, rows, n, g);
+      if (tokens == 9) {
+        // A NaN scale in one row's last block poisons that row only.
+        const uint16_t nan_half = 0x7E00;
+        std::memcpy(w.data() + 5 * row_bytes + ktx::row_size(t, (blocks - 1) * block_elements(t)),
+                    &nan_half, 2);
+      }
+      const std::vector<uint8_t> tiles = tiles_of(t, n, w);
+      std::vector<std::vector<uint8_t>> y;
+      for (int64_t k = 0; k < tokens; ++k) y.push_back(activation_row(yt, n, raw, g));
+      // Panels as ops::cpu::GemmPanels keeps them: one after another, 64-byte aligned.
+      const size_t panel_bytes = cpu::gemm_tiles_panel_bytes(t, n);
+      REQUIRE(panel_bytes % 64 == 0);
+      const int64_t n_panels = (tokens + cpu::kGemmTokens - 1) / cpu::kGemmTokens;
+      std::vector<uint8_t> storage(panel_bytes * static_cast<size_t>(n_panels) + 64, 0xA5);
+      uint8_t* panels =
+          storage.data() + (64 - reinterpret_cast<uintptr_t>(storage.data()) % 64) % 64;
+      for (int64_t p = 0; p < n_panels; ++p) {
+        const void* ptr[cpu::kGemmTokens];
+        const int64_t count = std::min<int64_t>(cpu::kGemmTokens, tokens - p * cpu::kGemmTokens);
+        for (int64_t k = 0; k < count; ++k)
+          ptr[k] = y[static_cast<size_t>(p * cpu::kGemmTokens + k)].data();
+        pack(n, ptr, count, panels + static_cast<size_t>(p) * panel_bytes);
+      }
+      // out[t * ldo + r]: rows [0, rows) poisoned, columns past them and a row past the last
+      // token guarded.
+      const int64_t ldo = rows + 5;
+      std::vector<float> out(static_cast<size_t>((tokens + 1) * ldo), guard);
+      for (int64_t k = 0; k < tokens; ++k)
+        std::fill_n(out.begin() + k * ldo, rows, std::numeric_limits<float>::quiet_NaN());
+      gemm(n, tiles.data(), q::kTileRows * row_bytes, n_tiles, panels, tokens, out.data(),
+           static_cast<size_t>(ldo));
+      for (int64_t k = 0; k < tokens; ++k) {
+        for (int64_t r = 0; r < rows; ++r) {
+          const float want = q::vec_dot(t, n, w.data() + static_cast<size_t>(r) * row_bytes,
+                                        y[static_cast<size_t>(k)].data());
+          const float got = out[static_cast<size_t>(k * ldo + r)];
+          INFO("row " << r << ", token " << k << ": " << got << " vs " << want);
+          CHECK(same_bits(got, want));
+          CHECK(std::isnan(got) == (tokens == 9 && r == 5));
+        }
+      }
+      size_t guards = 0;
+      for (int64_t k = 0; k <= tokens; ++k) {
+        for (int64_t r = k < tokens ? rows : 0; r < ldo; ++r)
+          guards += out[static_cast<size_t>(k * ldo + r)] == guard;
+      }
+      CHECK(guards == static_cast<size_t>(tokens * (ldo - rows) + ldo));
+    }
+  }
+  // Types without a tile GEMM, and tiers without any.
+  CHECK(cpu::isa_gemm_tiles(cpu::Isa::kAvx512Vnni, TensorType::Q6_K) == nullptr);
+  CHECK(cpu::isa_gemm_tiles(cpu::Isa::kAvx2, TensorType::Q4_K) == nullptr);
+  CHECK(cpu::isa_gemm_tiles(cpu::Isa::kScalar, TensorType::Q8_0) == nullptr);
+  CHECK(cpu::gemm_tiles_panel_bytes(TensorType::Q6_K, 256) == 0);
 }
 
 TEST_CASE("row tiles: only types with a tile layout have kernels", "[cpu_kernels][row_tiles]") {

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "ktx/error.h"
+#include "quant/row_tiles.h"
 
 namespace ktx::ops::cpu {
 namespace {
@@ -23,14 +24,28 @@ constexpr int64_t kMinTaskRows = 32;
 
 }  // namespace
 
-kc::GemmFn batch_kernel(const WeightMatrix& w) {
-  if (kc::gemm_pack_fn(w.dot_type) == nullptr) return nullptr;
-  return kc::gemm_fn(w.type);
+BatchKernel batch_kernel(const WeightMatrix& w) {
+  BatchKernel k;
+  if (w.tiles != nullptr) {
+    k.tiles = kc::gemm_tiles_fn(w.type);
+    k.pack = kc::gemm_tiles_pack_fn(w.type);
+    if (k.tiles != nullptr && k.pack != nullptr) {
+      k.panel_bytes = kc::gemm_tiles_panel_bytes(w.type, w.cols);
+      return k;
+    }
+    k = BatchKernel{};
+  }
+  k.pack = kc::gemm_pack_fn(w.dot_type);
+  if (k.pack == nullptr) return BatchKernel{};
+  k.rows = kc::gemm_fn(w.type);
+  if (k.rows == nullptr) return BatchKernel{};
+  k.panel_bytes = kc::gemm_panel_bytes(w.dot_type, w.cols);
+  return k;
 }
 
-void GemmPanels::pack(runtime::ThreadPool* pool, const QuantizedRows& x, int64_t n, int64_t first,
-                      const int32_t* ids) {
-  const kc::GemmPackFn pack_fn = kc::gemm_pack_fn(x.type());
+void GemmPanels::pack(runtime::ThreadPool* pool, const BatchKernel& kernel, const QuantizedRows& x,
+                      int64_t n, int64_t first, const int32_t* ids) {
+  const kc::GemmPackFn pack_fn = kernel.pack;
   if (pack_fn == nullptr) {
     throw Error(ErrorCode::kInternal, fmt::format("no GEMM panel packer for activations of type {}",
                                                   type_name(x.type())));
@@ -38,7 +53,7 @@ void GemmPanels::pack(runtime::ThreadPool* pool, const QuantizedRows& x, int64_t
   type_ = x.type();
   cols_ = x.cols();
   tokens_ = n;
-  panel_bytes_ = kc::gemm_panel_bytes(type_, cols_);
+  panel_bytes_ = kernel.panel_bytes;
   const int64_t n_panels = (n + kc::kGemmTokens - 1) / kc::kGemmTokens;
   const size_t bytes = panel_bytes_ * static_cast<size_t>(n_panels);
   if (storage_.size() < bytes + 64) storage_.resize(bytes + 64);
@@ -63,8 +78,26 @@ void GemmPanels::pack(runtime::ThreadPool* pool, const QuantizedRows& x, int64_t
   }
 }
 
-void gemm_rows(kc::GemmFn fn, const WeightMatrix& w, int64_t r0, int64_t r1, const GemmPanels& x,
-               int64_t t0, int64_t t1, float* y, int64_t ldy) {
+void gemm_rows(const BatchKernel& kernel, const WeightMatrix& w, int64_t r0, int64_t r1,
+               const GemmPanels& x, int64_t t0, int64_t t1, float* y, int64_t ldy) {
+  if (kernel.tiles != nullptr) {
+    constexpr int64_t kTile = quant::kTileRows;
+    if (r0 % kTile != 0 || (r1 % kTile != 0 && r1 != w.rows)) {
+      throw Error(ErrorCode::kInternal,
+                  fmt::format("{}: rows [{}, {}) are not whole row tiles", w.name(), r0, r1));
+    }
+    const size_t tile_stride = static_cast<size_t>(kTile) * w.row_bytes;
+    for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
+      const int64_t rows = std::min(kRowBlock, r1 - rb);
+      for (int64_t tc = t0; tc < t1; tc += kTokenChunk) {
+        kernel.tiles(w.cols, w.tiles + static_cast<size_t>(rb) * w.row_bytes, tile_stride,
+                     rows / kTile, x.panels_from(tc), std::min(kTokenChunk, t1 - tc),
+                     y + (tc - t0) * ldy + (rb - r0), static_cast<size_t>(ldy));
+      }
+    }
+    return;
+  }
+  const kc::GemmFn fn = kernel.rows;
   for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
     const int64_t rows = std::min(kRowBlock, r1 - rb);
     for (int64_t tc = t0; tc < t1; tc += kTokenChunk) {
@@ -77,12 +110,15 @@ void gemm_rows(kc::GemmFn fn, const WeightMatrix& w, int64_t r0, int64_t r1, con
 bool matmul_batched(runtime::ThreadPool& pool, const WeightMatrix& w, const QuantizedRows& x,
                     int64_t n, float* y, int64_t ldy) {
   if (n <= 1) return false;
-  const kc::GemmFn fn = batch_kernel(w);
-  if (fn == nullptr) return false;
+  const BatchKernel kernel = batch_kernel(w);
+  if (!kernel) return false;
   GemmPanels panels;
-  panels.pack(&pool, x, n);
+  panels.pack(&pool, kernel, x, n);
+  // Tasks of whole kMinTaskRows blocks (parallel_for's chunks are multiples of the grain): whole
+  // row tiles.
+  static_assert(kMinTaskRows % quant::kTileRows == 0);
   pool.parallel_for(w.rows, kMinTaskRows, [&](int64_t r0, int64_t r1) {
-    gemm_rows(fn, w, r0, r1, panels, 0, n, y + r0, ldy);
+    gemm_rows(kernel, w, r0, r1, panels, 0, n, y + r0, ldy);
   });
   return true;
 }

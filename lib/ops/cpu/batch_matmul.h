@@ -1,7 +1,10 @@
 // Matrix products for batches of tokens (prefill) through the GEMM kernels of kernels/cpu/gemm.h:
 // the activations, quantized once (QuantizedRows), are packed into panels of 8 tokens, then each
-// task multiplies a block of weight rows with every token. One token (decode) and weight types
-// without a GEMM kernel keep the GEMV path of linear.h; both give the same numbers (gemm.h).
+// task multiplies a block of weight rows with every token. A matrix repacked into row tiles (the
+// `repack` option) goes through the tile GEMMs where the tier has one for its type, and its
+// panels are packed for them; otherwise the file's rows through the row GEMMs. One token (decode)
+// and weight types without a GEMM kernel keep the GEMV path of linear.h. Every way gives the same
+// numbers as decode reads the same matrix (gemm.h).
 #pragma once
 
 #include <cstdint>
@@ -13,19 +16,33 @@
 
 namespace ktx::ops::cpu {
 
-// The GEMM kernel for w on this CPU, or null (no kernel for the type on the selected tier, the
-// scalar tier, or KTX_GEMM=0): then batches use matmul_rows.
-kernels::cpu::GemmFn batch_kernel(const WeightMatrix& w);
+// How a batch multiplies one weight matrix on this CPU: a tile GEMM over w.tiles, or a row GEMM
+// over the file's rows, and the packer its panels need. Neither (the type has no GEMM kernel on
+// the selected tier, the scalar tier, or KTX_GEMM=0): batches use matmul_rows.
+struct BatchKernel {
+  kernels::cpu::GemmTilesFn tiles = nullptr;  // set when w.tiles is read
+  kernels::cpu::GemmFn rows = nullptr;        // else this, over the file's rows
+  kernels::cpu::GemmPackFn pack = nullptr;
+  size_t panel_bytes = 0;  // one panel of w.cols elements
 
-// Activation rows packed for the GEMM kernels: panels of kernels::cpu::kGemmTokens rows, in the
-// order given. Packed once per batch and read by every weight that multiplies those rows.
+  explicit operator bool() const { return tiles != nullptr || rows != nullptr; }
+  // Whether `other` reads the same panels (then one packing of the activations serves both).
+  bool same_panels(const BatchKernel& other) const {
+    return pack == other.pack && panel_bytes == other.panel_bytes;
+  }
+};
+BatchKernel batch_kernel(const WeightMatrix& w);
+
+// Activation rows packed for a GEMM kernel: panels of kernels::cpu::kGemmTokens rows, in the
+// order given. Packed once per batch and read by every weight whose kernel reads the same panels
+// (BatchKernel::same_panels).
 class GemmPanels {
  public:
-  // Packs n rows of x: row i of the panels is x.row(ids[i]) when ids is given, else
-  // x.row(first + i). With a pool, panels are packed in parallel. Throws ktx::Error (kInternal)
-  // when x's type has no panel packer (batch_kernel was null for every weight using it).
-  void pack(runtime::ThreadPool* pool, const QuantizedRows& x, int64_t n, int64_t first = 0,
-            const int32_t* ids = nullptr);
+  // Packs n rows of x for `kernel` (x stored as the kernel's weight's dot type): row i of the
+  // panels is x.row(ids[i]) when ids is given, else x.row(first + i). With a pool, panels are
+  // packed in parallel. Throws ktx::Error (kInternal) when the kernel has no packer.
+  void pack(runtime::ThreadPool* pool, const BatchKernel& kernel, const QuantizedRows& x, int64_t n,
+            int64_t first = 0, const int32_t* ids = nullptr);
 
   int64_t tokens() const { return tokens_; }
   TensorType type() const { return type_; }
@@ -44,8 +61,10 @@ class GemmPanels {
 };
 
 // y[(t - t0) * ldy + (r - r0)] = w.row(r) · token t for r in [r0, r1), t in [t0, t1): one
-// thread's share. t0 must be a multiple of kGemmTokens; `fn` is batch_kernel(w).
-void gemm_rows(kernels::cpu::GemmFn fn, const WeightMatrix& w, int64_t r0, int64_t r1,
+// thread's share. t0 must be a multiple of kGemmTokens; `kernel` is batch_kernel(w) and x was
+// packed for it. Through the tiles, r0 and r1 must be whole tiles (multiples of 16, or r1 =
+// w.rows): throws ktx::Error (kInternal) otherwise.
+void gemm_rows(const BatchKernel& kernel, const WeightMatrix& w, int64_t r0, int64_t r1,
                const GemmPanels& x, int64_t t0, int64_t t1, float* y, int64_t ldy);
 
 // matmul() for a batch: when n > 1 and w has a GEMM kernel, packs x and runs the product in

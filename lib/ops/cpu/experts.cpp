@@ -117,11 +117,13 @@ class Experts final : public ExpertsOp {
     // once a task failed (then `failed` is set first).
     std::unique_ptr<std::atomic<int32_t>[]> ready;
     std::atomic<bool> failed{false};
-    // A batch whose gate, up and down types all have GEMM kernels (batch_matmul.h): each active
-    // expert's tokens as one GEMM per matrix. Its tokens' activations are packed into panels once
-    // (x_panels; xu_panels when up reads another type), its hidden rows once they are quantized.
+    // A batch whose gate, up and down all have GEMM kernels (batch_matmul.h: over their row
+    // tiles when repacked): each active expert's tokens as one GEMM per matrix. Its tokens'
+    // activations are packed into panels once (x_panels; xu_panels when up reads other panels),
+    // its hidden rows once they are quantized.
     bool gemm = false;
-    kernels::cpu::GemmFn gate_gemm = nullptr, up_gemm = nullptr, down_gemm = nullptr;
+    bool xu_panels_own = false;  // up reads xu_panels, not x_panels
+    BatchKernel gate_gemm, up_gemm, down_gemm;
     std::vector<GemmPanels> x_panels, xu_panels, hidden_panels;  // per active expert
     // Decode on several NUMA nodes (empty otherwise): node k owns up blocks [up_lo[k],
     // up_lo[k + 1]) and down blocks [down_lo[k], down_lo[k + 1]) of every expert; the job's
@@ -315,11 +317,12 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
     run->gate_gemm = batch_kernel(g0);
     run->up_gemm = batch_kernel(u0);
     run->down_gemm = batch_kernel(down_[0]);
-    run->gemm = run->gate_gemm != nullptr && run->up_gemm != nullptr && run->down_gemm != nullptr;
+    run->gemm = run->gate_gemm && run->up_gemm && run->down_gemm;
+    run->xu_panels_own = !run->x_shared || !run->gate_gemm.same_panels(run->up_gemm);
   }
   if (run->gemm) {
     run->x_panels.resize(static_cast<size_t>(n_active));
-    if (!run->x_shared) run->xu_panels.resize(static_cast<size_t>(n_active));
+    if (run->xu_panels_own) run->xu_panels.resize(static_cast<size_t>(n_active));
     run->hidden_panels.resize(static_cast<size_t>(n_active));
     Run& rr = *run;
     pool.parallel_for(n_active, 1, [&](int64_t a0, int64_t a1) {
@@ -327,8 +330,11 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
         const auto i = static_cast<size_t>(a);
         const int64_t n_tokens = rr.first[i + 1] - rr.first[i];
         const int32_t* tokens = rr.token.data() + rr.first[i];
-        rr.x_panels[i].pack(nullptr, rr.x_gate, n_tokens, 0, tokens);
-        if (!rr.x_shared) rr.xu_panels[i].pack(nullptr, rr.x_up, n_tokens, 0, tokens);
+        rr.x_panels[i].pack(nullptr, rr.gate_gemm, rr.x_gate, n_tokens, 0, tokens);
+        if (rr.xu_panels_own) {
+          rr.xu_panels[i].pack(nullptr, rr.up_gemm, rr.x_shared ? rr.x_gate : rr.x_up, n_tokens, 0,
+                               tokens);
+        }
       }
     });
   }
@@ -439,7 +445,7 @@ void Experts::finish_expert(Run& run, int64_t a) const {
   // reads it; wait() weights it once per route).
   const int64_t j1 = run.n == 1 ? j0 + 1 : run.first[i + 1];
   for (int64_t j = j0; j < j1; ++j) run.hidden_q.quantize_row(j, run.hidden.data() + j * n_ff_);
-  if (run.gemm) run.hidden_panels[i].pack(nullptr, run.hidden_q, j1 - j0, j0);
+  if (run.gemm) run.hidden_panels[i].pack(nullptr, run.down_gemm, run.hidden_q, j1 - j0, j0);
   mark_ready(run, a);
 }
 
@@ -473,7 +479,7 @@ void Experts::up_task_gemm(Run& run, int64_t a, int64_t r0, int64_t r1) const {
   const auto i = static_cast<size_t>(a);
   const int64_t e = run.active[i];
   const int64_t j0 = run.first[i], count = run.first[i + 1] - j0;
-  const GemmPanels& xu = run.x_shared ? run.x_panels[i] : run.xu_panels[i];
+  const GemmPanels& xu = run.xu_panels_own ? run.xu_panels[i] : run.x_panels[i];
   // Gate straight into the expert's hidden rows, up beside it, then SiLU·mul in place.
   float* h = run.hidden.data() + j0 * n_ff_;
   const int64_t rows = r1 - r0;

@@ -34,7 +34,8 @@ struct WeightMatrix {
   kernels::cpu::VecDotFn dot_fn = nullptr;           // vec_dot_fn(type)
   kernels::cpu::VecDotRowsFn dot_rows_fn = nullptr;  // vec_dot_rows_fn(type), may be null
   // The same rows repacked into row tiles (repacked.h, the "repack" option), or null: tile t
-  // (rows 16t..16t+15) at tiles + t · 16 · row_bytes. Only dot() reads them.
+  // (rows 16t..16t+15) at tiles + t · 16 · row_bytes. dot() reads them, and batches through the
+  // tile GEMMs (batch_matmul.h).
   const uint8_t* tiles = nullptr;
   kernels::cpu::VecDotTilesFn tiles_fn = nullptr;
 

@@ -51,13 +51,15 @@ class Mlp final : public MlpOp {
       silu_mul(g, u, h.data() + t * n_ff + r, count);
     };
     // A batch: gate and up through the GEMM kernels where both types have one (batch_matmul.h).
-    const kernels::cpu::GemmFn gate_gemm = n > 1 ? batch_kernel(gate_) : nullptr;
-    const kernels::cpu::GemmFn up_gemm = n > 1 ? batch_kernel(up_) : nullptr;
-    const bool gemm = gate_gemm != nullptr && up_gemm != nullptr;
+    const BatchKernel gate_gemm = n > 1 ? batch_kernel(gate_) : BatchKernel{};
+    const BatchKernel up_gemm = n > 1 ? batch_kernel(up_) : BatchKernel{};
+    const bool gemm = gate_gemm && up_gemm;
+    // up reads gate's panels when it reads the same activations packed the same way.
+    const bool shared_panels = same && gate_gemm.same_panels(up_gemm);
     GemmPanels pg, pu;
     if (gemm) {
-      pg.pack(&pool, xg, n);
-      if (!same) pu.pack(&pool, xu, n);
+      pg.pack(&pool, gate_gemm, xg, n);
+      if (!shared_panels) pu.pack(&pool, up_gemm, xup, n);
     }
     const auto rows = [&](int64_t r0, int64_t r1) {
       if (gemm) {
@@ -68,7 +70,7 @@ class Mlp final : public MlpOp {
         for (int64_t r = r0; r < r1; r += kBlock) {
           const int64_t count = std::min(kBlock, r1 - r);
           gemm_rows(gate_gemm, gate_, r, r + count, pg, 0, n, h.data() + r, n_ff);
-          gemm_rows(up_gemm, up_, r, r + count, same ? pg : pu, 0, n, u.data(), count);
+          gemm_rows(up_gemm, up_, r, r + count, shared_panels ? pg : pu, 0, n, u.data(), count);
           for (int64_t t = 0; t < n; ++t) {
             hidden(t, r, count, h.data() + t * n_ff + r, u.data() + t * count);
           }

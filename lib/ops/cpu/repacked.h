@@ -1,12 +1,15 @@
 // The "repack" operator option: a copy of a weight tensor's rows in row tiles (quant/row_tiles.h),
 // which decode's matrix-vector products read instead of the file's rows. On Zen 4 the tile
 // kernels compute Q4_K 1.5×, Q5_0 2.4× and Q8_0 2.7× as fast as the file-layout ones, which makes
-// decode's expert products memory-bound again (docs/PERF.md).
+// decode's expert products memory-bound again (docs/PERF.md). Batches (prefill) read the tiles
+// too where the tier has a tile GEMM for the type (Q4_K, Q5_0, Q8_0 on AVX-512 VNNI:
+// batch_matmul.h), 1.2-1.4× the file-layout GEMMs' speed on Emerald Rapids.
 //
 // What it costs: memory for the copy (the tensor's size, anonymous, in 2 MiB pages where the
-// kernel gives them) and the time to write it at load. The file stays mapped: batches (prefill)
-// still read its rows through the GEMM kernels, so those pages come back into the page cache
-// when a prompt is processed. Off by default; memory-mapped weights without a copy stay the rule.
+// kernel gives them) and the time to write it at load. The file stays mapped; the matrices
+// without a tile GEMM (Q6_K on AMD CPUs) are still read from it by batches, so those pages come
+// back into the page cache when a prompt is processed. Off by default; memory-mapped weights
+// without a copy stay the rule.
 #pragma once
 
 #include <cstddef>
@@ -55,7 +58,8 @@ class RepackedTensor {
 };
 
 // Option "repack" of the CPU operators (cpu.experts, cpu.mlp, cpu.lm_head, cpu.mla_attention):
-// "true" repacks their weight matrices for decode, "false" (the default) reads the file's rows.
+// "true" repacks their weight matrices (decode and, where a tile GEMM exists, batches read the
+// copy), "false" (the default) reads the file's rows.
 // nullopt for any other value.
 std::optional<bool> parse_repack(const registry::OpOptions& options);
 // The check's message for a bad value, or nullopt.
