@@ -4,6 +4,9 @@
 // dot bit for bit (no tolerance: each lane repeats the reference's operations in its order). Fresh
 // random data every run (KTX_TEST_SEED=<n> replays one), outputs poisoned with NaN and guarded
 // beyond the last tile, rows of awkward lengths.
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -330,6 +333,62 @@ TEST_CASE("row tiles: only types with a tile layout have kernels", "[cpu_kernels
     CHECK(cpu::isa_vec_dot_tiles(cpu::Isa::kAvx2, t) == nullptr);  // AVX-512 only, for now
     CHECK(cpu::isa_vec_dot_tiles(cpu::Isa::kScalar, t) == nullptr);
   }
+}
+
+// Where batches read the tiles too (a tile GEMM for the type), make() hands the tensor's pages
+// back to the kernel (MADV_PAGEOUT): its bytes must read back unchanged, from a file mapping
+// (dropped from the page cache, read again) as from anonymous memory (which must never be
+// zeroed, as MADV_DONTNEED would).
+TEST_CASE("RepackedTensor: the tensor's pages are handed back, its bytes unchanged",
+          "[cpu_kernels][row_tiles]") {
+  const uint32_t s = seed();
+  INFO("KTX_TEST_SEED=" << s);
+  std::mt19937 g(s);
+  const int64_t n = 512, rows = 1024;  // 288 KiB of Q8_0: 72 pages
+  const std::vector<uint8_t> bytes = quantized_rows(TensorType::Q8_0, rows, n, g);
+  ktx::gguf::TensorInfo t;
+  t.name = "blk.1.ffn_down_exps.weight";
+  t.type = TensorType::Q8_0;
+  t.shape = {n, rows};
+  t.n_bytes = bytes.size();
+
+  // Anonymous memory (a heap copy).
+  const std::vector<uint8_t> heap = bytes;
+  t.data = heap.data();
+  const std::unique_ptr<ktx::ops::cpu::RepackedTensor> from_heap =
+      ktx::ops::cpu::RepackedTensor::make(t, 2);
+  CHECK(heap == bytes);
+
+  // A file, mapped as the loader maps GGUF files (PROT_READ, MAP_PRIVATE).
+  char path[] = "/tmp/ktx_repack_pages_XXXXXX";
+  const int fd = ::mkstemp(path);
+  REQUIRE(fd >= 0);
+  REQUIRE(::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()));
+  ::fsync(fd);  // clean pages, as a model file's are (dirty ones would be written back first)
+  void* map = ::mmap(nullptr, bytes.size(), PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  ::unlink(path);
+  REQUIRE(map != MAP_FAILED);
+  const auto* mapped = static_cast<const uint8_t*>(map);
+  CHECK(std::memcmp(mapped, bytes.data(), bytes.size()) == 0);  // every page resident now
+  t.data = mapped;
+  const std::unique_ptr<ktx::ops::cpu::RepackedTensor> from_file =
+      ktx::ops::cpu::RepackedTensor::make(t, 2);
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> resident((bytes.size() + page - 1) / page);
+  REQUIRE(::mincore(map, bytes.size(), resident.data()) == 0);
+  const auto kept =
+      std::count_if(resident.begin(), resident.end(), [](unsigned char c) { return c & 1; });
+  if (cpu::gemm_tiles_fn(TensorType::Q8_0) != nullptr && from_file != nullptr) {
+    // Best effort on the kernel's side (MADV_PAGEOUT needs Linux 5.4): say so, do not fail.
+    if (kept == static_cast<std::ptrdiff_t>(resident.size()))
+      WARN("MADV_PAGEOUT released none of the file's pages on this kernel");
+    INFO(kept << " of " << resident.size() << " pages still resident");
+  } else {
+    CHECK(kept == static_cast<std::ptrdiff_t>(resident.size()));  // nothing handed back
+  }
+  CHECK(std::memcmp(mapped, bytes.data(), bytes.size()) == 0);
+  ::munmap(map, bytes.size());
 }
 
 TEST_CASE("RepackedTensor: decode's dot reads the tiles, exactly the reference",

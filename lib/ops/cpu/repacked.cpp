@@ -3,9 +3,11 @@
 
 #include <fmt/format.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <mutex>
 #include <span>
@@ -13,12 +15,30 @@
 #include <thread>
 #include <vector>
 
+#include "kernels/cpu/gemm.h"
 #include "ktx/error.h"
 #include "ktx/quant.h"
 #include "quant/row_tiles.h"
 #include "runtime/thread_pool.h"
 
 namespace ktx::ops::cpu {
+namespace {
+
+// Hands the whole pages inside [data, data + bytes) back to the kernel (MADV_PAGEOUT).
+void release_pages(const uint8_t* data, uint64_t bytes) {
+#ifdef MADV_PAGEOUT
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
+  const auto end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
+  // Best effort: a kernel without MADV_PAGEOUT (before Linux 5.4) says EINVAL and keeps them.
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_PAGEOUT);
+#else
+  (void)data;
+  (void)bytes;
+#endif
+}
+
+}  // namespace
 
 bool RepackedTensor::accepts(const gguf::TensorInfo& t) {
   if (kernels::cpu::vec_dot_tiles_fn(t.type) == nullptr) return false;
@@ -71,6 +91,14 @@ std::unique_ptr<RepackedTensor> RepackedTensor::make(const gguf::TensorInfo& t, 
   }
   pack(0);
   for (std::thread& th : pool) th.join();
+  // Where batches read the copy too (a tile GEMM for the type), nothing reads the file's pages of
+  // this tensor again: hand them back to the kernel now, so that the copy replaces them in memory
+  // instead of adding to them, and memory pressure evicts the right pages (on the 27-layer V2-Lite
+  // file the copy and the file together filled the machine, and the first prefills re-read
+  // evicted pages of the tensors still read from the file). MADV_PAGEOUT drops clean file pages
+  // that only this process maps; it never changes contents (anonymous memory goes to swap or
+  // stays), so a later read of these rows, by any path, simply faults them back in.
+  if (kernels::cpu::gemm_tiles_fn(t.type) != nullptr) release_pages(t.data, t.n_bytes);
   return out;
 }
 
