@@ -4,33 +4,10 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "ops/cpu/common.h"
 #include "runtime/kv_cache.h"
 
 namespace ktx::ops::cpu {
-
-// Four floats in one vector register of the baseline ISA (SSE2 on x86-64, NEON on arm64). These
-// loops are written with explicit vectors because -O2 leaves axpy_f32 scalar (GCC's cheap
-// vectorizer adds no remainder loop or aliasing check): MLA decode took 21 ms per token with it
-// scalar, 17 ms with these vectors (8-layer V2-Lite-width model, 576 positions, 2 threads, same
-// load). Each lane does exactly what the scalar code did, so results are unchanged. The products
-// over the cache have since moved to the tier kernels of kernels/cpu/attention.h (MLA prefill's
-// last per-query loops on 2026-11-29); what is left here is MLA decode's merging of split-KV runs.
-using F32x4 = float __attribute__((vector_size(16)));
-
-inline F32x4 load4(const float* p) {
-  F32x4 v;
-  __builtin_memcpy(&v, p, sizeof v);
-  return v;
-}
-inline void store4(float* p, F32x4 v) { __builtin_memcpy(p, &v, sizeof v); }
-
-// y += a·x over n values.
-inline void axpy_f32(float a, const float* x, float* y, int64_t n) {
-  const F32x4 av = {a, a, a, a};
-  int64_t i = 0;
-  for (; i + 4 <= n; i += 4) store4(y + i, load4(y + i) + av * load4(x + i));
-  for (; i < n; ++i) y[i] += a * x[i];
-}
 
 // y = y·s + x over n values (a running sum rescaled to a new maximum, then a run's sum added).
 inline void scale_add_f32(float s, const float* x, float* y, int64_t n) {

@@ -469,7 +469,7 @@ void Experts::down_task(Run& run, int64_t task) const {
         d.dot(r, count, run.hidden_q.row(j), y);
         float* o = out + run.token[static_cast<size_t>(j)] * n_embd_ + r;
         const float wj = run.weight[static_cast<size_t>(j)];
-        for (int64_t i = 0; i < count; ++i) o[i] += wj * y[i];
+        axpy_f32(wj, y, o, count);
       }
     }
   }
@@ -509,7 +509,7 @@ void Experts::down_task_gemm(Run& run, int64_t r0, int64_t r1) const {
       float* o = run.out + run.token[static_cast<size_t>(j0 + j)] * n_embd_ + r0;
       const float wj = run.weight[static_cast<size_t>(j0 + j)];
       const float* yj = y.data() + j * rows;
-      for (int64_t k = 0; k < rows; ++k) o[k] += wj * yj[k];
+      axpy_f32(wj, yj, o, rows);  // the same steps per element as decode's sum in wait()
     }
   }
 }
@@ -528,7 +528,7 @@ void Experts::wait(ExecContext& ctx) {
       const float* y = run->expert_out.data() + a * static_cast<size_t>(n_embd_);
       for (int64_t jj = run->first[a]; jj < run->first[a + 1]; ++jj) {
         const float wj = run->weight[static_cast<size_t>(jj)];
-        for (int64_t i = 0; i < n_embd_; ++i) out[i] += wj * y[i];
+        axpy_f32(wj, y, out, n_embd_);
       }
     }
   }
