@@ -40,6 +40,8 @@
 namespace ktx::kernels::cpu::avx512 {
 namespace {
 
+#include "kernels/cpu/q4_K_tiles_avx512.inc"
+
 using quant::BlockQ8_0;
 using quant::BlockQ8_K;
 using quant::kQK8_0;
@@ -160,10 +162,6 @@ void q4_K_tile_panels(int64_t nb, const uint8_t* tile, Panels<kPanels> panels,
                       __m512 (&acc)[Panels<kPanels>::kN]) {
   constexpr int kN = Panels<kPanels>::kN;
   const __m512i m4 = _mm512_set1_epi8(0x0F);
-  const __m512i m6 = _mm512_set1_epi32(0x3F);
-  const __m512i m15 = _mm512_set1_epi32(0x0F);
-  const __m512i m30 = _mm512_set1_epi32(0x30);
-  const __m512i pair_mask = _mm512_set1_epi32(0x003F003F);
   for (int t = 0; t < kN; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t ib = 0; ib < nb; ++ib) {
     const uint8_t* u = tile + static_cast<size_t>(ib) * kQ4KUnit;
@@ -175,17 +173,8 @@ void q4_K_tile_panels(int64_t nb, const uint8_t* tile, Panels<kPanels> panels,
     // not unrolled (unrolled for 16 tokens it was ~14 KB of code, which the core could not
     // decode as fast as it ran: 44% of the int8 peak against 55% for one 8-token panel), so
     // each iteration takes its scale as vpdpwssd's memory operand.
-    alignas(64) __m512i scales[8] = {
-        _mm512_and_si512(c, m6),
-        _mm512_and_si512(_mm512_srli_epi32(c, 6), m6),
-        _mm512_and_si512(_mm512_srli_epi32(c, 12), m6),
-        _mm512_and_si512(_mm512_srli_epi32(c, 18), m6),
-        _mm512_and_si512(_mm512_srli_epi32(c, 24), m6),
-        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(a, 12), m15),
-                        _mm512_and_si512(_mm512_srli_epi32(c, 26), m30)),
-        _mm512_or_si512(_mm512_srli_epi32(a, 28), _mm512_and_si512(_mm512_srli_epi32(b, 8), m30)),
-        _mm512_or_si512(_mm512_srli_epi32(b, 28), _mm512_and_si512(_mm512_srli_epi32(b, 10), m30)),
-    };
+    alignas(64) __m512i scales[8];
+    q4_K_tile_scales(a, b, c, scales);
     __m512i isum[kN];
     for (int t = 0; t < kN; ++t) isum[t] = _mm512_setzero_si512();
 #pragma GCC unroll 1
@@ -224,9 +213,8 @@ void q4_K_tile_panels(int64_t nb, const uint8_t* tile, Panels<kPanels> panels,
     }
     // msum = Σ_j min_j · (sum of sub-block j's quants): pairs of mins against the panel's pairs
     // of sums, 16 bits each.
-    const __m512i mins[4] = {
-        _mm512_and_si512(a, pair_mask), _mm512_and_si512(_mm512_srli_epi32(a, 6), pair_mask),
-        _mm512_and_si512(b, pair_mask), _mm512_and_si512(_mm512_srli_epi32(b, 6), pair_mask)};
+    __m512i mins[4];
+    q4_K_tile_min_pairs(a, b, mins);
     const __m512 d = halves16(u), dmin = halves16(u + 32);
 #pragma GCC unroll 16
     for (int t = 0; t < kN; ++t) {

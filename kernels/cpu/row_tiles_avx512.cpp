@@ -22,6 +22,8 @@
 namespace ktx::kernels::cpu::avx512 {
 namespace {
 
+#include "kernels/cpu/q4_K_tiles_avx512.inc"
+
 using quant::BlockQ8_0;
 using quant::BlockQ8_K;
 using quant::kQK_K;
@@ -49,23 +51,10 @@ inline __m512 halves16(const uint8_t* p) {
 inline void q4_K_unit(const uint8_t* u, const BlockQ8_K& y, __m512i& isum, __m512i& msum) {
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   const __m512i mf0 = _mm512_set1_epi8(static_cast<char>(0xF0));
-  const __m512i m6 = _mm512_set1_epi32(0x3F);
-  const __m512i m15 = _mm512_set1_epi32(0x0F);
-  const __m512i m30 = _mm512_set1_epi32(0x30);
-  const __m512i pair_mask = _mm512_set1_epi32(0x003F003F);
   // Row r's scale words (row_tiles.h) in lane r.
   const __m512i a = load64(u + 64), b = load64(u + 128), c = load64(u + 192);
-  const __m512i scale[8] = {
-      _mm512_and_si512(c, m6),
-      _mm512_and_si512(_mm512_srli_epi32(c, 6), m6),
-      _mm512_and_si512(_mm512_srli_epi32(c, 12), m6),
-      _mm512_and_si512(_mm512_srli_epi32(c, 18), m6),
-      _mm512_and_si512(_mm512_srli_epi32(c, 24), m6),
-      _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(a, 12), m15),
-                      _mm512_and_si512(_mm512_srli_epi32(c, 26), m30)),
-      _mm512_or_si512(_mm512_srli_epi32(a, 28), _mm512_and_si512(_mm512_srli_epi32(b, 8), m30)),
-      _mm512_or_si512(_mm512_srli_epi32(b, 28), _mm512_and_si512(_mm512_srli_epi32(b, 10), m30)),
-  };
+  __m512i scale[8];
+  q4_K_tile_scales(a, b, c, scale);
   const uint8_t* chunks = u + 256;
   isum = _mm512_setzero_si512();
 #pragma GCC unroll 8
@@ -85,16 +74,16 @@ inline void q4_K_unit(const uint8_t* u, const BlockQ8_K& y, __m512i& isum, __m51
   }
   // msum = Σ_j min_j * q8_K_sum32(j): pairs of mins against pairs of sums, 16 bits each (a sum
   // of 32 int8 fits).
+  __m512i mins[4];
+  q4_K_tile_min_pairs(a, b, mins);
   msum = _mm512_setzero_si512();
 #pragma GCC unroll 4
   for (int p = 0; p < 4; ++p) {
-    const __m512i mins = _mm512_and_si512(
-        p % 2 == 0 ? (p < 2 ? a : b) : _mm512_srli_epi32(p < 2 ? a : b, 6), pair_mask);
     const int32_t even = y.bsums[4 * p] + y.bsums[4 * p + 1];
     const int32_t odd = y.bsums[4 * p + 2] + y.bsums[4 * p + 3];
     const uint32_t sums =
         (static_cast<uint32_t>(even) & 0xFFFF) | (static_cast<uint32_t>(odd) << 16);
-    msum = _mm512_dpwssd_epi32(msum, mins, _mm512_set1_epi32(static_cast<int32_t>(sums)));
+    msum = _mm512_dpwssd_epi32(msum, mins[p], _mm512_set1_epi32(static_cast<int32_t>(sums)));
   }
 }
 
