@@ -40,7 +40,7 @@
 namespace ktx::kernels::cpu::avx512 {
 namespace {
 
-#include "kernels/cpu/q4_K_tiles_avx512.inc"
+#include "kernels/cpu/tile_units_avx512.inc"
 
 using quant::BlockQ8_0;
 using quant::BlockQ8_K;
@@ -271,28 +271,14 @@ void q8_0_tile_panels(int64_t nb, const uint8_t* tile, Panels<kPanels> panels,
 template <int kPanels>
 void q5_0_tile_panels(int64_t nb, const uint8_t* tile, Panels<kPanels> panels,
                       __m512 (&acc)[Panels<kPanels>::kN]) {
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
-  const __m512i sixteen = _mm512_set1_epi8(16);
   for (__m512& v : acc) v = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* u = tile + static_cast<size_t>(b) * kQ5_0Unit;
     prefetch_lines<(kQ5_0Unit + 63) / 64>(u + kLegacyAhead);
-    const uint8_t* masks = u + 32;
-    const uint8_t* chunks = u + 96;
-    // Chunk ch (row_tiles.h): low nibbles = elements 8ch..8ch+3, high = 8ch+4..8ch+7, fifth bits
-    // in masks 2ch and 2ch + 1: the stored 5-bit codes, element order 4c..4c+3 for w[c].
+    // w[c]: elements 4c..4c+3 of each row, the stored 5-bit codes (tile_units_avx512.inc).
     __m512i w[8];
 #pragma GCC unroll 4
-    for (int ch = 0; ch < 4; ++ch) {
-      uint64_t mlo, mhi;
-      std::memcpy(&mlo, masks + 16 * ch, 8);
-      std::memcpy(&mhi, masks + 16 * ch + 8, 8);
-      const __m512i q = load64(chunks + 64 * ch);
-      const __m512i lo = _mm512_and_si512(q, m4);
-      const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-      w[2 * ch] = _mm512_mask_add_epi8(lo, _cvtu64_mask64(mlo), lo, sixteen);
-      w[2 * ch + 1] = _mm512_mask_add_epi8(hi, _cvtu64_mask64(mhi), hi, sixteen);
-    }
+    for (int ch = 0; ch < 4; ++ch) q5_0_tile_codes(u, ch, w[2 * ch], w[2 * ch + 1]);
     legacy_block(w, u, panels, static_cast<size_t>(b) * kLegacyPanelUnit, acc);
   }
 }

@@ -22,7 +22,7 @@
 namespace ktx::kernels::cpu::avx512 {
 namespace {
 
-#include "kernels/cpu/q4_K_tiles_avx512.inc"
+#include "kernels/cpu/tile_units_avx512.inc"
 
 using quant::BlockQ8_0;
 using quant::BlockQ8_K;
@@ -129,21 +129,11 @@ inline __m512i q6_K_unit(const uint8_t* u, const BlockQ8_K& y) {
 
 // One Q5_0 unit (block b of 16 rows): the reference's isum per lane. ysum: Σ y.qs.
 inline __m512i q5_0_unit(const uint8_t* u, const BlockQ8_0& y, int32_t ysum) {
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
-  const __m512i sixteen = _mm512_set1_epi8(16);
-  const uint8_t* masks = u + 32;
-  const uint8_t* chunks = u + 96;
   __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
   for (int ch = 0; ch < 4; ++ch) {
-    uint64_t mlo, mhi;
-    std::memcpy(&mlo, masks + 16 * ch, 8);
-    std::memcpy(&mhi, masks + 16 * ch + 8, 8);
-    const __m512i q = load64(chunks + 64 * ch);
-    __m512i lo = _mm512_and_si512(q, m4);
-    __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-    lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(mlo), lo, sixteen);
-    hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(mhi), hi, sixteen);
+    __m512i lo, hi;
+    q5_0_tile_codes(u, ch, lo, hi);
     s0 = _mm512_dpbusd_epi32(s0, lo, bcast4(y.qs + 8 * ch));
     s1 = _mm512_dpbusd_epi32(s1, hi, bcast4(y.qs + 8 * ch + 4));
   }
