@@ -106,11 +106,14 @@ class Experts final : public ExpertsOp {
     std::vector<float> weight;
     QuantizedRows x_gate, x_up;  // x quantized for gate / up (x_up unused when types agree)
     bool x_shared = false;
-    std::vector<float> hidden;  // [n_assign][n_ff]: silu(gate x) * up x
-    std::vector<float> up_x;    // one token: [n_active][n_ff], up x before SiLU·mul
-    QuantizedRows hidden_q;     // the same, quantized for down
-    int64_t up_block = 0;       // n_ff_exp rows per up task
-    int64_t up_blocks = 0;      // up tasks per active expert
+    // [n_assign][n_ff]: silu(gate x) * up x. Not zeroed (make_unique_for_overwrite): the up tasks
+    // write every element before it is read (zeroing was a pass over 17 MB per MoE layer at 512
+    // tokens).
+    std::unique_ptr<float[]> hidden;
+    std::vector<float> up_x;  // one token: [n_active][n_ff], up x before SiLU·mul
+    QuantizedRows hidden_q;   // the same, quantized for down
+    int64_t up_block = 0;     // n_ff_exp rows per up task
+    int64_t up_blocks = 0;    // up tasks per active expert
     int64_t n_up_tasks = 0;
     std::unique_ptr<std::atomic<int64_t>[]> blocks_left;  // per active expert
     // Per active expert: 1 once its hidden rows are quantized (and packed) for the down pass, or
@@ -287,7 +290,7 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
   run->x_gate.quantize(&pool, g0.dot_type, n, n_embd_, x, n_embd_);
   run->x_shared = u0.dot_type == g0.dot_type;
   if (!run->x_shared) run->x_up.quantize(&pool, u0.dot_type, n, n_embd_, x, n_embd_);
-  run->hidden.resize(static_cast<size_t>(n_assign * n_ff_));
+  run->hidden = std::make_unique_for_overwrite<float[]>(static_cast<size_t>(n_assign * n_ff_));
   run->hidden_q.resize(down_[0].dot_type, n_assign, n_ff_);
 
   const auto n_active = static_cast<int64_t>(run->active.size());
@@ -409,7 +412,7 @@ void Experts::up_task(Run& run, int64_t task) const {
   try {
     if (run.n == 1) {
       // One token: the block's gate rows, then its up rows, each in one kernel call.
-      float* h = run.hidden.data() + j0 * n_ff_;
+      float* h = run.hidden.get() + j0 * n_ff_;
       float* uv = run.up_x.data() + a * n_ff_;
       g.dot(r0, r1 - r0, run.x_gate.row(0), h + r0);
       u.dot(r0, r1 - r0, xu.row(0), uv + r0);
@@ -424,7 +427,7 @@ void Experts::up_task(Run& run, int64_t task) const {
           const int32_t t = run.token[static_cast<size_t>(j)];
           g.dot(r, count, run.x_gate.row(t), gv);
           u.dot(r, count, xu.row(t), uv);
-          float* h = run.hidden.data() + j * n_ff_ + r;
+          float* h = run.hidden.get() + j * n_ff_ + r;
           silu_mul(gv, uv, h, count);
         }
       }
@@ -444,7 +447,7 @@ void Experts::finish_expert(Run& run, int64_t a) const {
   // One token routed to an expert more than once still has one hidden row (decode_down_task
   // reads it; wait() weights it once per route).
   const int64_t j1 = run.n == 1 ? j0 + 1 : run.first[i + 1];
-  for (int64_t j = j0; j < j1; ++j) run.hidden_q.quantize_row(j, run.hidden.data() + j * n_ff_);
+  for (int64_t j = j0; j < j1; ++j) run.hidden_q.quantize_row(j, run.hidden.get() + j * n_ff_);
   if (run.gemm) run.hidden_panels[i].pack(nullptr, run.down_gemm, run.hidden_q, j1 - j0, j0);
   mark_ready(run, a);
 }
@@ -481,7 +484,7 @@ void Experts::up_task_gemm(Run& run, int64_t a, int64_t r0, int64_t r1) const {
   const int64_t j0 = run.first[i], count = run.first[i + 1] - j0;
   const GemmPanels& xu = run.xu_panels_own ? run.xu_panels[i] : run.x_panels[i];
   // Gate straight into the expert's hidden rows, up beside it, then SiLU·mul in place.
-  float* h = run.hidden.data() + j0 * n_ff_;
+  float* h = run.hidden.get() + j0 * n_ff_;
   const int64_t rows = r1 - r0;
   std::vector<float> u(static_cast<size_t>(count * rows));
   gemm_rows(run.gate_gemm, gate_[static_cast<size_t>(e)], r0, r1, run.x_panels[i], 0, count, h + r0,
