@@ -122,7 +122,8 @@ template <int kPanels>
 struct Panels {
   static constexpr int kN = kTokens * kPanels;
   const uint8_t* base[kPanels];
-  // Token t's unit `offset` bytes into each panel's unit, at slot t % 8 (strides in bytes).
+  // Byte `offset` of the panel that holds token t (the caller's offset includes the token's
+  // place, t % 8, within the panel's unit).
   const uint8_t* unit(int t, size_t offset) const { return base[t / kTokens] + offset; }
 };
 
@@ -171,8 +172,8 @@ void q4_K_tile_panels(int64_t nb, const uint8_t* tile, Panels<kPanels> panels,
     const uint8_t* chunks = u + 256;
     // The 8 sub-blocks' scales, row r's in lane r, through memory: the sub-block loop below is
     // not unrolled (unrolled for 16 tokens it was ~14 KB of code, which the core could not
-    // decode as fast as it ran: 44% of the int8 peak against 55% for one 8-token panel), so
-    // each iteration takes its scale as vpdpwssd's memory operand.
+    // decode as fast as it ran: 44% of the int8 peak, against 60% so), so each iteration takes
+    // its scale from here.
     alignas(64) __m512i scales[8];
     q4_K_tile_scales(a, b, c, scales);
     __m512i isum[kN];
