@@ -26,7 +26,9 @@ struct ModuleCost {
 
   uint64_t weight_bytes = 0;  // resident weights
   uint64_t kv_bytes = 0;      // attention: the KV cache for ctx tokens, kept where it runs
-  uint64_t repack_bytes = 0;  // the copy option repack makes on this CPU (ops/cpu/repacked.h)
+  // The memory option repack adds on this CPU: its copies whose file pages stay mapped beside
+  // them (ops/cpu/repacked.h, repack_added_bytes; the others replace their pages).
+  uint64_t repack_bytes = 0;
 
   // Per decode token, at context ctx.
   double weight_bytes_read =

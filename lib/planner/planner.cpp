@@ -149,8 +149,8 @@ PlanReport evaluate_plan(const exec::Plan& plan, const std::vector<ModuleCost>& 
       parts.push_back({p.generate_device, p.prefill_device, 1.0, hit, c.weight_bytes, gname});
     }
 
-    // Option repack on the CPU: the operator keeps a copy of its matrices beside the mapping
-    // (all of them, also the experts another device serves).
+    // Option repack on the CPU: the operator keeps a copy of its matrices (all of them, also the
+    // experts another device serves); the copies whose file pages stay mapped add to the memory.
     if (p.generate_device.kind == DeviceKind::kCpu && ops::cpu::parse_repack(p.options) == true) {
       parts.back().resident += c.repack_bytes;
     }

@@ -47,6 +47,10 @@ bool RepackedTensor::accepts(const gguf::TensorInfo& t) {
   return rows > 0 && slabs > 0 && rows % quant::kTileRows == 0;
 }
 
+bool RepackedTensor::replaces_file_pages(const gguf::TensorInfo& t) {
+  return accepts(t) && kernels::cpu::gemm_tiles_fn(t.type) != nullptr;
+}
+
 std::unique_ptr<RepackedTensor> RepackedTensor::make(const gguf::TensorInfo& t, int threads) {
   if (t.data == nullptr || !accepts(t)) return nullptr;
   const kernels::cpu::VecDotTilesFn fn = kernels::cpu::vec_dot_tiles_fn(t.type);
@@ -98,7 +102,7 @@ std::unique_ptr<RepackedTensor> RepackedTensor::make(const gguf::TensorInfo& t, 
   // evicted pages of the tensors still read from the file). MADV_PAGEOUT drops clean file pages
   // that only this process maps; it never changes contents (anonymous memory goes to swap or
   // stays), so a later read of these rows, by any path, simply faults them back in.
-  if (kernels::cpu::gemm_tiles_fn(t.type) != nullptr) release_pages(t.data, t.n_bytes);
+  if (replaces_file_pages(t)) release_pages(t.data, t.n_bytes);
   return out;
 }
 
@@ -179,6 +183,16 @@ uint64_t repacked_bytes(const model::ModuleDesc& m) {
   for (std::string_view role : repack_roles(m.kind)) {
     const gguf::TensorInfo* t = m.find_weight(role);
     if (t != nullptr && RepackedTensor::accepts(*t)) bytes += t->n_bytes;
+  }
+  return bytes;
+}
+
+uint64_t repack_added_bytes(const model::ModuleDesc& m) {
+  uint64_t bytes = 0;
+  for (std::string_view role : repack_roles(m.kind)) {
+    const gguf::TensorInfo* t = m.find_weight(role);
+    if (t != nullptr && RepackedTensor::accepts(*t) && !RepackedTensor::replaces_file_pages(*t))
+      bytes += t->n_bytes;
   }
   return bytes;
 }

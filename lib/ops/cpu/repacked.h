@@ -9,9 +9,9 @@
 // kernel gives them) and the time to write it at load. The file stays mapped. A tensor that
 // batches read through the tiles is never read from the file again, so make() hands its file
 // pages back to the kernel (MADV_PAGEOUT): the copy replaces them in memory (the 27-layer
-// V2-Lite file: `ktx bench`'s maximum RSS 20.2 -> 11.3 GB, the same as without the option). The matrices without a tile GEMM
-// (Q6_K on AMD CPUs) keep their pages: batches still read them from the file. Off by default;
-// memory-mapped weights without a copy stay the rule.
+// V2-Lite file: `ktx bench`'s maximum RSS 20.2 -> 11.3 GB, the same as without the option). The
+// matrices without a tile GEMM (Q6_K on AMD CPUs) keep their pages: batches still read them from
+// the file. Off by default; memory-mapped weights without a copy stay the rule.
 #pragma once
 
 #include <cstddef>
@@ -40,6 +40,9 @@ class RepackedTensor {
   static std::unique_ptr<RepackedTensor> make(const gguf::TensorInfo& t, int threads);
   // Whether make() would repack `t` on this CPU: its type, shape and row count (not its data).
   static bool accepts(const gguf::TensorInfo& t);
+  // Whether make() would also hand t's file pages back to the kernel, the copy replacing them in
+  // memory: accepted, and batches read the copy too (a tile GEMM for the type on this CPU).
+  static bool replaces_file_pages(const gguf::TensorInfo& t);
 
   RepackedTensor(const RepackedTensor&) = delete;
   RepackedTensor& operator=(const RepackedTensor&) = delete;
@@ -78,8 +81,10 @@ std::span<const std::string_view> repack_roles(model::ModuleKind kind);
 std::vector<std::unique_ptr<RepackedTensor>> repack_module(
     const model::ModuleDesc& m, std::initializer_list<std::span<WeightMatrix>> matrices);
 
-// The bytes repack_module copies for m on this CPU (0 where the CPU has no tile kernels), for the
-// planner's memory estimate.
+// The bytes repack_module copies for m on this CPU (0 where the CPU has no tile kernels).
 uint64_t repacked_bytes(const model::ModuleDesc& m);
+// Of those, the bytes whose file pages stay mapped beside the copy (matrices without a tile GEMM,
+// RepackedTensor::replaces_file_pages): the memory the option adds, for the planner's estimate.
+uint64_t repack_added_bytes(const model::ModuleDesc& m);
 
 }  // namespace ktx::ops::cpu
