@@ -70,6 +70,10 @@ struct AffineRows {
 // which is built without -m flags).
 int affine_code(const AffineRows& a, int64_t r, int64_t c);
 float affine_element(const AffineRows& a, int64_t r, int64_t c);
+// out[r · width + c] = A(r, c) for r < rows, c < width: affine_element row by row, in its
+// translation unit (MLA prefill decodes every head's W_UK / W_UV this way per batch: one call
+// per element from outside took 2-3% of a 512-token prefill).
+void affine_decode_rows(const AffineRows& a, int64_t rows, int64_t width, float* out);
 
 // q_lat = W_UKᵀ q_nope:  o[c] = Σ_r w[r] · A(r, c)  for c < width (a multiple of `group`).
 // The SIMD tiers take each scale out of its group's sum (Σ_r (w[r]·scale)·code + Σ_r

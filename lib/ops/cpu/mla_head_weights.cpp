@@ -104,34 +104,8 @@ float AffineMatrix::at(int64_t r, int64_t c) const {
 }
 
 // As at(), a row at a time: the naive form decodes every head's rows for each prefill batch.
-// Group by group with the codes read in place (one call of affine_element per element was 2-3%
-// of a 512-token prefill); each element is still the rounded product, then the rounded sum.
 void AffineMatrix::decode_rows(int64_t first_row, int64_t n, float* out) const {
-  const kernels::cpu::AffineRows a = rows_from(0);
-  const bool nibbles = a.codes == kernels::cpu::AffineCodes::kNibbles;
-  for (int64_t r = first_row; r < first_row + n; ++r) {
-    const int8_t* row = a.code + static_cast<size_t>(r) * a.ldc;
-    for (int64_t c0 = 0; c0 < width; c0 += a.group) {
-      const size_t g = static_cast<size_t>(r) * a.lds + static_cast<size_t>(c0 / a.group);
-      const float group_scale = a.scale[g];
-      int group_codes[32];
-      for (int j = 0; j < a.group; ++j) {
-        if (!nibbles) {
-          group_codes[j] = row[c0 + j];
-        } else {  // group 32: byte j holds element j (low 4 bits) and j + 16 (high 4 bits)
-          const auto byte = static_cast<uint8_t>(row[c0 / 2 + j % 16]);
-          group_codes[j] = (j < 16 ? byte & 15 : byte >> 4) - a.bias;
-        }
-      }
-      if (a.offset != nullptr) {
-        const float group_offset = a.offset[g];
-        for (int j = 0; j < a.group; ++j)
-          *out++ = group_scale * static_cast<float>(group_codes[j]) + group_offset;
-      } else {
-        for (int j = 0; j < a.group; ++j) *out++ = group_scale * static_cast<float>(group_codes[j]);
-      }
-    }
-  }
+  kernels::cpu::affine_decode_rows(rows_from(first_row), n, width, out);
 }
 
 MlaHeadWeights::MlaHeadWeights(const gguf::TensorInfo* kv_b, const gguf::TensorInfo* k_b,
