@@ -206,15 +206,17 @@ int main(int argc, char** argv) {
     // panels in L1).
     const kb::HugeBuffer panels(panel_bytes * static_cast<size_t>(n_panels));
     uint8_t* const panel_data = panels.data;
-    auto pack_all = [&] {
+    // Every panel of the tokens, packed by `fn` into `bytes`-sized panels at `dst`.
+    auto pack_panels = [&](cpu::GemmPackFn fn, size_t bytes, uint8_t* dst) {
       for (int64_t p = 0; p < n_panels; ++p) {
         const void* ptr[cpu::kGemmTokens];
         const int64_t count = std::min<int64_t>(cpu::kGemmTokens, s->tokens - p * cpu::kGemmTokens);
         for (int64_t i = 0; i < count; ++i)
           ptr[i] = y.data() + (p * cpu::kGemmTokens + i) * y_bytes;
-        pack(s->cols, ptr, count, panel_data + p * panel_bytes);
+        fn(s->cols, ptr, count, dst + p * bytes);
       }
     };
+    auto pack_all = [&] { pack_panels(pack, panel_bytes, panel_data); };
     if (gemm != nullptr) pack_all();
 
     // The same weights as row tiles, and the tile kernels' panels.
@@ -232,15 +234,7 @@ int main(int argc, char** argv) {
     }
     const kb::HugeBuffer tile_panels(std::max<size_t>(1, tile_panel_bytes) *
                                      static_cast<size_t>(n_panels));
-    auto pack_all_tiles = [&] {
-      for (int64_t p = 0; p < n_panels; ++p) {
-        const void* ptr[cpu::kGemmTokens];
-        const int64_t count = std::min<int64_t>(cpu::kGemmTokens, s->tokens - p * cpu::kGemmTokens);
-        for (int64_t i = 0; i < count; ++i)
-          ptr[i] = y.data() + (p * cpu::kGemmTokens + i) * y_bytes;
-        pack_tiles(s->cols, ptr, count, tile_panels.data + p * tile_panel_bytes);
-      }
-    };
+    auto pack_all_tiles = [&] { pack_panels(pack_tiles, tile_panel_bytes, tile_panels.data); };
     if (gemm_tiles != nullptr) pack_all_tiles();
 
     const cpu::VecDotFn dot = cpu::vec_dot_fn(s->type);

@@ -197,41 +197,37 @@ GemmPackFn gemm_pack_fn(TensorType dot_type) {
   return gemm_enabled() ? isa_gemm_pack(selected_isa(), dot_type) : nullptr;
 }
 
-GemmTilesFn isa_gemm_tiles(Isa isa, [[maybe_unused]] TensorType t) {
-  if (!isa_available(isa) || isa != Isa::kAvx512Vnni) return nullptr;
+namespace {
+
+// A tier's tile GEMM for a weight type and its packer, which come together: AVX-512 VNNI only.
+struct TileGemm {
+  GemmTilesFn gemm = nullptr;
+  GemmPackFn pack = nullptr;
+};
+
+TileGemm isa_tile_gemm(Isa isa, [[maybe_unused]] TensorType t) {
+  if (!isa_available(isa) || isa != Isa::kAvx512Vnni) return {};
 #if KTX_CPU_KERNELS_AVX512
   switch (t) {
     case T::Q4_K:
-      return avx512::gemm_tiles_q4_K;
+      return {avx512::gemm_tiles_q4_K, avx512::gemm_tiles_q4_K_pack};
     case T::Q5_0:
-      return avx512::gemm_tiles_q5_0;
+      return {avx512::gemm_tiles_q5_0, avx512::gemm_tiles_q5_0_pack};
     case T::Q8_0:
-      return avx512::gemm_tiles_q8_0;
+      return {avx512::gemm_tiles_q8_0, avx512::gemm_tiles_q8_0_pack};
     default:
-      return nullptr;
+      return {};
   }
 #else
-  return nullptr;
+  return {};
 #endif
 }
 
-GemmPackFn isa_gemm_tiles_pack(Isa isa, [[maybe_unused]] TensorType t) {
-  if (!isa_available(isa) || isa != Isa::kAvx512Vnni) return nullptr;
-#if KTX_CPU_KERNELS_AVX512
-  switch (t) {
-    case T::Q4_K:
-      return avx512::gemm_tiles_q4_K_pack;
-    case T::Q5_0:
-      return avx512::gemm_tiles_q5_0_pack;
-    case T::Q8_0:
-      return avx512::gemm_tiles_q8_0_pack;
-    default:
-      return nullptr;
-  }
-#else
-  return nullptr;
-#endif
-}
+}  // namespace
+
+GemmTilesFn isa_gemm_tiles(Isa isa, TensorType t) { return isa_tile_gemm(isa, t).gemm; }
+
+GemmPackFn isa_gemm_tiles_pack(Isa isa, TensorType t) { return isa_tile_gemm(isa, t).pack; }
 
 GemmTilesFn gemm_tiles_fn(TensorType weight_type) {
   return gemm_enabled() ? isa_gemm_tiles(selected_isa(), weight_type) : nullptr;

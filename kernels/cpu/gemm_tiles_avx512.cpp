@@ -306,35 +306,32 @@ void pack_legacy(int64_t n, const void* const* yv, int64_t count, void* panel, i
 
 }  // namespace
 
-// The step body for a kernel: kernel<1> or kernel<2> by the step's panels.
-#define KTX_TILE_STEP(kernel)                                              \
-  [nb](const uint8_t* tile, auto step, auto& acc) {                        \
-    kernel<sizeof(step.base) / sizeof(step.base[0])>(nb, tile, step, acc); \
-  }
-
 void gemm_tiles_q4_K(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
                      const void* panels, int64_t tokens, float* out, size_t ldo) {
   const int64_t nb = n / kQK_K;
   for_tiles_and_panels(tiles, tile_stride, n_tiles, panels, static_cast<size_t>(nb) * kQ4KPanelUnit,
-                       tokens, out, ldo, KTX_TILE_STEP(q4_K_tile_panels));
+                       tokens, out, ldo, [nb](const uint8_t* tile, auto step, auto& acc) {
+                         q4_K_tile_panels(nb, tile, step, acc);
+                       });
 }
 
 void gemm_tiles_q5_0(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
                      const void* panels, int64_t tokens, float* out, size_t ldo) {
   const int64_t nb = n / kQK8_0;
-  for_tiles_and_panels(tiles, tile_stride, n_tiles, panels,
-                       static_cast<size_t>(nb) * kLegacyPanelUnit, tokens, out, ldo,
-                       KTX_TILE_STEP(q5_0_tile_panels));
+  for_tiles_and_panels(
+      tiles, tile_stride, n_tiles, panels, static_cast<size_t>(nb) * kLegacyPanelUnit, tokens, out,
+      ldo,
+      [nb](const uint8_t* tile, auto step, auto& acc) { q5_0_tile_panels(nb, tile, step, acc); });
 }
 
 void gemm_tiles_q8_0(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
                      const void* panels, int64_t tokens, float* out, size_t ldo) {
   const int64_t nb = n / kQK8_0;
-  for_tiles_and_panels(tiles, tile_stride, n_tiles, panels,
-                       static_cast<size_t>(nb) * kLegacyPanelUnit, tokens, out, ldo,
-                       KTX_TILE_STEP(q8_0_tile_panels));
+  for_tiles_and_panels(
+      tiles, tile_stride, n_tiles, panels, static_cast<size_t>(nb) * kLegacyPanelUnit, tokens, out,
+      ldo,
+      [nb](const uint8_t* tile, auto step, auto& acc) { q8_0_tile_panels(nb, tile, step, acc); });
 }
-#undef KTX_TILE_STEP
 
 void gemm_tiles_q4_K_pack(int64_t n, const void* const* yv, int64_t count, void* panel) {
   const int64_t nb = n / kQK_K;

@@ -66,7 +66,7 @@ std::vector<ModuleCost> compute_costs(const std::vector<model::ModuleDesc>& modu
     c.shared_experts = m.kind == ModuleKind::kMlp && m.name.ends_with(".shared_experts");
     const WeightTotals w = weight_totals(m);
     c.weight_bytes = w.bytes;
-    c.repack_bytes = ops::cpu::repack_added_bytes(m);
+    c.repack_added_bytes = ops::cpu::repack_added_bytes(m);
     c.weight_bytes_read = static_cast<double>(w.bytes);
     c.flops = 2.0 * w.elements;
     switch (m.kind) {

@@ -28,7 +28,7 @@ struct ModuleCost {
   uint64_t kv_bytes = 0;      // attention: the KV cache for ctx tokens, kept where it runs
   // The memory option repack adds on this CPU: its copies whose file pages stay mapped beside
   // them (ops/cpu/repacked.h, repack_added_bytes; the others replace their pages).
-  uint64_t repack_bytes = 0;
+  uint64_t repack_added_bytes = 0;
 
   // Per decode token, at context ctx.
   double weight_bytes_read =

@@ -152,7 +152,7 @@ PlanReport evaluate_plan(const exec::Plan& plan, const std::vector<ModuleCost>& 
     // Option repack on the CPU: the operator keeps a copy of its matrices (all of them, also the
     // experts another device serves); the copies whose file pages stay mapped add to the memory.
     if (p.generate_device.kind == DeviceKind::kCpu && ops::cpu::parse_repack(p.options) == true) {
-      parts.back().resident += c.repack_bytes;
+      parts.back().resident += c.repack_added_bytes;
     }
     for (size_t i = 0; i < parts.size(); ++i) {
       const Part& part = parts[i];

@@ -178,23 +178,29 @@ std::vector<std::unique_ptr<RepackedTensor>> repack_module(
   return out;
 }
 
-uint64_t repacked_bytes(const model::ModuleDesc& m) {
+namespace {
+
+// The bytes of m's repack roles that `counts`.
+template <typename Pred>
+uint64_t role_bytes(const model::ModuleDesc& m, Pred counts) {
   uint64_t bytes = 0;
   for (std::string_view role : repack_roles(m.kind)) {
     const gguf::TensorInfo* t = m.find_weight(role);
-    if (t != nullptr && RepackedTensor::accepts(*t)) bytes += t->n_bytes;
+    if (t != nullptr && counts(*t)) bytes += t->n_bytes;
   }
   return bytes;
 }
 
+}  // namespace
+
+uint64_t repacked_bytes(const model::ModuleDesc& m) {
+  return role_bytes(m, [](const gguf::TensorInfo& t) { return RepackedTensor::accepts(t); });
+}
+
 uint64_t repack_added_bytes(const model::ModuleDesc& m) {
-  uint64_t bytes = 0;
-  for (std::string_view role : repack_roles(m.kind)) {
-    const gguf::TensorInfo* t = m.find_weight(role);
-    if (t != nullptr && RepackedTensor::accepts(*t) && !RepackedTensor::replaces_file_pages(*t))
-      bytes += t->n_bytes;
-  }
-  return bytes;
+  return role_bytes(m, [](const gguf::TensorInfo& t) {
+    return RepackedTensor::accepts(t) && !RepackedTensor::replaces_file_pages(t);
+  });
 }
 
 void RepackedTensor::attach(WeightMatrix& w, int64_t slab) const {
