@@ -80,29 +80,24 @@ void GemmPanels::pack(runtime::ThreadPool* pool, const BatchKernel& kernel, cons
 
 void gemm_rows(const BatchKernel& kernel, const WeightMatrix& w, int64_t r0, int64_t r1,
                const GemmPanels& x, int64_t t0, int64_t t1, float* y, int64_t ldy) {
-  if (kernel.tiles != nullptr) {
-    constexpr int64_t kTile = quant::kTileRows;
-    if (r0 % kTile != 0 || (r1 % kTile != 0 && r1 != w.rows)) {
-      throw Error(ErrorCode::kInternal,
-                  fmt::format("{}: rows [{}, {}) are not whole row tiles", w.name(), r0, r1));
-    }
-    const size_t tile_stride = static_cast<size_t>(kTile) * w.row_bytes;
-    for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
-      const int64_t rows = std::min(kRowBlock, r1 - rb);
-      for (int64_t tc = t0; tc < t1; tc += kTokenChunk) {
-        kernel.tiles(w.cols, w.tiles + static_cast<size_t>(rb) * w.row_bytes, tile_stride,
-                     rows / kTile, x.panels_from(tc), std::min(kTokenChunk, t1 - tc),
-                     y + (tc - t0) * ldy + (rb - r0), static_cast<size_t>(ldy));
-      }
-    }
-    return;
+  constexpr int64_t kTile = quant::kTileRows;
+  if (kernel.tiles != nullptr && (r0 % kTile != 0 || (r1 % kTile != 0 && r1 != w.rows))) {
+    throw Error(ErrorCode::kInternal,
+                fmt::format("{}: rows [{}, {}) are not whole row tiles", w.name(), r0, r1));
   }
-  const kc::GemmFn fn = kernel.rows;
   for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
     const int64_t rows = std::min(kRowBlock, r1 - rb);
     for (int64_t tc = t0; tc < t1; tc += kTokenChunk) {
-      fn(w.cols, w.row(rb), w.row_bytes, rows, x.panels_from(tc), std::min(kTokenChunk, t1 - tc),
-         y + (tc - t0) * ldy + (rb - r0), static_cast<size_t>(ldy));
+      const int64_t tokens = std::min(kTokenChunk, t1 - tc);
+      float* out = y + (tc - t0) * ldy + (rb - r0);
+      if (kernel.tiles != nullptr) {
+        kernel.tiles(w.cols, w.tiles + static_cast<size_t>(rb) * w.row_bytes,
+                     static_cast<size_t>(kTile) * w.row_bytes, rows / kTile, x.panels_from(tc),
+                     tokens, out, static_cast<size_t>(ldy));
+      } else {
+        kernel.rows(w.cols, w.row(rb), w.row_bytes, rows, x.panels_from(tc), tokens, out,
+                    static_cast<size_t>(ldy));
+      }
     }
   }
 }
