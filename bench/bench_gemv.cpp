@@ -5,10 +5,12 @@
 //
 // Every product streams its weights from memory, as decode does: the matrix is copied until the
 // copies fill a buffer well above the last-level cache, and each product takes the next copy
-// (the output head, 172 MB, is already far above it). Two variants per shape: "rows", the
-// multi-row kernel the dispatch picked for the type, and "one-row", the one-row kernel called
-// per row (what the K-quants had before their multi-row kernels); they are checked bit for bit
-// against each other before timing. Variants run interleaved within each repeat; ratios of
+// (the output head, 172 MB, is already far above it). Up to three variants per shape: "rows", the
+// multi-row kernel the dispatch picked for the type, "one-row", the one-row kernel called per row
+// (what the K-quants had before their multi-row kernels), and "tiles", the same matrices repacked
+// into row tiles as option repack keeps them, through the tile kernel where the CPU has one; the
+// first two are checked bit for bit against each other before timing, the tiles against the
+// reference's dot of every row. Variants run interleaved within each repeat; ratios of
 // medians from one run are what to trust on a shared machine. The buffers ask for 2 MiB pages, as
 // the bandwidth probe's do; --model FILE takes the output head and the routed experts (cycling
 // through all of them) from a GGUF file instead, with the pages ktx's own mapping gets
@@ -37,6 +39,7 @@
 #include "ktx/tensor_type.h"
 #include "memory_bandwidth.h"
 #include "ops/cpu/linear.h"
+#include "quant/row_tiles.h"
 #include "quant_matrix.h"
 #include "runtime/thread_pool.h"
 
@@ -50,6 +53,8 @@ constexpr const char* kUsage =
     "                  [--json]\n"
     "  decode's matrix-vector products through ops::cpu::matmul on 1..N threads (default: every\n"
     "  CPU), weights streamed from memory; GB/s next to the read bandwidth of as many threads.\n"
+    "  Kernels: the type's multi-row one (rows), one row at a time (one-row), and the matrix\n"
+    "  repacked into row tiles as option repack keeps it (tiles) where the CPU has a tile kernel.\n"
     "  Cases: lm_head (Q6_K 102400x2048), expert_up (Q4_K 1408x2048), expert_down (Q8_0\n"
     "  2048x1408), dense_up (Q4_K 10944x2048), dense_down (Q5_0 2048x10944), shared_down (Q6_K\n"
     "  2048x2816), attn_q (Q4_K 3072x2048), expert_down_q5 (Q5_0 2048x1408), dense_down_q8 (Q8_0\n"
@@ -80,7 +85,24 @@ const Case kCases[] = {
 
 using ktx::bench::HugeBuffer;
 
-ktx::ops::cpu::WeightMatrix matrix_at(const Case& c, const uint8_t* data, bool multi_row) {
+// How a product reads its matrix: the dispatch's multi-row kernel, the one-row kernel per row,
+// or the matrix repacked into row tiles (option repack) through the tile kernel.
+enum class Variant { kRows, kOneRow, kTiles };
+
+const char* variant_name(Variant v) {
+  switch (v) {
+    case Variant::kRows:
+      return "rows";
+    case Variant::kOneRow:
+      return "one-row";
+    case Variant::kTiles:
+      return "tiles";
+  }
+  return "?";
+}
+
+ktx::ops::cpu::WeightMatrix matrix_at(const Case& c, const uint8_t* data, Variant variant) {
+  const bool multi_row = variant != Variant::kOneRow;
   ktx::ops::cpu::WeightMatrix w;
   w.type = c.type;
   w.dot_type = *ktx::quant::vec_dot_type(c.type);
@@ -90,6 +112,10 @@ ktx::ops::cpu::WeightMatrix matrix_at(const Case& c, const uint8_t* data, bool m
   w.data = data;
   w.dot_fn = cpu::vec_dot_fn(c.type);
   w.dot_rows_fn = multi_row ? cpu::vec_dot_rows_fn(c.type) : nullptr;
+  if (variant == Variant::kTiles) {
+    w.tiles = data;
+    w.tiles_fn = cpu::vec_dot_tiles_fn(c.type);
+  }
   return w;
 }
 
@@ -175,6 +201,16 @@ int main(int argc, char** argv) {
       }
       cold = buffer->data;
     }
+    // The same copies repacked into row tiles, where this CPU has a tile kernel for the type
+    // (decode with option repack reads these).
+    std::unique_ptr<HugeBuffer> tiled;
+    if (cpu::vec_dot_tiles_fn(c.type) != nullptr && c.rows % ktx::quant::kTileRows == 0) {
+      tiled = std::make_unique<HugeBuffer>(matrix_bytes * static_cast<size_t>(copies));
+      for (int k = 0; k < copies; ++k) {
+        const size_t off = matrix_bytes * static_cast<size_t>(k);
+        ktx::quant::pack_row_tiles(c.type, c.cols, c.rows, cold + off, tiled->data + off);
+      }
+    }
     const uint8_t* w = cold;
     std::vector<float> x(static_cast<size_t>(c.cols));
     std::normal_distribution<float> normal;
@@ -182,20 +218,31 @@ int main(int argc, char** argv) {
     ktx::ops::cpu::QuantizedRows q;
     q.quantize(nullptr, *ktx::quant::vec_dot_type(c.type), 1, c.cols, x.data(), c.cols);
 
-    std::vector<bool> variants = {true};
-    if (cpu::vec_dot_rows_fn(c.type) != nullptr) variants.push_back(false);
+    std::vector<Variant> variants = {Variant::kRows};
+    if (cpu::vec_dot_rows_fn(c.type) != nullptr) variants.push_back(Variant::kOneRow);
+    if (tiled) variants.push_back(Variant::kTiles);
+    // Each variant's matrices: the file's rows, or their tiles.
+    const auto base = [&](Variant v) { return v == Variant::kTiles ? tiled->data : cold; };
     for (const int threads : thread_sweep(args.threads)) {
       ktx::runtime::ThreadPool pool(threads);
       const double read_gbs = measure_read_bandwidth(probe, threads, 3).best_gbs;
-      // Check: the variants agree bit for bit (both must equal the reference's per-row results).
-      std::vector<float> out(static_cast<size_t>(c.rows)), first(out.size());
+      // Check: the file-layout kernels agree bit for bit; the tiles give the reference's dot
+      // of every row bit for bit (the file-layout kernels add per-block terms in another order).
+      std::vector<float> out(static_cast<size_t>(c.rows)), first(out.size()), ref(out.size());
+      for (int64_t r = 0; r < c.rows; ++r) {
+        ref[static_cast<size_t>(r)] =
+            ktx::quant::vec_dot(c.type, c.cols, w + static_cast<size_t>(r) * row_bytes, q.row(0));
+      }
       for (size_t v = 0; v < variants.size(); ++v) {
         std::fill(out.begin(), out.end(), std::numeric_limits<float>::quiet_NaN());
-        ktx::ops::cpu::matmul(pool, matrix_at(c, w, variants[v]), q, 1, out.data(), c.rows);
+        ktx::ops::cpu::matmul(pool, matrix_at(c, base(variants[v]), variants[v]), q, 1, out.data(),
+                              c.rows);
         if (v == 0) first = out;
-        if (std::memcmp(first.data(), out.data(), out.size() * sizeof(float)) != 0 ||
+        const std::vector<float>& want = variants[v] == Variant::kTiles ? ref : first;
+        if (std::memcmp(want.data(), out.data(), out.size() * sizeof(float)) != 0 ||
             std::any_of(out.begin(), out.end(), [](float f) { return std::isnan(f); })) {
-          std::fprintf(stderr, "MISMATCH: %s rows and one-row kernels differ\n", c.name);
+          std::fprintf(stderr, "MISMATCH: %s: the %s and %s kernels differ\n", c.name,
+                       variant_name(variants[0]), variant_name(variants[v]));
           ++mismatches;
         }
       }
@@ -207,7 +254,8 @@ int main(int argc, char** argv) {
           const auto start = std::chrono::steady_clock::now();
           double elapsed = 0;
           do {
-            const uint8_t* data = cold + (next++ % static_cast<size_t>(copies)) * matrix_bytes;
+            const uint8_t* data =
+                base(variants[v]) + (next++ % static_cast<size_t>(copies)) * matrix_bytes;
             ktx::ops::cpu::matmul(pool, matrix_at(c, data, variants[v]), q, 1, out.data(), c.rows);
             ++passes;
             elapsed =
@@ -220,7 +268,9 @@ int main(int argc, char** argv) {
         const double s = median(seconds[v]);
         const Result r{c.name,
                        std::string(ktx::type_name(c.type)),
-                       variants[v] ? (variants.size() > 1 ? "rows" : "one-row") : "one-row",
+                       variants[v] == Variant::kRows && cpu::vec_dot_rows_fn(c.type) == nullptr
+                           ? "one-row"
+                           : variant_name(variants[v]),
                        threads,
                        c.rows,
                        c.cols,
