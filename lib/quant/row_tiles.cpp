@@ -18,13 +18,19 @@ namespace {
 constexpr int kRows = static_cast<int>(kTileRows);
 
 // A unit's chunks (row_tiles.h) hold 4-bit codes: chunk c, byte 4r + k takes row r's elements
-// 8c + k (low nibble) and 8c + 4 + k (high nibble). Packing moves 4 codes at a time:
+// 8c + k (low nibble) and 8c + 4 + k (high nibble). Packing moves 8 codes at a time:
 
-// The low (high = 0) or high (high = 1) nibbles of the 4 bytes at p, as 4 bytes.
-uint32_t nibbles4(const uint8_t* p, int high) {
-  uint32_t w;
-  std::memcpy(&w, p, 4);
-  return (w >> (4 * high)) & 0x0F0F0F0Fu;
+// Bytes 0..3 of the 8 at p with bytes 4..7 as their high nibbles, from the low (half = 0) or high
+// (half = 1) nibbles of each: the two chunk words of 8 codes that 8 consecutive code bytes hold.
+// Both layouts keep 8 bytes' low nibbles in one chunk word and their high nibbles in another, so
+// packing moves a 64-bit word at a time (a loop over single nibbles ran at ~1.3 GB/s, most of
+// the load time of option repack after the kernel's page clearing).
+uint32_t chunk_word(const uint8_t* p, int half) {
+  uint64_t w;
+  std::memcpy(&w, p, 8);
+  const auto lo = static_cast<uint32_t>(w), hi = static_cast<uint32_t>(w >> 32);
+  return half == 0 ? (lo & 0x0F0F0F0Fu) | ((hi & 0x0F0F0F0Fu) << 4)
+                   : ((lo >> 4) & 0x0F0F0F0Fu) | (hi & 0xF0F0F0F0u);
 }
 void store4(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
 
@@ -42,6 +48,7 @@ void chunks_to_codes(const uint8_t* chunks, int count, int r, uint8_t* codes) {
 // The file's 12 scale bytes of a Q4_K super-block as 8 scales and 8 mins (k4_scale_min), and back.
 // Both sides hold 96 bits, each used once, so the two forms map one to one.
 void k4_decode(const uint8_t* s, int* scale, int* min) {
+#pragma GCC unroll 4
   for (int j = 0; j < 4; ++j) {
     scale[j] = s[j] & 63;
     min[j] = s[j + 4] & 63;
@@ -78,10 +85,14 @@ constexpr Field kScale[5] = {{2, 0, 6}, {2, 6, 6}, {2, 12, 6}, {2, 18, 6}, {2, 2
 constexpr Field kScaleLow[3] = {{0, 12, 4}, {0, 28, 4}, {1, 28, 4}};
 constexpr Field kScaleHigh[3] = {{2, 30, 2}, {1, 12, 2}, {1, 14, 2}};
 
+// Unrolled, so that every field's place is a constant.
 void tile_scales_encode(const int* scale, const int* min, uint32_t* w) {
   w[0] = w[1] = w[2] = 0;
+#pragma GCC unroll 8
   for (int j = 0; j < 8; ++j) set_field(w, kMin[j], static_cast<uint32_t>(min[j]));
+#pragma GCC unroll 5
   for (int j = 0; j < 5; ++j) set_field(w, kScale[j], static_cast<uint32_t>(scale[j]));
+#pragma GCC unroll 3
   for (int j = 0; j < 3; ++j) {
     set_field(w, kScaleLow[j], static_cast<uint32_t>(scale[5 + j]) & 15);
     set_field(w, kScaleHigh[j], static_cast<uint32_t>(scale[5 + j]) >> 4);
@@ -115,13 +126,16 @@ void q4_K_unit(BlockQ4_K* const* rows, uint8_t* unit, bool to_tile) {
       k4_decode(b.scales, scale, min);
       tile_scales_encode(scale, min, w);
       for (int k = 0; k < 3; ++k) std::memcpy(words[k], &w[k], 4);
-      // Elements 8c..8c+3 and 8c+4..8c+7 are 4 consecutive nibbles each, low or high ones of
-      // 4 consecutive qs bytes: a 32-bit word at a time.
-      for (int c = 0; c < kQK_K / 8; ++c) {
-        const int e = 8 * c;
-        const uint32_t lo = nibbles4(b.qs + 32 * (e / 64) + e % 32, (e % 64) / 32);
-        const uint32_t hi = nibbles4(b.qs + 32 * (e / 64) + (e + 4) % 32, ((e + 4) % 64) / 32);
-        store4(chunks + 64 * c + 4 * r, lo | (hi << 4));
+        // Chunk c holds elements 8c..8c+7; with c = 8·(j/4) + 4·half + j%4 these are the `half`
+        // nibbles of qs bytes 8j..8j+7 (element e's byte is 32·(e/64) + e%32, its nibble
+        // (e%64)/32).
+#pragma GCC unroll 16
+      for (int j = 0; j < kQK_K / 16; ++j) {
+#pragma GCC unroll 2
+        for (int half = 0; half < 2; ++half) {
+          const int c = 8 * (j / 4) + 4 * half + j % 4;
+          store4(chunks + 64 * c + 4 * r, chunk_word(b.qs + 8 * j, half));
+        }
       }
     } else {
       std::memcpy(&b.d, d, 2);
@@ -191,7 +205,9 @@ void q5_0_unit(BlockQ5_0* const* rows, uint8_t* unit, bool to_tile) {
   uint8_t* chunks = unit + 96;
   uint8_t codes[kQK5_0];
   auto mask_bit = [](int r, int j) { return 64 * (2 * (j / 8) + (j % 8) / 4) + 4 * r + j % 4; };
-  if (to_tile) std::memset(masks, 0, 64);
+  // Mask k holds the fifth bits of elements 4k..4k+3, row r's at bits 4r..4r+3: built over the
+  // rows here, stored once.
+  uint64_t mask[8] = {};
   for (int r = 0; r < kRows; ++r) {
     BlockQ5_0& b = *rows[r];
     uint8_t* d = unit + 2 * r;
@@ -201,17 +217,11 @@ void q5_0_unit(BlockQ5_0* const* rows, uint8_t* unit, bool to_tile) {
       std::memcpy(&qh, b.qh, 4);
       for (int c = 0; c < kQK5_0 / 8; ++c) {
         const int e = 8 * c;
-        const uint32_t lo = nibbles4(b.qs + e % 16, e / 16);
-        const uint32_t hi = nibbles4(b.qs + (e + 4) % 16, (e + 4) / 16);
-        store4(chunks + 64 * c + 4 * r, lo | (hi << 4));
-        // Fifth bits of elements e..e+3 and e+4..e+7: bits 4r..4r+3 of masks 2c and 2c + 1.
-        for (int h = 0; h < 2; ++h) {
-          uint64_t m;
-          std::memcpy(&m, masks + 8 * (2 * c + h), 8);
-          m |= static_cast<uint64_t>((qh >> (e + 4 * h)) & 0xF) << (4 * r);
-          std::memcpy(masks + 8 * (2 * c + h), &m, 8);
-        }
+        // Elements e..e+7: the (e / 16) nibbles of qs bytes e%16 .. e%16 + 7.
+        store4(chunks + 64 * c + 4 * r, chunk_word(b.qs + e % 16, e / 16));
       }
+      for (int k = 0; k < 8; ++k)
+        mask[k] |= static_cast<uint64_t>((qh >> (4 * k)) & 0xF) << (4 * r);
     } else {
       std::memcpy(&b.d, d, 2);
       chunks_to_codes(chunks, kQK5_0, r, codes);
@@ -225,6 +235,7 @@ void q5_0_unit(BlockQ5_0* const* rows, uint8_t* unit, bool to_tile) {
       }
     }
   }
+  if (to_tile) std::memcpy(masks, mask, sizeof mask);
 }
 
 void q8_0_unit(BlockQ8_0* const* rows, uint8_t* unit, bool to_tile) {
