@@ -263,7 +263,13 @@ void MlaAttention::attend_absorbed(int64_t h, int64_t n, int64_t pos0, const flo
 // rope part and q_lat = W_UKᵀ q_nope — run as one task per head, so each thread streams a head's
 // q rows and W_UK together, beside the kv_a rows as tasks of their own in the same job (the
 // q_a rows too, where the model has them: then q_b's heads are a second job). Each row's product
-// and each head's step are computed as forward computes them: the same numbers.
+// and each head's step are computed as forward computes them: the same numbers. Decode's jobs
+// here and in decode_attend are parallel_for_streams: each thread starts on its own half of the
+// tasks and works through it front to back, so its weight rows (consecutive heads' q rows and
+// W_UK / W_UV, the kv_a rows) and cache rows (consecutive positions) follow each other in memory
+// instead of alternating with the other thread's; no number depends on which thread runs a
+// task. Against parallel_for's shared counter, 4 alternating pairs within one run (8-layer file,
+// ~560 positions): 8-39 µs less per layer's attention, every pair.
 void MlaAttention::decode(runtime::ThreadPool& pool, int64_t pos, const float* x, float* out,
                           runtime::LayerKvCache& cache) const {
   const int64_t qk = nope_ + rope_dim_, n_embd = kv_a_.cols, kv_rows = rank_ + rope_dim_;
@@ -300,7 +306,7 @@ void MlaAttention::decode(runtime::ThreadPool& pool, int64_t pos, const float* x
     const int64_t qa_tasks = (q_rank + kRowsPerTask - 1) / kRowsPerTask;
     const QuantizedRows& xa = x_for(q_a_);
     std::vector<float> qa(static_cast<size_t>(q_rank));
-    pool.parallel_for(kv_tasks + qa_tasks, 1, [&](int64_t t0, int64_t t1) {
+    pool.parallel_for_streams(kv_tasks + qa_tasks, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         if (t < kv_tasks) {
           kv_task(t);
@@ -313,12 +319,12 @@ void MlaAttention::decode(runtime::ThreadPool& pool, int64_t pos, const float* x
     rms_norm_row(qa.data(), q_a_norm_.data(), q_rank, eps_, qa.data());
     QuantizedRows qaq;
     qaq.quantize(nullptr, q_b_.dot_type, 1, q_rank, qa.data(), q_rank);
-    pool.parallel_for(n_head_, 1, [&](int64_t h0, int64_t h1) {
+    pool.parallel_for_streams(n_head_, 1, [&](int64_t h0, int64_t h1) {
       for (int64_t h = h0; h < h1; ++h) head_task(q_b_, qaq, h);
     });
   } else {
     const QuantizedRows& xq_q = x_for(q_);
-    pool.parallel_for(n_head_ + kv_tasks, 1, [&](int64_t t0, int64_t t1) {
+    pool.parallel_for_streams(n_head_ + kv_tasks, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         if (t < n_head_) {
           head_task(q_, xq_q, t);
@@ -370,7 +376,7 @@ void MlaAttention::decode_attend(runtime::ThreadPool& pool, int64_t pos, const f
   const std::unique_ptr<float[]> partial(new float[static_cast<size_t>(tasks) * heads * rank]);
   std::vector<float> task_max(static_cast<size_t>(tasks) * heads);
   std::vector<double> task_sum(task_max.size());
-  pool.parallel_for(tasks, 1, [&](int64_t t0, int64_t t1) {
+  pool.parallel_for_streams(tasks, 1, [&](int64_t t0, int64_t t1) {
     const int64_t longest = (keys + tasks - 1) / tasks;
     const int64_t run = std::min(kv_run_, longest);
     std::vector<float> p(heads * static_cast<size_t>(run));
@@ -404,7 +410,7 @@ void MlaAttention::decode_attend(runtime::ThreadPool& pool, int64_t pos, const f
       }
     }
   });
-  pool.parallel_for(n_head_, 1, [&](int64_t h0, int64_t h1) {
+  pool.parallel_for_streams(n_head_, 1, [&](int64_t h0, int64_t h1) {
     std::vector<float> o_lat(rank), scale(static_cast<size_t>(tasks));
     for (int64_t h = h0; h < h1; ++h) {
       float m = -std::numeric_limits<float>::infinity();
