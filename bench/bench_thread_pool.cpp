@@ -1,5 +1,7 @@
 // bench_thread_pool: what runtime::ThreadPool costs per job — an empty parallel_for (one chunk
-// per thread) and an empty submit + wait — with the workers still spinning from the last job
+// per thread), an empty submit + wait, and an empty parallel_for_streams over decode's grains (a
+// 2048-row matrix in blocks of 16: every claim of every thread, the cost a decode GEMV pays
+// besides its kernel) — with the workers still spinning from the last job
 // (back to back, as inside a decode step) and with them asleep (after a pause longer than the
 // spin, as between requests). Also the CPU time an idle pool burns.
 #include <algorithm>
@@ -17,7 +19,8 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: bench_thread_pool [-t N] [--repeats N] [--json]\n"
-    "  microseconds per empty parallel_for and per empty submit + wait, with 1..N threads\n"
+    "  microseconds per empty parallel_for, per empty submit + wait and per empty\n"
+    "  parallel_for_streams of 128 grains, with 1..N threads\n"
     "  (default: every CPU): back to back (workers spinning) and after a 5 ms pause (workers\n"
     "  asleep); median of N rounds (5). KTX_PIN and KTX_SPIN_US apply (runtime/thread_pool.h).\n";
 
@@ -25,7 +28,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Row {
   int threads;
-  double pfor_hot_us, submit_hot_us, pfor_cold_us, submit_cold_us, idle_cpu_pct;
+  double pfor_hot_us, submit_hot_us, streams_hot_us, pfor_cold_us, submit_cold_us, idle_cpu_pct;
   bool pinned;
 };
 
@@ -38,15 +41,16 @@ int main(int argc, char** argv) {
   if (!args.json) {
     std::printf("bench_thread_pool: %s; median of %d rounds\n", cpu_model_name().c_str(),
                 args.repeats);
-    std::printf("%3s %6s %16s %16s %16s %16s %12s\n", "thr", "pinned", "pfor hot us",
-                "submit hot us", "pfor asleep us", "submit asleep us", "idle CPU %");
+    std::printf("%3s %6s %16s %16s %16s %16s %16s %12s\n", "thr", "pinned", "pfor hot us",
+                "submit hot us", "streams hot us", "pfor asleep us", "submit asleep us",
+                "idle CPU %");
   }
   for (const int threads : thread_sweep(args.threads)) {
     ktx::runtime::ThreadPool pool(threads);
     // One chunk per thread: the job reaches every worker.
     const int64_t n = threads;
     auto empty = [](int64_t, int64_t) {};
-    std::vector<double> pfor_hot, submit_hot, pfor_cold, submit_cold;
+    std::vector<double> pfor_hot, submit_hot, streams_hot, pfor_cold, submit_cold;
     for (int round = 0; round < args.repeats; ++round) {
       constexpr int kCalls = 2000;
       auto t0 = Clock::now();
@@ -60,6 +64,10 @@ int main(int argc, char** argv) {
       }
       submit_hot.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count() /
                            kCalls);
+      t0 = Clock::now();
+      for (int i = 0; i < kCalls; ++i) pool.parallel_for_streams(2048, 16, empty);
+      streams_hot.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count() /
+                            kCalls);
       // Asleep: pause past the spin first (a few calls, each timed alone).
       constexpr int kColdCalls = 20;
       double pf = 0, sw = 0;
@@ -82,14 +90,13 @@ int main(int argc, char** argv) {
     const std::clock_t cpu0 = std::clock();
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     const double idle_pct = 100.0 * static_cast<double>(std::clock() - cpu0) / CLOCKS_PER_SEC / 0.1;
-    const Row r{threads,           median(pfor_hot),    median(submit_hot),
-                median(pfor_cold), median(submit_cold), idle_pct,
-                pool.pinned()};
+    const Row r{threads,           median(pfor_hot),    median(submit_hot), median(streams_hot),
+                median(pfor_cold), median(submit_cold), idle_pct,           pool.pinned()};
     rows.push_back(r);
     if (!args.json) {
-      std::printf("%3d %6s %16.2f %16.2f %16.2f %16.2f %12.2f\n", r.threads,
-                  r.pinned ? "yes" : "no", r.pfor_hot_us, r.submit_hot_us, r.pfor_cold_us,
-                  r.submit_cold_us, r.idle_cpu_pct);
+      std::printf("%3d %6s %16.2f %16.2f %16.2f %16.2f %16.2f %12.2f\n", r.threads,
+                  r.pinned ? "yes" : "no", r.pfor_hot_us, r.submit_hot_us, r.streams_hot_us,
+                  r.pfor_cold_us, r.submit_cold_us, r.idle_cpu_pct);
     }
   }
   if (args.json) {
@@ -99,10 +106,10 @@ int main(int argc, char** argv) {
       const Row& r = rows[i];
       std::printf(
           "%s{\"threads\":%d,\"pinned\":%s,\"parallel_for_hot_us\":%.3f,"
-          "\"submit_wait_hot_us\":%.3f,\"parallel_for_asleep_us\":%.3f,"
+          "\"submit_wait_hot_us\":%.3f,\"streams_hot_us\":%.3f,\"parallel_for_asleep_us\":%.3f,"
           "\"submit_wait_asleep_us\":%.3f,\"idle_cpu_percent\":%.3f}",
           i ? "," : "", r.threads, r.pinned ? "true" : "false", r.pfor_hot_us, r.submit_hot_us,
-          r.pfor_cold_us, r.submit_cold_us, r.idle_cpu_pct);
+          r.streams_hot_us, r.pfor_cold_us, r.submit_cold_us, r.idle_cpu_pct);
     }
     std::printf("]}\n");
   }
