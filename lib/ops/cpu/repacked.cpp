@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <span>
@@ -24,18 +25,57 @@
 namespace ktx::ops::cpu {
 namespace {
 
-// Hands the whole pages inside [data, data + bytes) back to the kernel (MADV_PAGEOUT).
+// The end of the read-only mapping of a file that p lies in (/proc/self/maps: no 'w' in its
+// permissions, a non-zero inode), as the GGUF loader maps model files; 0 when p lies in none.
+// Such pages were never written, so dropping them from this process's page tables loses
+// nothing: a later read maps the file's bytes again. Read afresh each time (a few hundred lines
+// at load): an address can change hands when a mapping goes and another comes.
+uintptr_t read_only_file_mapping_end(const void* p) {
+#if defined(__linux__)
+  std::FILE* maps = std::fopen("/proc/self/maps", "r");
+  if (maps == nullptr) return 0;
+  const auto addr = reinterpret_cast<uintptr_t>(p);
+  uintptr_t found = 0;
+  char line[512];  // the fields before the path; a longer line's rest is skipped below
+  while (std::fgets(line, sizeof line, maps) != nullptr) {
+    if (std::strchr(line, '\n') == nullptr) {
+      int c;
+      while ((c = std::fgetc(maps)) != EOF && c != '\n') {
+      }
+    }
+    unsigned long begin = 0, end = 0, inode = 0;
+    char perms[8] = {};
+    if (std::sscanf(line, "%lx-%lx %7s %*s %*s %lu", &begin, &end, perms, &inode) == 4 &&
+        addr >= begin && addr < end) {
+      found = perms[1] != 'w' && inode != 0 ? end : 0;
+      break;
+    }
+  }
+  std::fclose(maps);
+  return found;
+#else
+  (void)p;
+  return 0;
+#endif
+}
+
+// Drops the whole pages inside [data, data + bytes) from this process's memory, where they are
+// a read-only file mapping; leaves any other memory alone (it belongs to whoever made it).
+// MADV_COLD first puts them at the back of the kernel's reclaim order, then MADV_DONTNEED unmaps
+// them: they stop counting in the process's resident memory at once, and stay in the page cache,
+// to go first under memory pressure. (MADV_PAGEOUT would also evict them from the page cache, so
+// that every start with the option read the file from disk again.)
 void release_pages(const uint8_t* data, uint64_t bytes) {
-#ifdef MADV_PAGEOUT
   const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
   const auto begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
-  const auto end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
-  // Best effort: a kernel without MADV_PAGEOUT (before Linux 5.4) says EINVAL and keeps them.
-  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_PAGEOUT);
-#else
-  (void)data;
-  (void)bytes;
+  const auto end = std::min((reinterpret_cast<uintptr_t>(data) + bytes) / page * page,
+                            read_only_file_mapping_end(data));
+  if (end <= begin) return;
+  void* first = reinterpret_cast<void*>(begin);
+#ifdef MADV_COLD
+  ::madvise(first, end - begin, MADV_COLD);  // best effort: before Linux 5.4, EINVAL
 #endif
+  ::madvise(first, end - begin, MADV_DONTNEED);
 }
 
 }  // namespace
@@ -96,12 +136,11 @@ std::unique_ptr<RepackedTensor> RepackedTensor::make(const gguf::TensorInfo& t, 
   pack(0);
   for (std::thread& th : pool) th.join();
   // Where batches read the copy too (a tile GEMM for the type), nothing reads the file's pages of
-  // this tensor again: hand them back to the kernel now, so that the copy replaces them in memory
+  // this tensor again: drop them from this process now, so that the copy replaces them in memory
   // instead of adding to them, and memory pressure evicts the right pages (on the 27-layer V2-Lite
   // file the copy and the file together filled the machine, and the first prefills re-read
-  // evicted pages of the tensors still read from the file). MADV_PAGEOUT drops clean file pages
-  // that only this process maps; it never changes contents (anonymous memory goes to swap or
-  // stays), so a later read of these rows, by any path, simply faults them back in.
+  // evicted pages of the tensors still read from the file). Contents never change: a later read
+  // of these rows, by any path, maps them again.
   if (replaces_file_pages(t)) release_pages(t.data, t.n_bytes);
   return out;
 }

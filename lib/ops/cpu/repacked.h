@@ -7,9 +7,10 @@
 //
 // What it costs: memory for the copy (the tensor's size, anonymous, in 2 MiB pages where the
 // kernel gives them) and the time to write it at load. The file stays mapped. A tensor that
-// batches read through the tiles is never read from the file again, so make() hands its file
-// pages back to the kernel (MADV_PAGEOUT): the copy replaces them in memory (the 27-layer
-// V2-Lite file: `ktx bench`'s maximum RSS 20.2 -> 11.3 GB, the same as without the option). The
+// batches read through the tiles is never read from the file again, so make() drops its file
+// pages from the process (MADV_COLD, MADV_DONTNEED): the copy replaces them in memory (the
+// 27-layer V2-Lite file: `ktx bench`'s maximum RSS 20.2 -> 11.3 GB, the same as without the
+// option), while the page cache keeps them, first in line for reclaim, for the next start. The
 // matrices without a tile GEMM (Q6_K on AMD CPUs) keep their pages: batches still read them from
 // the file. Off by default; memory-mapped weights without a copy stay the rule.
 #pragma once
