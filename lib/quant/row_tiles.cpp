@@ -127,13 +127,12 @@ void q4_K_unit(BlockQ4_K* const* rows, uint8_t* unit, bool to_tile) {
       k4_decode(b.scales, scale, min);
       tile_scales_encode(scale, min, w);
       for (int k = 0; k < 3; ++k) std::memcpy(words[k], &w[k], 4);
-        // Chunk c holds elements 8c..8c+7; with c = 8·(j/4) + 4·half + j%4 these are the `half`
-        // nibbles of qs bytes 8j..8j+7 (element e's byte is 32·(e/64) + e%32, its nibble
-        // (e%64)/32).
 #pragma GCC unroll 16
       for (int j = 0; j < kQK_K / 16; ++j) {
 #pragma GCC unroll 2
         for (int half = 0; half < 2; ++half) {
+          // Chunk c holds elements 8c..8c+7: for this c, the `half` nibbles of qs bytes
+          // 8j..8j+7 (element e's byte is 32·(e/64) + e%32, its nibble (e%64)/32).
           const int c = 8 * (j / 4) + 4 * half + j % 4;
           store4(chunks + 64 * c + 4 * r, chunk_word(b.qs + 8 * j, half));
         }
