@@ -215,11 +215,14 @@ void q5_0_unit(BlockQ5_0* const* rows, uint8_t* unit, bool to_tile) {
       std::memcpy(d, &b.d, 2);
       uint32_t qh;
       std::memcpy(&qh, b.qh, 4);
+#pragma GCC unroll 4
       for (int c = 0; c < kQK5_0 / 8; ++c) {
         const int e = 8 * c;
         // Elements e..e+7: the (e / 16) nibbles of qs bytes e%16 .. e%16 + 7.
         store4(chunks + 64 * c + 4 * r, chunk_word(b.qs + e % 16, e / 16));
       }
+      // Unrolled, so that the masks stay in registers.
+#pragma GCC unroll 8
       for (int k = 0; k < 8; ++k)
         mask[k] |= static_cast<uint64_t>((qh >> (4 * k)) & 0xF) << (4 * r);
     } else {
@@ -258,6 +261,11 @@ void q8_0_unit(BlockQ8_0* const* rows, uint8_t* unit, bool to_tile) {
   }
 }
 
+// How far ahead in each of the 16 rows packing fetches: a unit reads a block from every row, 16
+// streams of small steps that the hardware prefetchers leave mostly to demand misses (Q5_0
+// packed at ~1.5 GB/s a core waiting on those loads; ~2 with this).
+constexpr size_t kPackAhead = 512;
+
 template <typename Block, typename UnitFn>
 void convert(int64_t n, int64_t block_elements, uint8_t* rows, size_t stride, uint8_t* tile,
              bool to_tile, UnitFn unit_fn) {
@@ -266,6 +274,10 @@ void convert(int64_t n, int64_t block_elements, uint8_t* rows, size_t stride, ui
     Block* blocks[kRows];
     for (int r = 0; r < kRows; ++r) {
       blocks[r] = reinterpret_cast<Block*>(rows + static_cast<size_t>(r) * stride) + u;
+      // A hint only: past a row's end it fetches a line no one reads (the address is computed
+      // as an integer, never as a pointer past the array).
+      __builtin_prefetch(
+          reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(blocks[r]) + kPackAhead));
     }
     unit_fn(blocks, tile + static_cast<size_t>(u) * kRows * sizeof(Block), to_tile);
   }
