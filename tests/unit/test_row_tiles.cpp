@@ -15,9 +15,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/cpu_features.h"
@@ -338,25 +340,21 @@ TEST_CASE("row tiles: only types with a tile layout have kernels", "[cpu_kernels
 
 // Resident KiB of the mapping that holds p (/proc/self/smaps), or -1 when none does.
 long mapping_rss_kib(const void* p) {
-  std::FILE* smaps = std::fopen("/proc/self/smaps", "r");
-  if (smaps == nullptr) return -1;
+  std::ifstream smaps("/proc/self/smaps");
   const auto addr = reinterpret_cast<uintptr_t>(p);
-  long rss = -1;
   bool inside = false;
-  char line[4096];
-  while (std::fgets(line, sizeof line, smaps) != nullptr) {
+  for (std::string line; std::getline(smaps, line);) {
     unsigned long begin = 0, end = 0;
     long kib = 0;
     char perms[8] = {};
-    if (std::sscanf(line, "%lx-%lx %7s", &begin, &end, perms) == 3) {  // a mapping's first line
+    if (std::sscanf(line.c_str(), "%lx-%lx %7s", &begin, &end, perms) ==
+        3) {  // a mapping's first line
       inside = addr >= begin && addr < end;
-    } else if (inside && std::sscanf(line, "Rss: %ld kB", &kib) == 1) {
-      rss = kib;
-      break;
+    } else if (inside && std::sscanf(line.c_str(), "Rss: %ld kB", &kib) == 1) {
+      return kib;
     }
   }
-  std::fclose(smaps);
-  return rss;
+  return -1;
 }
 
 // Where batches read the tiles too (a tile GEMM for the type), make() drops the tensor's pages

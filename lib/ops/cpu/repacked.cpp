@@ -10,8 +10,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <mutex>
 #include <span>
+#include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -32,27 +34,17 @@ namespace {
 // at load): an address can change hands when a mapping goes and another comes.
 uintptr_t read_only_file_mapping_end(const void* p) {
 #if defined(__linux__)
-  std::FILE* maps = std::fopen("/proc/self/maps", "r");
-  if (maps == nullptr) return 0;
+  std::ifstream maps("/proc/self/maps");
   const auto addr = reinterpret_cast<uintptr_t>(p);
-  uintptr_t found = 0;
-  char line[512];  // the fields before the path; a longer line's rest is skipped below
-  while (std::fgets(line, sizeof line, maps) != nullptr) {
-    if (std::strchr(line, '\n') == nullptr) {
-      int c;
-      while ((c = std::fgetc(maps)) != EOF && c != '\n') {
-      }
-    }
+  for (std::string line; std::getline(maps, line);) {
     unsigned long begin = 0, end = 0, inode = 0;
     char perms[8] = {};
-    if (std::sscanf(line, "%lx-%lx %7s %*s %*s %lu", &begin, &end, perms, &inode) == 4 &&
+    if (std::sscanf(line.c_str(), "%lx-%lx %7s %*s %*s %lu", &begin, &end, perms, &inode) == 4 &&
         addr >= begin && addr < end) {
-      found = perms[1] != 'w' && inode != 0 ? end : 0;
-      break;
+      return perms[1] != 'w' && inode != 0 ? end : 0;
     }
   }
-  std::fclose(maps);
-  return found;
+  return 0;
 #else
   (void)p;
   return 0;
