@@ -252,6 +252,11 @@ ThreadPool::ThreadPool(int n_threads, std::vector<int> slot_nodes) : n_threads_(
 }
 
 void ThreadPool::start_workers(const std::vector<int>& cpus) {
+  if (pinned_) {
+    caller_cpu_ = cpus[0];
+    worker_cpu_.assign(static_cast<size_t>(*std::max_element(cpus.begin(), cpus.end()) + 1), 0);
+    for (size_t i = 1; i < cpus.size(); ++i) worker_cpu_[static_cast<size_t>(cpus[i])] = 1;
+  }
   workers_.reserve(static_cast<size_t>(n_threads_ - 1));
   try {
     for (int i = 0; i + 1 < n_threads_; ++i) {
@@ -383,7 +388,34 @@ void ThreadPool::worker_loop(int cpu, int slot) {
   }
 }
 
+// The workers of a pinned pool each own a CPU and leave the first allowed one to the caller, whom
+// the pool does not pin (the thread is the application's). But a caller that slept (between
+// requests, in a GPU wait) may wake on a worker's CPU, idle while its worker slept; then the two
+// share that CPU for as long as the scheduler leaves them there, while the caller's CPU idles
+// (bench_thread_pool after 5 ms pauses: the worker ran 21-28% of a job's grains instead of half,
+// and a 26 µs job took 5-15 µs longer than its share of the work). So a caller found on a
+// worker's CPU is moved to its own: pinned there for a moment, then given its own affinity back,
+// which leaves it where it now runs. Not where the caller's affinity excludes that CPU (it would
+// be moved back at once); the check costs one sched_getcpu per job otherwise.
+void ThreadPool::step_off_workers() const {
+#if defined(__linux__)
+  const int cpu = sched_getcpu();
+  if (cpu < 0 || static_cast<size_t>(cpu) >= worker_cpu_.size() ||
+      worker_cpu_[static_cast<size_t>(cpu)] == 0) {
+    return;
+  }
+  cpu_set_t own;
+  CPU_ZERO(&own);
+  if (sched_getaffinity(0, sizeof own, &own) != 0 || !CPU_ISSET(caller_cpu_, &own)) return;
+  cpu_set_t to;
+  CPU_ZERO(&to);
+  CPU_SET(caller_cpu_, &to);
+  if (sched_setaffinity(0, sizeof to, &to) == 0) sched_setaffinity(0, sizeof own, &own);
+#endif
+}
+
 void ThreadPool::post(Job* job, bool front) {
+  if (pinned_ && t_worker_of != this) step_off_workers();
   {
     std::lock_guard lock(mutex_);
     Job** link = &job_;

@@ -27,8 +27,9 @@ class ThreadPool {
   //
   // Environment: KTX_PIN=0 leaves the workers unpinned (default: worker i runs on the (i+1)-th
   // CPU this process may use, the first being left to the caller; no pinning when there are
-  // more threads than CPUs). KTX_SPIN_US=N: how long an idle thread spins before it sleeps
-  // (default 200; 0 sleeps at once).
+  // more threads than CPUs; the caller is not pinned, but one found on a worker's CPU when it
+  // posts a job is moved to the first CPU, its affinity unchanged). KTX_SPIN_US=N: how long an
+  // idle thread spins before it sleeps (default 200; 0 sleeps at once).
   explicit ThreadPool(int n_threads);
   // For tests: a pool whose thread in slot s (0: the caller, s: worker s) counts as being on
   // node slot_nodes[s] (0 .. nodes - 1), whatever the machine has. No memory is bound for it
@@ -96,6 +97,7 @@ class ThreadPool {
   void idle(std::atomic<uint32_t>& word, uint32_t seen, std::atomic<int>& sleepers) const;
 
   void start_workers(const std::vector<int>& cpus);
+  void step_off_workers() const;  // a caller on a pinned worker's CPU moves to the caller's CPU
 
   int n_threads_;
   int n_nodes_ = 1;
@@ -103,6 +105,8 @@ class ThreadPool {
   std::vector<int> node_ids_;   // the kernel's id of each node index (empty: made up or one node)
   int spin_us_ = 200;
   bool pinned_ = false;
+  int caller_cpu_ = -1;           // pinned: the CPU the workers leave to the caller
+  std::vector<char> worker_cpu_;  // pinned: whether CPU c has a worker (indexed by CPU number)
   std::vector<std::thread> workers_;
   std::mutex mutex_;  // guards the job list and each job's `active`
   Job* job_ = nullptr;

@@ -324,6 +324,53 @@ TEST_CASE("workers are pinned to one CPU each unless KTX_PIN=0", "[thread_pool]"
   ThreadPool crowded(n_cpus + 1);
   REQUIRE_FALSE(crowded.pinned());
 }
+
+TEST_CASE("a caller found on a pinned worker's CPU is moved to its own CPU, its affinity kept",
+          "[thread_pool]") {
+  cpu_set_t all;
+  REQUIRE(sched_getaffinity(0, sizeof all, &all) == 0);
+  const int n_cpus = CPU_COUNT(&all);
+  const char* outer = std::getenv("KTX_PIN");
+  if (n_cpus < 2 || (outer != nullptr && std::string(outer) == "0")) {
+    WARN("one CPU, or KTX_PIN=0: the pool does not pin");
+    return;
+  }
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &all)) cpus.push_back(c);
+  }
+  ThreadPool pool(n_cpus);  // one thread per CPU: the workers on cpus[1..], cpus[0] left free
+  REQUIRE(pool.pinned());
+  const int worker_cpu = cpus.back();
+  const auto only = [](int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return set;
+  };
+  // Onto the worker's CPU, with the whole affinity back: the thread stays there (as one that
+  // woke up there would).
+  const cpu_set_t on_worker = only(worker_cpu);
+  REQUIRE(sched_setaffinity(0, sizeof on_worker, &on_worker) == 0);
+  REQUIRE(sched_setaffinity(0, sizeof all, &all) == 0);
+  if (sched_getcpu() != worker_cpu) {
+    WARN("the scheduler moved this thread on its own; nothing to check");
+    return;
+  }
+  pool.parallel_for(2, 1, [](int64_t, int64_t) {});
+  CHECK(sched_getcpu() == cpus.front());
+  cpu_set_t now;
+  REQUIRE(sched_getaffinity(0, sizeof now, &now) == 0);
+  CHECK(CPU_EQUAL(&now, &all));
+
+  // An affinity without the caller's CPU is left as it is, and the thread where it runs.
+  REQUIRE(sched_setaffinity(0, sizeof on_worker, &on_worker) == 0);
+  pool.parallel_for(2, 1, [](int64_t, int64_t) {});
+  CHECK(sched_getcpu() == worker_cpu);
+  REQUIRE(sched_getaffinity(0, sizeof now, &now) == 0);
+  CHECK(CPU_EQUAL(&now, &on_worker));
+  REQUIRE(sched_setaffinity(0, sizeof all, &all) == 0);
+}
 #endif
 
 TEST_CASE("parallel_for_streams: every index once, contiguous shares, stealing, errors",
