@@ -3,7 +3,8 @@
 // activations (a 4-byte broadcast from memory, which costs a load and no shuffle), so a block's
 // integer sum builds up in its row's lane; the reference's float steps then run once per block
 // for all 16 rows. No step moves data across lanes: on Zen 4 the file-layout kernels are bound by
-// exactly those moves (the shuffle ports), these by the vpdpbusd port.
+// exactly those moves (the shuffle ports), these by the vpdpbusd port. Q4_K, Q5_0 and Q8_0 take
+// two tiles at a time, so that each activation broadcast (a load) serves 32 rows.
 //
 // Every lane performs the reference's operations in its order (quant::vec_dot_q4_K_q8_K,
 // vec_dot_q6_K_q8_K, vec_dot_q5_0_q8_0: integer sums, then float(isum) * (d * yd) ... added block
@@ -47,43 +48,68 @@ inline __m512 halves16(const uint8_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
-// One Q4_K unit (super-block i of 16 rows): the reference's isum and msum per lane.
-inline void q4_K_unit(const uint8_t* u, const BlockQ8_K& y, __m512i& isum, __m512i& msum) {
+// Unit i (super-block i) of T tiles: the reference's isum and msum per lane, tile by tile. Each
+// activation broadcast serves the T tiles, and each chunk is loaded once for its two masks (GCC
+// otherwise folds the load into both vpandd: two loads of the same 64 bytes). On Emerald Rapids
+// the kernel is bound by its loads (a unit: 64 chunk loads, 64 broadcasts, 36 prefetches), and in
+// a throwaway harness (256 rows of 2048 in L2, one thread) the one load took it from 36.5 to
+// 41.5 GB/s and two tiles to 43.4; streaming many matrices from memory, two tiles against the old
+// kernel: 9.2 -> 10.8 GB/s on one thread, 20.3 -> 22.8 on two (two tiles also read two streams at
+// once). docs/PERF.md, "Row tiles two at a time".
+template <int T>
+inline void q4_K_units(const uint8_t* const (&u)[T], const BlockQ8_K& y, __m512i (&isum)[T],
+                       __m512i (&msum)[T]) {
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   const __m512i mf0 = _mm512_set1_epi8(static_cast<char>(0xF0));
   // Row r's scale words (row_tiles.h) in lane r.
-  const __m512i a = load64(u + 64), b = load64(u + 128), c = load64(u + 192);
-  __m512i scale[8];
-  q4_K_tile_scales(a, b, c, scale);
-  const uint8_t* chunks = u + 256;
-  isum = _mm512_setzero_si512();
+  __m512i scale[T][8];
+#pragma GCC unroll 2
+  for (int t = 0; t < T; ++t) {
+    q4_K_tile_scales(load64(u[t] + 64), load64(u[t] + 128), load64(u[t] + 192), scale[t]);
+    isum[t] = _mm512_setzero_si512();
+  }
 #pragma GCC unroll 8
   for (int s = 0; s < 8; ++s) {
     // Sub-block s: elements 32s..32s+31 are chunks 4s..4s+3. The high nibbles stay in place
     // (16 times their value): their sum is exactly 16 times theirs, shifted back below.
-    __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+    __m512i s0[T], s1[T];
+#pragma GCC unroll 2
+    for (int t = 0; t < T; ++t) s0[t] = s1[t] = _mm512_setzero_si512();
 #pragma GCC unroll 4
     for (int k = 0; k < 4; ++k) {
       const int ch = 4 * s + k;
-      const __m512i q = load64(chunks + 64 * ch);
-      s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(q, m4), bcast4(y.qs + 8 * ch));
-      s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(q, mf0), bcast4(y.qs + 8 * ch + 4));
+      const __m512i y_lo = bcast4(y.qs + 8 * ch), y_hi = bcast4(y.qs + 8 * ch + 4);
+#pragma GCC unroll 2
+      for (int t = 0; t < T; ++t) {
+        __m512i q = load64(u[t] + 256 + 64 * ch);
+        __asm__("" : "+v"(q));  // in a register: one load for both masks
+        s0[t] = _mm512_dpbusd_epi32(s0[t], _mm512_and_si512(q, m4), y_lo);
+        s1[t] = _mm512_dpbusd_epi32(s1[t], _mm512_and_si512(q, mf0), y_hi);
+      }
     }
-    const __m512i qsum = _mm512_add_epi32(s0, _mm512_srai_epi32(s1, 4));
-    isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(qsum, scale[s]));
+#pragma GCC unroll 2
+    for (int t = 0; t < T; ++t) {
+      const __m512i qsum = _mm512_add_epi32(s0[t], _mm512_srai_epi32(s1[t], 4));
+      isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(qsum, scale[t][s]));
+    }
   }
   // msum = Σ_j min_j * q8_K_sum32(j): pairs of mins against pairs of sums, 16 bits each (a sum
   // of 32 int8 fits).
-  __m512i mins[4];
-  q4_K_tile_min_pairs(a, b, mins);
-  msum = _mm512_setzero_si512();
+  __m512i sums[4];
 #pragma GCC unroll 4
   for (int p = 0; p < 4; ++p) {
     const int32_t even = y.bsums[4 * p] + y.bsums[4 * p + 1];
     const int32_t odd = y.bsums[4 * p + 2] + y.bsums[4 * p + 3];
-    const uint32_t sums =
-        (static_cast<uint32_t>(even) & 0xFFFF) | (static_cast<uint32_t>(odd) << 16);
-    msum = _mm512_dpwssd_epi32(msum, mins[p], _mm512_set1_epi32(static_cast<int32_t>(sums)));
+    sums[p] = _mm512_set1_epi32(static_cast<int32_t>((static_cast<uint32_t>(even) & 0xFFFF) |
+                                                     (static_cast<uint32_t>(odd) << 16)));
+  }
+#pragma GCC unroll 2
+  for (int t = 0; t < T; ++t) {
+    __m512i mins[4];
+    q4_K_tile_min_pairs(load64(u[t] + 64), load64(u[t] + 128), mins);
+    msum[t] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; ++p) msum[t] = _mm512_dpwssd_epi32(msum[t], mins[p], sums[p]);
   }
 }
 
@@ -127,34 +153,60 @@ inline __m512i q6_K_unit(const uint8_t* u, const BlockQ8_K& y) {
   return isum;
 }
 
-// One Q5_0 unit (block b of 16 rows): the reference's isum per lane. ysum: Σ y.qs.
-inline __m512i q5_0_unit(const uint8_t* u, const BlockQ8_0& y, int32_t ysum) {
-  __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+// Block b of T tiles of Q5_0: the reference's isum per lane, tile by tile, each activation
+// broadcast serving the T tiles (q4_K_units). ysum: Σ y.qs.
+struct Q5_0Units {
+  template <int T>
+  void operator()(const uint8_t* const (&u)[T], const BlockQ8_0& y, int32_t ysum,
+                  __m512i (&isum)[T]) const {
+    __m512i s0[T], s1[T];
+#pragma GCC unroll 2
+    for (int t = 0; t < T; ++t) s0[t] = s1[t] = _mm512_setzero_si512();
 #pragma GCC unroll 4
-  for (int ch = 0; ch < 4; ++ch) {
-    __m512i lo, hi;
-    q5_0_tile_codes(u, ch, lo, hi);
-    s0 = _mm512_dpbusd_epi32(s0, lo, bcast4(y.qs + 8 * ch));
-    s1 = _mm512_dpbusd_epi32(s1, hi, bcast4(y.qs + 8 * ch + 4));
+    for (int ch = 0; ch < 4; ++ch) {
+      const __m512i y_lo = bcast4(y.qs + 8 * ch), y_hi = bcast4(y.qs + 8 * ch + 4);
+#pragma GCC unroll 2
+      for (int t = 0; t < T; ++t) {
+        __m512i lo, hi;
+        q5_0_tile_codes(u[t], ch, lo, hi);
+        s0[t] = _mm512_dpbusd_epi32(s0[t], lo, y_lo);
+        s1[t] = _mm512_dpbusd_epi32(s1[t], hi, y_hi);
+      }
+    }
+    // The codes were the stored 5-bit values; the reference's are those minus 16.
+#pragma GCC unroll 2
+    for (int t = 0; t < T; ++t) {
+      isum[t] = _mm512_sub_epi32(_mm512_add_epi32(s0[t], s1[t]), _mm512_set1_epi32(16 * ysum));
+    }
   }
-  // The codes were the stored 5-bit values; the reference's are those minus 16.
-  return _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(16 * ysum));
-}
+};
 
-// One Q8_0 unit: the reference's isum per lane. The signed weights go in as unsigned (+128);
-// ysum: Σ y.qs, to take the 128s back out.
-inline __m512i q8_0_unit(const uint8_t* u, const BlockQ8_0& y, int32_t ysum) {
-  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-  __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+// Block b of T tiles of Q8_0, likewise. The signed weights go in as unsigned (+128); ysum: Σ y.qs,
+// to take the 128s back out.
+struct Q8_0Units {
+  template <int T>
+  void operator()(const uint8_t* const (&u)[T], const BlockQ8_0& y, int32_t ysum,
+                  __m512i (&isum)[T]) const {
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    __m512i s0[T], s1[T];
+#pragma GCC unroll 2
+    for (int t = 0; t < T; ++t) s0[t] = s1[t] = _mm512_setzero_si512();
 #pragma GCC unroll 4
-  for (int ch = 0; ch < 8; ch += 2) {
-    s0 = _mm512_dpbusd_epi32(s0, _mm512_xor_si512(load64(u + 32 + 64 * ch), flip),
-                             bcast4(y.qs + 4 * ch));
-    s1 = _mm512_dpbusd_epi32(s1, _mm512_xor_si512(load64(u + 32 + 64 * (ch + 1)), flip),
-                             bcast4(y.qs + 4 * (ch + 1)));
+    for (int ch = 0; ch < 8; ch += 2) {
+      const __m512i y0 = bcast4(y.qs + 4 * ch), y1 = bcast4(y.qs + 4 * (ch + 1));
+#pragma GCC unroll 2
+      for (int t = 0; t < T; ++t) {
+        s0[t] = _mm512_dpbusd_epi32(s0[t], _mm512_xor_si512(load64(u[t] + 32 + 64 * ch), flip), y0);
+        s1[t] = _mm512_dpbusd_epi32(s1[t],
+                                    _mm512_xor_si512(load64(u[t] + 32 + 64 * (ch + 1)), flip), y1);
+      }
+    }
+#pragma GCC unroll 2
+    for (int t = 0; t < T; ++t) {
+      isum[t] = _mm512_sub_epi32(_mm512_add_epi32(s0[t], s1[t]), _mm512_set1_epi32(128 * ysum));
+    }
   }
-  return _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(128 * ysum));
-}
+};
 
 float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
 
@@ -218,18 +270,83 @@ void tile_rows(int64_t units, const void* tiles, size_t tile_stride, int64_t n_t
   }
 }
 
-// The legacy formats' term: float(isum) * (dx * dy).
-template <size_t kUnit, typename UnitFn>
+// T consecutive tiles of a legacy format, unit by unit across the T tiles; each term is
+// float(isum) * (dx * dy), added as the reference adds its blocks.
+template <int T, size_t kUnit, typename Units>
+void legacy_tile_group(int64_t nb, const uint8_t* tiles, size_t tile_stride, const BlockQ8_0* y,
+                       const BlockSums& ysum, float* out, Units units) {
+  __m512 acc[T];
+#pragma GCC unroll 2
+  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* u[T];
+#pragma GCC unroll 2
+    for (int t = 0; t < T; ++t) {
+      u[t] = tiles + static_cast<size_t>(t) * tile_stride + static_cast<size_t>(b) * kUnit;
+      prefetch_unit<kUnit>(u[t]);
+    }
+    __m512i isum[T];
+    units.template operator()<T>(u, y[b], ysum[b], isum);
+    const __m512 dy = _mm512_set1_ps(half_to_float(y[b].d));
+#pragma GCC unroll 2
+    for (int t = 0; t < T; ++t) {
+      const __m512 dxdy = _mm512_mul_ps(halves16(u[t]), dy);
+      acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_cvtepi32_ps(isum[t]), dxdy));
+    }
+  }
+#pragma GCC unroll 2
+  for (int t = 0; t < T; ++t) _mm512_storeu_ps(out + 16 * t, acc[t]);
+}
+
+// Every tile of a legacy format, two at a time (q4_K_units: the broadcasts shared), the last one
+// alone.
+template <size_t kUnit, typename Units>
 void legacy_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles, const void* yv,
-                  float* out, UnitFn unit) {
+                  float* out, Units units) {
   const auto* y = static_cast<const BlockQ8_0*>(yv);
+  const auto* base = static_cast<const uint8_t*>(tiles);
   const int64_t nb = n / quant::kQK8_0;
   const BlockSums ysum(y, nb);
-  tile_rows<kUnit>(nb, tiles, tile_stride, n_tiles, out, [&](const uint8_t* u, int64_t b) {
-    const __m512i isum = unit(u, y[b], ysum[b]);
-    const __m512 dxdy = _mm512_mul_ps(halves16(u), _mm512_set1_ps(half_to_float(y[b].d)));
-    return _mm512_mul_ps(_mm512_cvtepi32_ps(isum), dxdy);
-  });
+  int64_t t = 0;
+  for (; t + 2 <= n_tiles; t += 2) {
+    legacy_tile_group<2, kUnit>(nb, base + static_cast<size_t>(t) * tile_stride, tile_stride, y,
+                                ysum, out + 16 * t, units);
+  }
+  if (t < n_tiles) {
+    legacy_tile_group<1, kUnit>(nb, base + static_cast<size_t>(t) * tile_stride, tile_stride, y,
+                                ysum, out + 16 * t, units);
+  }
+}
+
+// T consecutive tiles of Q4_K (tile_rows' loop, unit by unit across the T tiles).
+template <int T>
+void q4_K_tiles(int64_t units, const uint8_t* tiles, size_t tile_stride, const BlockQ8_K* y,
+                float* out) {
+  __m512 acc[T];
+#pragma GCC unroll 2
+  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < units; ++i) {
+    const uint8_t* u[T];
+#pragma GCC unroll 2
+    for (int t = 0; t < T; ++t) {
+      u[t] = tiles + static_cast<size_t>(t) * tile_stride + static_cast<size_t>(i) * kQ4KUnit;
+      prefetch_unit<kQ4KUnit>(u[t]);
+    }
+    __m512i isum[T], msum[T];
+    q4_K_units<T>(u, y[i], isum, msum);
+    const __m512 yd = _mm512_set1_ps(y[i].d);
+#pragma GCC unroll 2
+    for (int t = 0; t < T; ++t) {
+      // float(isum) * (d * yd) - float(msum) * (dmin * yd).
+      acc[t] = _mm512_add_ps(
+          acc[t],
+          _mm512_sub_ps(
+              _mm512_mul_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(halves16(u[t]), yd)),
+              _mm512_mul_ps(_mm512_cvtepi32_ps(msum[t]), _mm512_mul_ps(halves16(u[t] + 32), yd))));
+    }
+  }
+#pragma GCC unroll 2
+  for (int t = 0; t < T; ++t) _mm512_storeu_ps(out + 16 * t, acc[t]);
 }
 
 }  // namespace
@@ -237,16 +354,16 @@ void legacy_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_ti
 void vec_dot_q4_K_q8_K_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
                              const void* yv, float* out) {
   const auto* y = static_cast<const BlockQ8_K*>(yv);
-  tile_rows<kQ4KUnit>(
-      n / kQK_K, tiles, tile_stride, n_tiles, out, [&](const uint8_t* u, int64_t i) {
-        __m512i isum, msum;
-        q4_K_unit(u, y[i], isum, msum);
-        const __m512 yd = _mm512_set1_ps(y[i].d);
-        // float(isum) * (d * yd) - float(msum) * (dmin * yd).
-        return _mm512_sub_ps(
-            _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(halves16(u), yd)),
-            _mm512_mul_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(halves16(u + 32), yd)));
-      });
+  const auto* base = static_cast<const uint8_t*>(tiles);
+  int64_t t = 0;
+  for (; t + 2 <= n_tiles; t += 2) {
+    q4_K_tiles<2>(n / kQK_K, base + static_cast<size_t>(t) * tile_stride, tile_stride, y,
+                  out + 16 * t);
+  }
+  if (t < n_tiles) {
+    q4_K_tiles<1>(n / kQK_K, base + static_cast<size_t>(t) * tile_stride, tile_stride, y,
+                  out + 16 * t);
+  }
 }
 
 void vec_dot_q6_K_q8_K_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
@@ -262,12 +379,12 @@ void vec_dot_q6_K_q8_K_tiles(int64_t n, const void* tiles, size_t tile_stride, i
 
 void vec_dot_q5_0_q8_0_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
                              const void* y, float* out) {
-  legacy_tiles<kQ5_0Unit>(n, tiles, tile_stride, n_tiles, y, out, q5_0_unit);
+  legacy_tiles<kQ5_0Unit>(n, tiles, tile_stride, n_tiles, y, out, Q5_0Units{});
 }
 
 void vec_dot_q8_0_q8_0_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
                              const void* y, float* out) {
-  legacy_tiles<kQ8_0Unit>(n, tiles, tile_stride, n_tiles, y, out, q8_0_unit);
+  legacy_tiles<kQ8_0Unit>(n, tiles, tile_stride, n_tiles, y, out, Q8_0Units{});
 }
 
 }  // namespace ktx::kernels::cpu::avx512
