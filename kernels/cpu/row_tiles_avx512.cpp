@@ -253,75 +253,12 @@ inline void prefetch_unit(const uint8_t* p) {
     __asm__ volatile("prefetcht1 %0" : : "m"(ahead[off]));
 }
 
-// Every tile's 16 rows: acc += term(unit i of the tile, i) for the `units` units of each row
-// in order, as the references add their block terms.
-template <size_t kUnit, typename TermFn>
-void tile_rows(int64_t units, const void* tiles, size_t tile_stride, int64_t n_tiles, float* out,
-               TermFn term) {
-  for (int64_t t = 0; t < n_tiles; ++t) {
-    const auto* tile = static_cast<const uint8_t*>(tiles) + static_cast<size_t>(t) * tile_stride;
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < units; ++i) {
-      const uint8_t* unit = tile + static_cast<size_t>(i) * kUnit;
-      prefetch_unit<kUnit>(unit);
-      acc = _mm512_add_ps(acc, term(unit, i));
-    }
-    _mm512_storeu_ps(out + 16 * t, acc);
-  }
-}
-
-// T consecutive tiles of a legacy format, unit by unit across the T tiles; each term is
-// float(isum) * (dx * dy), added as the reference adds its blocks.
-template <int T, size_t kUnit, typename Units>
-void legacy_tile_group(int64_t nb, const uint8_t* tiles, size_t tile_stride, const BlockQ8_0* y,
-                       const BlockSums& ysum, float* out, Units units) {
-  __m512 acc[T];
-#pragma GCC unroll 2
-  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* u[T];
-#pragma GCC unroll 2
-    for (int t = 0; t < T; ++t) {
-      u[t] = tiles + static_cast<size_t>(t) * tile_stride + static_cast<size_t>(b) * kUnit;
-      prefetch_unit<kUnit>(u[t]);
-    }
-    __m512i isum[T];
-    units.template operator()<T>(u, y[b], ysum[b], isum);
-    const __m512 dy = _mm512_set1_ps(half_to_float(y[b].d));
-#pragma GCC unroll 2
-    for (int t = 0; t < T; ++t) {
-      const __m512 dxdy = _mm512_mul_ps(halves16(u[t]), dy);
-      acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_cvtepi32_ps(isum[t]), dxdy));
-    }
-  }
-#pragma GCC unroll 2
-  for (int t = 0; t < T; ++t) _mm512_storeu_ps(out + 16 * t, acc[t]);
-}
-
-// Every tile of a legacy format, two at a time (q4_K_units: the broadcasts shared), the last one
-// alone.
-template <size_t kUnit, typename Units>
-void legacy_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles, const void* yv,
-                  float* out, Units units) {
-  const auto* y = static_cast<const BlockQ8_0*>(yv);
-  const auto* base = static_cast<const uint8_t*>(tiles);
-  const int64_t nb = n / quant::kQK8_0;
-  const BlockSums ysum(y, nb);
-  int64_t t = 0;
-  for (; t + 2 <= n_tiles; t += 2) {
-    legacy_tile_group<2, kUnit>(nb, base + static_cast<size_t>(t) * tile_stride, tile_stride, y,
-                                ysum, out + 16 * t, units);
-  }
-  if (t < n_tiles) {
-    legacy_tile_group<1, kUnit>(nb, base + static_cast<size_t>(t) * tile_stride, tile_stride, y,
-                                ysum, out + 16 * t, units);
-  }
-}
-
-// T consecutive tiles of Q4_K (tile_rows' loop, unit by unit across the T tiles).
-template <int T>
-void q4_K_tiles(int64_t units, const uint8_t* tiles, size_t tile_stride, const BlockQ8_K* y,
-                float* out) {
+// T consecutive tiles' 16 rows each: acc += term for the `units` units of each row in order, as
+// the references add their block terms. terms(u, i, out) gives unit i's term of each tile, u[t]
+// its bytes in tile t (fetched ahead first).
+template <int T, size_t kUnit, typename TermsFn>
+void tile_group(int64_t units, const uint8_t* tiles, size_t tile_stride, float* out,
+                TermsFn terms) {
   __m512 acc[T];
 #pragma GCC unroll 2
   for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
@@ -329,24 +266,56 @@ void q4_K_tiles(int64_t units, const uint8_t* tiles, size_t tile_stride, const B
     const uint8_t* u[T];
 #pragma GCC unroll 2
     for (int t = 0; t < T; ++t) {
-      u[t] = tiles + static_cast<size_t>(t) * tile_stride + static_cast<size_t>(i) * kQ4KUnit;
-      prefetch_unit<kQ4KUnit>(u[t]);
+      u[t] = tiles + static_cast<size_t>(t) * tile_stride + static_cast<size_t>(i) * kUnit;
+      prefetch_unit<kUnit>(u[t]);
     }
-    __m512i isum[T], msum[T];
-    q4_K_units<T>(u, y[i], isum, msum);
-    const __m512 yd = _mm512_set1_ps(y[i].d);
+    __m512 term[T];
+    terms(u, i, term);
 #pragma GCC unroll 2
-    for (int t = 0; t < T; ++t) {
-      // float(isum) * (d * yd) - float(msum) * (dmin * yd).
-      acc[t] = _mm512_add_ps(
-          acc[t],
-          _mm512_sub_ps(
-              _mm512_mul_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(halves16(u[t]), yd)),
-              _mm512_mul_ps(_mm512_cvtepi32_ps(msum[t]), _mm512_mul_ps(halves16(u[t] + 32), yd))));
-    }
+    for (int t = 0; t < T; ++t) acc[t] = _mm512_add_ps(acc[t], term[t]);
   }
 #pragma GCC unroll 2
   for (int t = 0; t < T; ++t) _mm512_storeu_ps(out + 16 * t, acc[t]);
+}
+
+// Every tile: two at a time with kPairs (each activation load then serves both), the last one
+// alone. `terms` is generic over the number of tiles T.
+template <size_t kUnit, bool kPairs, typename TermsFn>
+void all_tiles(int64_t units, const void* tiles, size_t tile_stride, int64_t n_tiles, float* out,
+               TermsFn terms) {
+  const auto* base = static_cast<const uint8_t*>(tiles);
+  int64_t t = 0;
+  if constexpr (kPairs) {
+    for (; t + 2 <= n_tiles; t += 2) {
+      tile_group<2, kUnit>(units, base + static_cast<size_t>(t) * tile_stride, tile_stride,
+                           out + 16 * t, terms);
+    }
+  }
+  for (; t < n_tiles; ++t) {
+    tile_group<1, kUnit>(units, base + static_cast<size_t>(t) * tile_stride, tile_stride,
+                         out + 16 * t, terms);
+  }
+}
+
+// The legacy formats' terms: float(isum) * (dx * dy), two tiles at a time.
+template <size_t kUnit, typename Units>
+void legacy_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles, const void* yv,
+                  float* out, Units units) {
+  const auto* y = static_cast<const BlockQ8_0*>(yv);
+  const int64_t nb = n / quant::kQK8_0;
+  const BlockSums ysum(y, nb);
+  all_tiles<kUnit, /*kPairs=*/true>(
+      nb, tiles, tile_stride, n_tiles, out,
+      [&]<int T>(const uint8_t* const(&u)[T], int64_t b, __m512(&term)[T]) {
+        __m512i isum[T];
+        units.template operator()<T>(u, y[b], ysum[b], isum);
+        const __m512 dy = _mm512_set1_ps(half_to_float(y[b].d));
+#pragma GCC unroll 2
+        for (int t = 0; t < T; ++t) {
+          const __m512 dxdy = _mm512_mul_ps(halves16(u[t]), dy);
+          term[t] = _mm512_mul_ps(_mm512_cvtepi32_ps(isum[t]), dxdy);
+        }
+      });
 }
 
 }  // namespace
@@ -354,27 +323,35 @@ void q4_K_tiles(int64_t units, const uint8_t* tiles, size_t tile_stride, const B
 void vec_dot_q4_K_q8_K_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
                              const void* yv, float* out) {
   const auto* y = static_cast<const BlockQ8_K*>(yv);
-  const auto* base = static_cast<const uint8_t*>(tiles);
-  int64_t t = 0;
-  for (; t + 2 <= n_tiles; t += 2) {
-    q4_K_tiles<2>(n / kQK_K, base + static_cast<size_t>(t) * tile_stride, tile_stride, y,
-                  out + 16 * t);
-  }
-  if (t < n_tiles) {
-    q4_K_tiles<1>(n / kQK_K, base + static_cast<size_t>(t) * tile_stride, tile_stride, y,
-                  out + 16 * t);
-  }
+  all_tiles<kQ4KUnit, /*kPairs=*/true>(
+      n / kQK_K, tiles, tile_stride, n_tiles, out,
+      [&]<int T>(const uint8_t* const(&u)[T], int64_t i, __m512(&term)[T]) {
+        __m512i isum[T], msum[T];
+        q4_K_units<T>(u, y[i], isum, msum);
+        const __m512 yd = _mm512_set1_ps(y[i].d);
+#pragma GCC unroll 2
+        for (int t = 0; t < T; ++t) {
+          // float(isum) * (d * yd) - float(msum) * (dmin * yd).
+          term[t] = _mm512_sub_ps(
+              _mm512_mul_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(halves16(u[t]), yd)),
+              _mm512_mul_ps(_mm512_cvtepi32_ps(msum[t]), _mm512_mul_ps(halves16(u[t] + 32), yd)));
+        }
+      });
 }
 
 void vec_dot_q6_K_q8_K_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
                              const void* yv, float* out) {
   const auto* y = static_cast<const BlockQ8_K*>(yv);
-  tile_rows<kQ6KUnit>(n / kQK_K, tiles, tile_stride, n_tiles, out,
-                      [&](const uint8_t* u, int64_t i) {
-                        // float(isum) * (d * yd).
-                        const __m512 dyd = _mm512_mul_ps(halves16(u), _mm512_set1_ps(y[i].d));
-                        return _mm512_mul_ps(_mm512_cvtepi32_ps(q6_K_unit(u, y[i])), dyd);
-                      });
+  all_tiles<kQ6KUnit, /*kPairs=*/false>(
+      n / kQK_K, tiles, tile_stride, n_tiles, out,
+      [&]<int T>(const uint8_t* const(&u)[T], int64_t i, __m512(&term)[T]) {
+  // float(isum) * (d * yd).
+#pragma GCC unroll 2
+        for (int t = 0; t < T; ++t) {
+          const __m512 dyd = _mm512_mul_ps(halves16(u[t]), _mm512_set1_ps(y[i].d));
+          term[t] = _mm512_mul_ps(_mm512_cvtepi32_ps(q6_K_unit(u[t], y[i])), dyd);
+        }
+      });
 }
 
 void vec_dot_q5_0_q8_0_tiles(int64_t n, const void* tiles, size_t tile_stride, int64_t n_tiles,
