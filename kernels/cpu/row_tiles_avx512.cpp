@@ -51,11 +51,12 @@ inline __m512 halves16(const uint8_t* p) {
 // Unit i (super-block i) of T tiles: the reference's isum and msum per lane, tile by tile. Each
 // activation broadcast serves the T tiles, and each chunk is loaded once for its two masks (GCC
 // otherwise folds the load into both vpandd: two loads of the same 64 bytes). On Emerald Rapids
-// the kernel is bound by its loads (a unit: 64 chunk loads, 64 broadcasts, 36 prefetches), and in
-// a throwaway harness (256 rows of 2048 in L2, one thread) the one load took it from 36.5 to
-// 41.5 GB/s and two tiles to 43.4; streaming many matrices from memory, two tiles against the old
-// kernel: 9.2 -> 10.8 GB/s on one thread, 20.3 -> 22.8 on two (two tiles also read two streams at
-// once). docs/PERF.md, "Row tiles two at a time".
+// the kernel looks bound by its loads (a unit: 64 chunk loads, 64 broadcasts, 36 prefetches;
+// shorter dependency chains made it slower, fewer loads faster). In a throwaway harness (256 rows
+// of 2048 in L2, one thread) the one load took it from 36.5 to 41.5 GB/s and two tiles to 43.4;
+// streaming many matrices from memory, two tiles against the old kernel: 9.2 -> 10.8 GB/s on one
+// thread, 20.3 -> 22.8 on two (two tiles also read two streams at once). Whole decode steps showed
+// no difference this VM could resolve: docs/PERF.md, "Row tiles two at a time".
 template <int T>
 inline void q4_K_units(const uint8_t* const (&u)[T], const BlockQ8_K& y, __m512i (&isum)[T],
                        __m512i (&msum)[T]) {
@@ -345,9 +346,9 @@ void vec_dot_q6_K_q8_K_tiles(int64_t n, const void* tiles, size_t tile_stride, i
   all_tiles<kQ6KUnit, /*kPairs=*/false>(
       n / kQK_K, tiles, tile_stride, n_tiles, out,
       [&]<int T>(const uint8_t* const(&u)[T], int64_t i, __m512(&term)[T]) {
-  // float(isum) * (d * yd).
 #pragma GCC unroll 2
         for (int t = 0; t < T; ++t) {
+          // float(isum) * (d * yd).
           const __m512 dyd = _mm512_mul_ps(halves16(u[t]), _mm512_set1_ps(y[i].d));
           term[t] = _mm512_mul_ps(_mm512_cvtepi32_ps(q6_K_unit(u[t], y[i])), dyd);
         }
