@@ -218,8 +218,9 @@ int main(int argc, char** argv) {
     ktx::ops::cpu::QuantizedRows q;
     q.quantize(nullptr, *ktx::quant::vec_dot_type(c.type), 1, c.cols, x.data(), c.cols);
 
-    std::vector<Variant> variants = {Variant::kRows};
-    if (cpu::vec_dot_rows_fn(c.type) != nullptr) variants.push_back(Variant::kOneRow);
+    // The multi-row kernel against one row at a time where the type has one; else one-row only.
+    std::vector<Variant> variants = {Variant::kOneRow};
+    if (cpu::vec_dot_rows_fn(c.type) != nullptr) variants.insert(variants.begin(), Variant::kRows);
     if (tiled) variants.push_back(Variant::kTiles);
     // Each variant's matrices: the file's rows, or their tiles.
     const auto base = [&](Variant v) { return v == Variant::kTiles ? tiled->data : cold; };
@@ -268,9 +269,7 @@ int main(int argc, char** argv) {
         const double s = median(seconds[v]);
         const Result r{c.name,
                        std::string(ktx::type_name(c.type)),
-                       variants[v] == Variant::kRows && cpu::vec_dot_rows_fn(c.type) == nullptr
-                           ? "one-row"
-                           : variant_name(variants[v]),
+                       variant_name(variants[v]),
                        threads,
                        c.rows,
                        c.cols,

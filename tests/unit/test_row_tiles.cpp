@@ -347,8 +347,8 @@ long mapping_rss_kib(const void* p) {
     unsigned long begin = 0, end = 0;
     long kib = 0;
     char perms[8] = {};
-    if (std::sscanf(line.c_str(), "%lx-%lx %7s", &begin, &end, perms) ==
-        3) {  // a mapping's first line
+    // A mapping's first line starts with its address range.
+    if (std::sscanf(line.c_str(), "%lx-%lx %7s", &begin, &end, perms) == 3) {
       inside = addr >= begin && addr < end;
     } else if (inside && std::sscanf(line.c_str(), "Rss: %ld kB", &kib) == 1) {
       return kib;
