@@ -79,8 +79,10 @@ namespace ktx::abi {
 // "out of memory" status, which ktx_status_release knows not to free).
 ktx_status* make_status(ktx_status_code code, const std::string& message) noexcept;
 // The status for the exception being handled: ktx::Error codes map one to one,
-// std::bad_alloc to KTX_STATUS_OUT_OF_MEMORY, anything else to KTX_STATUS_INTERNAL.
-ktx_status* status_from_exception() noexcept;
+// std::bad_alloc to KTX_STATUS_OUT_OF_MEMORY, anything else to KTX_STATUS_INTERNAL. The message
+// starts with `function` (ktx.h promises that every message names its function) unless the
+// exception's own message already does.
+ktx_status* status_from_exception(const char* function) noexcept;
 
 // The helpers below may throw std::bad_alloc: call them between KTX_API_BEGIN and KTX_API_END.
 inline ktx_status* invalid_argument(const char* function, const std::string& what) {
@@ -142,9 +144,11 @@ inline constexpr size_t kDeviceInfoSizeV1 = 40;
 }  // namespace ktx::abi
 
 // Every fallible entry point's body sits between these: no exception leaves the library.
+// KTX_API_END_AS names the entry point in a helper that serves several of them.
 #define KTX_API_BEGIN try {
-#define KTX_API_END                             \
-  }                                             \
-  catch (...) {                                 \
-    return ::ktx::abi::status_from_exception(); \
+#define KTX_API_END_AS(function)                        \
+  }                                                     \
+  catch (...) {                                         \
+    return ::ktx::abi::status_from_exception(function); \
   }
+#define KTX_API_END KTX_API_END_AS(__func__)

@@ -83,8 +83,9 @@ void ktx_model_options_release(ktx_model_options* options) { delete options; }
 ktx_status* ktx_model_options_set_threads(ktx_model_options* options, int32_t n_threads) {
   KTX_API_BEGIN
   if (options == nullptr) return null_argument(__func__, "options");
-  if (n_threads < 0) {
-    return invalid_argument(__func__, "n_threads must be >= 0 (0 = every hardware thread), not " +
+  if (n_threads < 0 || n_threads > ktx::runtime::kMaxThreads) {
+    return invalid_argument(__func__, "n_threads must be 0 (every hardware thread) to " +
+                                          std::to_string(ktx::runtime::kMaxThreads) + ", not " +
                                           std::to_string(n_threads));
   }
   options->n_threads = n_threads;
@@ -149,7 +150,7 @@ ktx_status* ktx_model_load(const char* path, const ktx_model_options* options, k
   };
   auto cancel = [&](const char* when) {
     return ktx::abi::make_status(KTX_STATUS_CANCELLED,
-                                 std::string(__func__) + ": " + path +
+                                 std::string("ktx_model_load: ") + path +
                                      ": loading cancelled by the progress callback " + when);
   };
   if (!report(0.0)) return cancel("before it started");

@@ -17,7 +17,7 @@ ktx_status* eval(const char* function, ktx_session* session, const int32_t* toke
       n_tokens == 0 ? session->session.logits() : session->session.eval({tokens, n_tokens});
   if (logits != nullptr) *logits = out.empty() ? nullptr : out.data();
   return nullptr;
-  KTX_API_END
+  KTX_API_END_AS(function)
 }
 
 }  // namespace

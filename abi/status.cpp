@@ -40,19 +40,28 @@ ktx_status* make_status(ktx_status_code code, const std::string& message) noexce
   }
 }
 
-ktx_status* status_from_exception() noexcept {
+ktx_status* status_from_exception(const char* function) noexcept {
+  auto named = [&](ktx_status_code code, const std::string& message) {
+    const std::string prefix = std::string(function) + ": ";
+    if (message.compare(0, prefix.size(), prefix) == 0) return make_status(code, message);
+    return make_status(code, prefix + message);
+  };
   try {
-    throw;
-  } catch (const Error& e) {
-    return make_status(code_for(e.code()), e.what());
-  } catch (const AbiFailure& f) {
-    return make_status(f.code, f.message);
-  } catch (const std::bad_alloc&) {
-    return make_status(KTX_STATUS_OUT_OF_MEMORY, "out of memory");
-  } catch (const std::exception& e) {
-    return make_status(KTX_STATUS_INTERNAL, std::string("internal error: ") + e.what());
-  } catch (...) {
-    return make_status(KTX_STATUS_INTERNAL, "internal error: an unknown exception");
+    try {
+      throw;
+    } catch (const Error& e) {
+      return named(code_for(e.code()), e.what());
+    } catch (const AbiFailure& f) {
+      return named(f.code, f.message);
+    } catch (const std::bad_alloc&) {
+      return named(KTX_STATUS_OUT_OF_MEMORY, "out of memory");
+    } catch (const std::exception& e) {
+      return named(KTX_STATUS_INTERNAL, std::string("internal error: ") + e.what());
+    } catch (...) {
+      return named(KTX_STATUS_INTERNAL, "internal error: an unknown exception");
+    }
+  } catch (...) {  // building the message ran out of memory
+    return &g_out_of_memory;
   }
 }
 

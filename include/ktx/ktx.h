@@ -136,8 +136,9 @@ KTX_API ktx_status* ktx_model_options_create(ktx_model_options** options);
 /* in options: what to free, or NULL. */
 KTX_API void ktx_model_options_release(ktx_model_options* options);
 
-/* in n_threads: threads of the model's pool; 0 = every hardware thread.
- * Errors: KTX_STATUS_INVALID_ARGUMENT (options NULL, n_threads < 0); options unchanged. */
+/* in n_threads: threads of the model's pool; 0 = every hardware thread; at most 4096.
+ * Errors: KTX_STATUS_INVALID_ARGUMENT (options NULL, n_threads < 0 or > 4096); options
+ * unchanged. */
 KTX_API ktx_status* ktx_model_options_set_threads(ktx_model_options* options, int32_t n_threads);
 
 /* in path: a rule file (UTF-8; see docs/RULES.md and the rules/ folder), copied; NULL or "" = none
@@ -507,7 +508,8 @@ KTX_API void ktx_sampler_release(ktx_sampler* sampler);
 /* Picks a token. in logits: n_logits values (not modified), e.g. from ktx_session_eval.
  * out token: the chosen id in [0, n_logits). It is not added to the history: call
  * ktx_sampler_accept (ktx_generate does both).
- * Errors: KTX_STATUS_INVALID_ARGUMENT (NULL argument, n_logits 0 or past INT32_MAX); the
+ * Errors: KTX_STATUS_INVALID_ARGUMENT (NULL argument, n_logits 0 or past INT32_MAX, a logit
+ * that is NaN or +inf — the model's arithmetic overflowed —, or every logit -inf); the
  * sampler's random state is unchanged on error. */
 KTX_API ktx_status* ktx_sampler_sample(ktx_sampler* sampler, const float* logits, size_t n_logits,
                                        int32_t* token);

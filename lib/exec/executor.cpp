@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
+#include <new>
 
 #include "exec/expert_split.h"
 #include "ktx/error.h"
@@ -304,9 +306,29 @@ runtime::KvCache Executor::make_kv_cache(int64_t n_ctx) const {
       l.width_a = config_.n_head_kv * config_.head_dim;
       l.width_b = config_.n_head_kv * config_.head_dim;
     }
+    // n_ctx comes from the caller and can be anything up to INT64_MAX: a product that does not
+    // fit would wrap into a small cache that every eval then overruns.
+    const int64_t widest = std::max(l.width_a, l.width_b);
+    if (widest > 0 && n_ctx > std::numeric_limits<int64_t>::max() / widest / 4) {
+      throw Error(ErrorCode::kOutOfMemory,
+                  fmt::format("a KV cache of {} positions cannot exist: layer {} keeps {} + {} "
+                              "floats a position, more bytes than a 64-bit size holds",
+                              n_ctx, il, l.width_a, l.width_b));
+    }
     const registry::Device& device = layers_[il].attn->generate_device;
-    allocate_cache(l.a, device, static_cast<size_t>(n_ctx * l.width_a));
-    allocate_cache(l.b, device, static_cast<size_t>(n_ctx * l.width_b));
+    try {
+      allocate_cache(l.a, device, static_cast<size_t>(n_ctx * l.width_a));
+      allocate_cache(l.b, device, static_cast<size_t>(n_ctx * l.width_b));
+    } catch (const std::bad_alloc&) {
+      // Every layer's cache has the same widths.
+      const double bytes = static_cast<double>(n_ctx) * static_cast<double>(l.width_a + l.width_b) *
+                           sizeof(float) * static_cast<double>(cache.layers.size());
+      throw Error(ErrorCode::kOutOfMemory,
+                  fmt::format("the KV cache for a context of {} positions needs {:.2f} GiB, which "
+                              "could not be allocated (layer {} of {} failed); ask for a smaller "
+                              "context",
+                              n_ctx, bytes / double(1 << 30), il, cache.layers.size()));
+    }
   }
   return cache;
 }

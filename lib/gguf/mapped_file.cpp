@@ -47,6 +47,7 @@ int huge_mode() {
 }  // namespace
 
 MappedFile MappedFile::open(const std::string& path) {
+  if (path.empty()) throw Error(ErrorCode::kInvalidArgument, "the file path is empty");
   // O_NONBLOCK so that a FIFO given by mistake is refused below instead of blocking open().
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) fail_io(path, "cannot open", errno);

@@ -110,6 +110,17 @@ class TreeBuilder {
     need(add(prefix + ".post_attention_layernorm", ModuleKind::kRmsNorm, il), "weight",
          blk(il, "ffn_norm.weight"), {c_.n_embd});
     if (!c_.is_moe_layer(il)) {
+      // Routed experts in a layer the metadata calls dense: the expert keys are what is wrong,
+      // not the dense tensors the layer would then need.
+      if (file_.find_tensor(blk(il, "ffn_gate_exps.weight")) != nullptr &&
+          file_.find_tensor(blk(il, "ffn_gate.weight")) == nullptr) {
+        throw Error(ErrorCode::kInvalidFile,
+                    fmt::format("{}: layer {} holds routed experts (blk.{}.ffn_gate_exps.weight) "
+                                "but the metadata makes it a dense layer: check {}.expert_count "
+                                "({}) and {}.leading_dense_block_count ({})",
+                                file_.paths().front(), il, il, c_.arch_name, c_.n_expert,
+                                c_.arch_name, c_.n_layer_dense_lead));
+      }
       mlp(add(prefix + ".mlp", ModuleKind::kMlp, il), il, "", c_.n_ff);
       return;
     }

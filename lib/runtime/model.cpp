@@ -2,8 +2,13 @@
 #include "runtime/model.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
+#include <set>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "exec/default_plan.h"
 #include "ktx/error.h"
@@ -13,7 +18,15 @@
 namespace ktx::runtime {
 namespace {
 
-int resolve_threads(int n) { return n > 0 ? n : default_thread_count(); }
+int resolve_threads(int n) {
+  // A mistyped count (a million) would start threads until the system refuses one.
+  if (n < 0 || n > kMaxThreads) {
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("n_threads must be 0 (every hardware thread) to {}, not {}", kMaxThreads, n));
+  }
+  return n > 0 ? n : default_thread_count();
+}
 
 // Touches one byte per page of every tensor so the weights are resident before the first token.
 void prefault(const gguf::File& file, const std::function<bool(double)>& progress) {
@@ -43,6 +56,7 @@ Model::Model(gguf::File file, const ModelOptions& options)
       config_(model::ModelConfig::from_gguf(file_)),
       modules_(model::build_module_tree(config_, file_)),
       pool_(resolve_threads(options.n_threads)) {
+  warn_unused_tensors();
   backends_ = registry::load_backends(registry_, {options.backend_paths, true});
   for (std::string& w : backends_.warnings()) warnings_.push_back(std::move(w));
   if (options.rules_path.empty()) {
@@ -60,9 +74,42 @@ Model::Model(gguf::File file, const ModelOptions& options)
     // A model without a usable tokenizer still evaluates token ids (ktx logits, tests).
     tokenizer_error_ = e.what();
   }
+  if (tokenizer_ && tokenizer_->n_vocab() != config_.n_vocab) {
+    // Text would then map to ids the model has no rows for, or the model would choose ids that
+    // have no text: refused at load (as llama.cpp does), not halfway through a generation.
+    tokenizer_error_ = fmt::format(
+        "{}: the tokenizer has {} tokens (tokenizer.ggml.tokens) but the model's vocabulary is "
+        "{} (rows of token_embd.weight); the two must agree",
+        file_.paths().front(), tokenizer_->n_vocab(), config_.n_vocab);
+    tokenizer_.reset();
+    warnings_.push_back(tokenizer_error_);
+  }
 }
 
 Model::~Model() = default;
+
+void Model::warn_unused_tensors() {
+  // A tensor no module reads means the metadata describes another model than the tensors do
+  // (shared experts in a file whose metadata says there are none) or a file made wrongly: the
+  // model still runs as the metadata says, but not silently.
+  std::set<std::string_view> used;
+  for (const model::ModuleDesc& m : modules_) {
+    for (const auto& [role, tensor] : m.weights) used.insert(tensor->name);
+  }
+  std::vector<std::string_view> unused;
+  for (const gguf::TensorInfo& t : file_.tensors()) {
+    if (!used.contains(t.name)) unused.push_back(t.name);
+  }
+  if (unused.empty()) return;
+  constexpr size_t kNamed = 5;
+  const std::vector<std::string_view> named(unused.begin(),
+                                            unused.begin() + std::min(unused.size(), kNamed));
+  warnings_.push_back(fmt::format(
+      "{}: {} tensor{} not read by the model as its metadata describes it ({}: {}{}); check the "
+      "architecture's keys",
+      file_.paths().front(), unused.size(), unused.size() == 1 ? " is" : "s are", config_.arch_name,
+      fmt::join(named, ", "), unused.size() > kNamed ? ", …" : ""));
+}
 
 std::shared_ptr<Model> Model::load(const std::string& path, const ModelOptions& options) {
   return std::shared_ptr<Model>(new Model(gguf::File::open(path), options));
@@ -70,8 +117,8 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelOptions& 
 
 const Tokenizer& Model::tokenizer() const {
   if (!tokenizer_) {
-    throw Error(ErrorCode::kUnsupported, fmt::format("{}: no usable tokenizer: {}",
-                                                     file_.paths().front(), tokenizer_error_));
+    // tokenizer_error_ names the file.
+    throw Error(ErrorCode::kUnsupported, fmt::format("no usable tokenizer: {}", tokenizer_error_));
   }
   return *tokenizer_;
 }

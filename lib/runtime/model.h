@@ -27,9 +27,12 @@ class Tokenizer;
 
 namespace ktx::runtime {
 
+// The most threads a model's pool may have (the CLI's --threads has the same bound).
+inline constexpr int kMaxThreads = 4096;
+
 struct ModelOptions {
   std::string rules_path;  // a rule file (rules/*.yaml); empty: everything on the CPU
-  int n_threads = 0;       // 0: every hardware thread
+  int n_threads = 0;       // 0: every hardware thread; at most kMaxThreads
   // Read every weight page once while loading (so the first tokens do not stall on page faults),
   // reporting the fraction done. Off: pages load lazily on first use.
   bool prefault = false;
@@ -78,6 +81,8 @@ class Model {
 
  private:
   Model(gguf::File file, const ModelOptions& options);
+  // Adds a warning naming the file's tensors that no module reads.
+  void warn_unused_tensors();
 
   gguf::File file_;
   model::ModelConfig config_;

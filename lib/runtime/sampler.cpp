@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <unordered_map>
 
 #include "ktx/error.h"
@@ -20,7 +21,7 @@ void SamplingParams::validate() const {
   };
   if (!std::isfinite(temperature)) bad("temperature", temperature, "a finite number");
   if (!(top_p > 0.0f) || top_p > 1.0f) bad("top_p", top_p, "0 < top_p <= 1");
-  if (min_p < 0.0f || min_p > 1.0f) bad("min_p", min_p, "0 <= min_p <= 1");
+  if (!(min_p >= 0.0f && min_p <= 1.0f)) bad("min_p", min_p, "0 <= min_p <= 1");  // NaN too
   if (!(repeat_penalty > 0.0f) || !std::isfinite(repeat_penalty)) {
     bad("repeat_penalty", repeat_penalty, "a number > 0 (1 = off)");
   }
@@ -42,6 +43,24 @@ void Sampler::reset() {
 
 int32_t Sampler::sample(std::span<const float> logits) {
   const int32_t n_vocab = static_cast<int32_t>(logits.size());
+  // NaN or +inf anywhere means the model's arithmetic broke down (a weight or an activation
+  // overflowed): every choice from such logits would be arbitrary, so none is made. -inf is a
+  // masked token and fine, as long as one token is left.
+  bool any_finite = false;
+  for (int32_t i = 0; i < n_vocab; ++i) {
+    const float l = logits[static_cast<size_t>(i)];
+    if (std::isnan(l) || l == std::numeric_limits<float>::infinity()) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("the logit of token {} is {}: the model's output is not finite (a "
+                              "weight or an activation overflowed), nothing can be sampled",
+                              i, l));
+    }
+    any_finite = any_finite || std::isfinite(l);
+  }
+  if (!any_finite) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("all {} logits are -inf: no token is left to sample", n_vocab));
+  }
   candidates_.resize(logits.size());
   for (int32_t i = 0; i < n_vocab; ++i) candidates_[static_cast<size_t>(i)] = {logits[static_cast<size_t>(i)], i};
 

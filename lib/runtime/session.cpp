@@ -39,9 +39,12 @@ void Session::check(std::span<const int32_t> tokens) const {
 std::span<const float> Session::eval(std::span<const int32_t> tokens) {
   if (tokens.empty()) return logits_;
   check(tokens);
-  logits_.resize(static_cast<size_t>(model_->config().n_vocab));
-  model_->forward(tokens, position(), cache_, logits_.data(), false);
+  // Into a buffer of its own, so that a forward that fails leaves the session's logits (and
+  // whether it holds any) as they were.
+  std::vector<float> logits(static_cast<size_t>(model_->config().n_vocab));
+  model_->forward(tokens, position(), cache_, logits.data(), false);
   tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
+  logits_ = std::move(logits);
   return logits_;
 }
 

@@ -23,6 +23,13 @@ static int g_failures = 0;
 /* The call must fail with `code` and a message. */
 #define EXPECT_CODE(call, code) expect_code((call), (code), #call, __FILE__, __LINE__)
 
+/* Whether `message` starts with "f: ", f the function called in `call` ("f(args...)"). */
+static int names_function(const char* message, const char* call) {
+  const char* paren = strchr(call, '(');
+  const size_t n = paren != NULL ? (size_t)(paren - call) : 0;
+  return n > 0 && strncmp(message, call, n) == 0 && message[n] == ':' && message[n + 1] == ' ';
+}
+
 /* Checks and releases `status`; returns whether it had the expected code. */
 static int expect_code(ktx_status* status, ktx_status_code code, const char* call, const char* file,
                        int line) {
@@ -34,6 +41,11 @@ static int expect_code(ktx_status* status, ktx_status_code code, const char* cal
   } else if (code != KTX_STATUS_OK && ktx_status_get_message(status)[0] == '\0') {
     fprintf(stderr, "%s:%d: %s\n  failed with %s but no message\n", file, line, call,
             ktx_status_code_name(code));
+    ok = 0;
+  } else if (code != KTX_STATUS_OK && !names_function(ktx_status_get_message(status), call)) {
+    /* ktx.h: every message names the function that failed. */
+    fprintf(stderr, "%s:%d: %s\n  message does not start with the function's name: %s\n", file,
+            line, call, ktx_status_get_message(status));
     ok = 0;
   }
   if (!ok) ++g_failures;

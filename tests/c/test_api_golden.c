@@ -460,6 +460,8 @@ static void test_sessions(const ktx_model* model, const float* golden) {
   EXPECT_CODE(ktx_session_create(model, -1, &batch), KTX_STATUS_INVALID_ARGUMENT);
   EXPECT_CODE(ktx_session_create(NULL, 16, &batch), KTX_STATUS_INVALID_ARGUMENT);
   EXPECT_CODE(ktx_session_create(model, 16, NULL), KTX_STATUS_INVALID_ARGUMENT);
+  /* A cache whose byte count would wrap 64 bits: refused, not allocated small. */
+  EXPECT_CODE(ktx_session_create(model, (int64_t)1 << 59, &batch), KTX_STATUS_OUT_OF_MEMORY);
   CHECK(batch == sentinel);
   EXPECT_OK(ktx_session_create(model, 16, &batch));
   CHECK(ktx_session_position(batch) == 0 && ktx_session_n_ctx(batch) == 16);

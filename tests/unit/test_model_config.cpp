@@ -782,6 +782,11 @@ TEST_CASE("refused: missing tensors", "[model][config][errors]") {
     require_refusal(spec, ErrorCode::kInvalidFile,
                     {"'blk.1.ffn_up_exps.weight' is missing", "model.layers.1.mlp.experts", "3-D"});
   }
+  SECTION("expert_count key lost: the layers with experts are named, not their dense tensors") {
+    spec.drop_keys = {"deepseek2.expert_count"};
+    require_refusal(spec, ErrorCode::kInvalidFile,
+                    {"layer 1 holds routed experts", "deepseek2.expert_count (0)"});
+  }
   SECTION("q_lora_rank key lost") {
     spec = TinyModelSpec::v2();
     spec.drop_keys = {"deepseek2.attention.q_lora_rank"};

@@ -164,6 +164,12 @@ TEST_CASE("out-of-range parameters are refused by name", "[sampler]") {
   p.min_p = 1.5f;
   refuses(p, "min_p");
   p = {};
+  p.min_p = NAN;  // would otherwise turn sampling greedy without a word
+  refuses(p, "min_p");
+  p = {};
+  p.top_p = NAN;
+  refuses(p, "top_p");
+  p = {};
   p.repeat_penalty = 0.0f;
   refuses(p, "repeat_penalty");
   p = {};
@@ -172,4 +178,23 @@ TEST_CASE("out-of-range parameters are refused by name", "[sampler]") {
   p = {};
   p.penalty_last_n = -1;
   refuses(p, "penalty_last_n");
+}
+
+TEST_CASE("logits that are not finite are refused, not sampled from", "[sampler]") {
+  for (float temperature : {0.0f, 0.8f}) {
+    SamplingParams p;
+    p.temperature = temperature;
+    Sampler s(p);
+    std::vector<float> logits = {1.0f, 2.0f, 0.5f, -1.0f};
+    logits[2] = NAN;
+    CHECK_THROWS_WITH(s.sample(logits),
+                      Catch::Contains("token 2") && Catch::Contains("not finite"));
+    logits[2] = INFINITY;
+    CHECK_THROWS_WITH(s.sample(logits), Catch::Contains("token 2"));
+    const float ninf = -INFINITY;
+    const std::vector<float> masked = {ninf, ninf, 3.0f, ninf};  // masked tokens are fine
+    CHECK(s.sample(masked) == 2);
+    const std::vector<float> none = {ninf, ninf};
+    CHECK_THROWS_WITH(s.sample(none), Catch::Contains("-inf"));
+  }
 }

@@ -2,13 +2,14 @@
 // equals one prefill batch; rewind, reset, context limits, bad tokens, and sessions on several
 // threads at once.
 #include <catch2/catch.hpp>
-
 #include <cmath>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "ktx/error.h"
+#include "model_test_files.h"
 #include "runtime/model.h"
 #include "runtime/session.h"
 
@@ -120,4 +121,35 @@ TEST_CASE("sessions on different threads share one model safely", "[session]") {
   }
   for (auto& th : threads) th.join();
   for (const auto& r : results) CHECK(max_diff(r, want) < 2e-4f);
+}
+
+TEST_CASE("a context whose cache size overflows is refused, not wrapped", "[session]") {
+  auto model = load("ds2_lite");
+  // 2^59 positions × (kv_lora + rope) floats wraps a 64-bit byte count into a small cache.
+  for (int64_t n_ctx : {int64_t{1} << 59, std::numeric_limits<int64_t>::max()}) {
+    INFO(n_ctx);
+    try {
+      Session s(model, n_ctx);
+      FAIL("accepted");
+    } catch (const ktx::Error& e) {
+      CHECK(e.code() == ktx::ErrorCode::kOutOfMemory);
+      CHECK_THAT(e.what(), Catch::Contains(std::to_string(n_ctx) + " positions"));
+    }
+  }
+}
+
+TEST_CASE("tensors the model does not read are named in a warning", "[session]") {
+  ktx::model::test::TempDir dir;
+  ktx::model::test::TinyModelSpec spec;
+  // The shared experts' tensors stay; the key that says they exist goes.
+  spec.drop_keys = {"deepseek2.expert_shared_count"};
+  const std::string path = dir.file("no_shared.gguf");
+  ktx::model::test::write_tiny_model(spec, path);
+  auto model = Model::load(path, {});
+  REQUIRE(model->warnings().size() == 1);
+  const std::string& w = model->warnings()[0];
+  CHECK_THAT(w, Catch::StartsWith(path) && Catch::Contains("not read by the model") &&
+                    Catch::Contains("blk.1.ffn_gate_shexp.weight") && Catch::Contains(", …)"));
+  // The golden file has none.
+  CHECK(load("ds2_lite")->warnings().empty());
 }

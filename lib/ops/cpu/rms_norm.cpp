@@ -1,4 +1,7 @@
 // cpu.rms_norm: x / sqrt(mean(x²) + eps) * weight per token, the sum of squares in double.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include "ops/cpu/common.h"
 #include "ops/cpu/impls.h"
 
@@ -29,7 +32,11 @@ std::optional<std::string> check(const registry::OpCreateArgs& a) {
   Checker c(a, kName);
   c.options({}).dequantize("weight");
   if (const gguf::TensorInfo* w = a.module.find_weight("weight")) {
-    c.require(w->shape.size() == 1, "its weight is not a vector");
+    // [n] or, as ggml writes it too, [n, 1, …]: the same vector.
+    bool vector = !w->shape.empty();
+    for (size_t i = 1; i < w->shape.size(); ++i) vector = vector && w->shape[i] == 1;
+    c.require(vector, fmt::format("its weight '{}' has shape [{}], not a vector", w->name,
+                                  fmt::join(w->shape, ", ")));
   }
   return c.result();
 }
