@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/output_path.h"
 #include "gguf/rules.h"
 #include "gguf/sink.h"
 #include "ktx/error.h"
@@ -239,11 +240,13 @@ void Writer::write(const std::string& path) const {
   }
 
   // A unique temporary name in the same folder, so rename() is atomic and the old file survives
-  // any failure.
+  // any failure. Renamed onto the file a symbolic link points to (the link stays), and never
+  // onto a device or a FIFO (rename_target refuses those).
+  const std::string target = core::rename_target(path);
   std::string tmp;
   int fd = -1;
   for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
-    tmp = fmt::format("{}.tmp.{}.{}", path, ::getpid(), detail::g_temp_counter.fetch_add(1));
+    tmp = fmt::format("{}.tmp.{}.{}", target, ::getpid(), detail::g_temp_counter.fetch_add(1));
     fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0 && errno != EEXIST) break;
   }
@@ -270,7 +273,7 @@ void Writer::write(const std::string& path) const {
   const int closed = ::close(fd);
   fd = -1;
   if (closed != 0) fail("cannot close", errno);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot rename into place", errno);
+  if (::rename(tmp.c_str(), target.c_str()) != 0) fail("cannot rename into place", errno);
 }
 
 Writer Writer::from_file(const File& file) {

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/output_path.h"
 #include "ktx/error.h"
 #include "ktx/gguf.h"
 #include "ktx/quant.h"
@@ -40,24 +41,6 @@ constexpr int64_t kChunkElements = 64 * 1024;
 constexpr uint32_t kQuantizationVersion = 2;
 
 bool is_quantized(TT type) { return traits(type).block_size > 1; }
-
-// Refuses to write over the input: the output is built while the input is still mapped, and
-// replacing a mapped file would pull the data from under the reader.
-void refuse_same_file(const std::vector<std::string>& inputs, const std::string& out_path) {
-  namespace fs = std::filesystem;
-  for (const std::string& in : inputs) {
-    std::error_code ec_equivalent, ec_in, ec_out;
-    const bool same_inode = fs::equivalent(in, out_path, ec_equivalent) && !ec_equivalent;
-    const fs::path canonical_in = fs::weakly_canonical(in, ec_in);
-    const fs::path canonical_out = fs::weakly_canonical(out_path, ec_out);
-    const bool same_name = !ec_in && !ec_out && canonical_in == canonical_out;
-    if (in == out_path || same_inode || same_name) {
-      throw Error(ErrorCode::kInvalidArgument,
-                  fmt::format("output '{}' is the input file '{}'; quantize into a new file",
-                              out_path, in));
-    }
-  }
-}
 
 // Converts every row of `src` into `to` at `dst`, rows spread over the pool.
 void convert_tensor(const gguf::TensorInfo& src, TT to, uint8_t* dst, runtime::ThreadPool& pool) {
@@ -116,11 +99,12 @@ Summary quantize_model(const std::string& in_path, const std::string& out_path, 
                        const Options& options) {
   const auto start = std::chrono::steady_clock::now();
   preset_info(preset);  // refuses a number that is not a preset
-  if (out_path.empty()) throw Error(ErrorCode::kInvalidArgument, "quantize: empty output path");
-  refuse_same_file({in_path}, out_path);
+  // The output is built while the input is still mapped: replacing a mapped file would pull the
+  // data from under the reader.
+  core::refuse_output_path(out_path, {in_path}, "quantize: output");
 
   const gguf::File file = gguf::File::open(in_path);
-  refuse_same_file(file.paths(), out_path);
+  core::refuse_output_path(out_path, file.paths(), "quantize: output");
   const ModelInfo model = ModelInfo::from_file(file);
   const std::vector<gguf::TensorInfo>& sources = file.tensors();
 

@@ -89,3 +89,100 @@ def test_chat_and_perplexity(model_path, ktx_bin, tmp_path):
     ppl = float(r.stdout.strip().splitlines()[-1].split()[1])
     # A repeated sentence becomes almost certain for a real model.
     assert 1.0 <= ppl < 3.0
+
+
+def test_chat_drops_old_turns_when_the_context_fills(model_path, ktx_bin):
+    # SmolLM2's template costs ~30 tokens of system prompt and ~5 a turn: three questions and
+    # 16-token replies outgrow a 96-token context. The chat goes on, oldest turns dropped.
+    questions = "What is the capital of France?\nName three colours.\nWhat is two plus two?\n"
+    r = subprocess.run([str(ktx_bin), "chat", "-m", model_path, "--temp", "0", "-n", "16",
+                        "--ctx", "96"], input=questions, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "oldest turn was dropped" in r.stderr
+    assert len(r.stdout.strip().splitlines()) >= 3, r.stdout
+    # A message that cannot fit even alone is refused, and the chat still ends normally.
+    r = subprocess.run([str(ktx_bin), "chat", "-m", model_path, "--temp", "0", "-n", "4",
+                        "--ctx", "48"], input="word " * 200 + "\n", capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "not sent" in r.stderr and "--ctx" in r.stderr
+
+
+def test_model_commands_answer_help(ktx_bin):
+    for command in ["generate", "chat", "logits", "perplexity", "inspect"]:
+        r = subprocess.run([str(ktx_bin), command, "--help"], capture_output=True, text=True)
+        assert r.returncode == 0, (command, r.stderr)
+        assert command in r.stdout and "--backend" in r.stdout
+
+
+def test_a_tokenizer_that_disagrees_with_the_vocabulary_is_refused(model_path, ktx_bin, tmp_path):
+    import ktx
+
+    # A tiny model with SmolLM2's tokenizer, then the same file with 10 more tokens in the list
+    # than the embedding has rows.
+    tiny = tmp_path / "tiny.gguf"
+    r = subprocess.run([str(ktx_bin), "make-model", str(tiny), "--vocab-from", model_path],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    f = ktx.GGUFFile(str(tiny))
+    meta = {k: (f.metadata_types[k], v) for k, v in f.metadata.items()}
+    n = len(meta["tokenizer.ggml.tokens"][1])
+    meta["tokenizer.ggml.tokens"] = ("ARRAY[STRING]",
+                                     meta["tokenizer.ggml.tokens"][1] + [f"<x{i}>" for i in range(10)])
+    if "tokenizer.ggml.token_type" in meta:
+        kind, types = meta["tokenizer.ggml.token_type"]
+        meta["tokenizer.ggml.token_type"] = (kind, types + [1] * 10)
+    tensors = [(t, f.tensor_info(t)["type"], f.tensor_info(t)["shape"], np.array(f.raw(t)))
+               for t in f.tensor_names()]
+    bad = tmp_path / "bad.gguf"
+    ktx.write_gguf(str(bad), meta, tensors, alignment=f.alignment)
+    del f
+
+    r = subprocess.run([str(ktx_bin), "generate", "-m", str(bad), "-p", "hello", "-n", "2"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0
+    assert f"the tokenizer has {n + 10} tokens" in r.stderr and f"vocabulary is {n}" in r.stderr
+    assert r.stdout == ""  # refused before any text, not halfway through
+    # Token ids still evaluate, with the reason as a warning.
+    r = subprocess.run([str(ktx_bin), "logits", "-m", str(bad), "--tokens", "1,2", "-o",
+                        str(tmp_path / "l.f32")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "warning" in r.stderr and "tokenizer" in r.stderr
+
+
+def test_outputs_never_overwrite_inputs(model_path, ktx_bin, tmp_path):
+    import shutil
+
+    model = tmp_path / "m.gguf"
+    shutil.copy(model_path, model)
+    before = model.read_bytes()
+    link = tmp_path / "link.gguf"
+    link.symlink_to(model)
+    for args in (["logits", "-m", model, "--tokens", "1,2", "-o", model],
+                 ["logits", "-m", model, "--tokens", "1,2", "-o", link],
+                 ["plan", "-m", model, "--cpu-bw", "10", "--rules-out", model],
+                 ["make-model", model, "--vocab-from", model],
+                 ["logits", "-m", model, "--tokens", "1,2", "-o", tmp_path]):
+        r = subprocess.run([str(ktx_bin), *map(str, args)], capture_output=True, text=True)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "is the input file" in r.stderr or "is a directory" in r.stderr, r.stderr
+    assert model.read_bytes() == before
+    # A write that fails says so.
+    r = subprocess.run([str(ktx_bin), "logits", "-m", model, "--tokens", "1,2", "-o",
+                        tmp_path / "missing" / "l.f32"], capture_output=True, text=True)
+    assert r.returncode == 1 and "missing/l.f32" in r.stderr
+    if pathlib.Path("/dev/full").is_char_device():
+        # Written in place (never renamed over: that would replace the device), and the full
+        # disk is an error, on -o and on standard output alike.
+        r = subprocess.run([str(ktx_bin), "logits", "-m", model, "--tokens", "1,2", "-o",
+                            "/dev/full"], capture_output=True, text=True)
+        assert r.returncode == 1 and "No space left" in r.stderr, r.stderr
+        assert pathlib.Path("/dev/full").is_char_device()
+        with open("/dev/full", "w") as full:
+            r = subprocess.run([str(ktx_bin), "inspect", model], stdout=full,
+                               stderr=subprocess.PIPE, text=True)
+        assert r.returncode == 1 and "No space left" in r.stderr, r.stderr
+        assert "internal" not in r.stderr
+    # Raw logits can go to a pipe.
+    r = subprocess.run([str(ktx_bin), "logits", "-m", model, "--tokens", "1,2", "-o",
+                        "/dev/stdout"], capture_output=True)
+    assert r.returncode == 0 and len(r.stdout) == 2 * 4 * 49152  # the report goes to stderr

@@ -59,6 +59,7 @@ class Args {
     }
   }
 
+  const std::string& command() const { return command_; }
   bool flag(const std::string& name) const { return flags_.count(name) != 0; }
 
   std::optional<std::string> option(const std::string& name) const {
@@ -81,10 +82,14 @@ class Args {
   // Exactly `n` positional arguments, named for the error message.
   const std::vector<std::string>& positional(const std::vector<std::string_view>& names) const {
     if (positional_.size() != names.size()) {
-      std::string usage;
+      std::string usage, got;
       for (auto n : names) usage += fmt::format(" {}", n);
-      fail(fmt::format("expected{} ({} argument{}), got {}", usage, names.size(),
-                       names.size() == 1 ? "" : "s", positional_.size()));
+      for (const std::string& p : positional_) got += fmt::format(" '{}'", p);
+      if (names.empty())
+        fail(fmt::format("unexpected argument{}:{}", positional_.size() == 1 ? "" : "s", got));
+      fail(fmt::format("expected{} ({} argument{}), got {}{}", usage, names.size(),
+                       names.size() == 1 ? "" : "s", positional_.size(),
+                       got.empty() ? "" : ":" + got));
     }
     return positional_;
   }

@@ -39,7 +39,10 @@ int run_backends(const std::vector<std::string>& args) {
       return 0;
     } else if (a == "--no-search") {
       options.search_default_dirs = false;
-    } else if (a == "--load" && i + 1 < args.size()) {
+    } else if (a == "--load") {
+      if (i + 1 == args.size()) {
+        throw Error(ErrorCode::kInvalidArgument, "--load needs a PATH: a module file or a folder");
+      }
       options.paths.push_back(args[++i]);
     } else if (a.rfind("--load=", 0) == 0) {
       options.paths.push_back(a.substr(7));

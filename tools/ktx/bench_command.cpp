@@ -44,7 +44,7 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: ktx bench -m MODEL [-p N] [-n N] [-t N] [--json] [--rules FILE] [--ctx N]\n"
-    "                 [--bandwidth GBs] [--seed N]\n"
+    "                 [--backend PATH] [--bandwidth GBs] [--seed N]\n"
     "\n"
     "Prefills N random in-vocabulary tokens as one batch (-p, default 512), then decodes\n"
     "greedily (-n, default 128), and reports:\n"
@@ -165,6 +165,7 @@ int run_bench(const std::vector<std::string>& argv) {
   // Always prefault: pages faulted in during the timed steps would count as compute.
   runtime::ModelOptions options;
   options.rules_path = args.option("rules").value_or("");
+  options.backend_paths = backend_paths(args);
   options.n_threads =
       static_cast<int>(args.int_option("threads", args.int_option("t", 0, 0, 4096), 0, 4096));
   options.prefault = true;

@@ -1,9 +1,11 @@
 // `ktx chat -m M [--system TEXT]`: an interactive conversation with the model's chat template.
 // Each turn re-renders the whole conversation and evaluates only what the session does not
-// already hold (the longest common prefix is kept; the rest is rewound).
+// already hold (the longest common prefix is kept; the rest is rewound). When the conversation
+// outgrows the context, its oldest turns are dropped (the system message stays), with a note.
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <iostream>
 #include <string>
 
@@ -37,8 +39,31 @@ int run_chat(const std::vector<std::string>& argv) {
     std::fflush(stdout);
     if (!std::getline(std::cin, line) || line.empty()) break;
     messages.push_back({"user", line});
-    const std::string text = tokenizer.apply_chat_template(messages, true);
-    const std::vector<int32_t> tokens = tokenizer.encode(text, false, true);
+    const size_t first_turn = !messages.empty() && messages.front().role == "system" ? 1 : 0;
+    std::vector<int32_t> tokens;
+    // Room for the prompt and at least a few tokens of the reply.
+    const int64_t room = session.n_ctx() - std::min<int64_t>(16, session.n_ctx() / 4);
+    while (true) {
+      tokens = tokenizer.encode(tokenizer.apply_chat_template(messages, true), false, true);
+      if (static_cast<int64_t>(tokens.size()) <= room) break;
+      if (messages.size() - first_turn <= 1) break;  // only the new message is left
+      // The oldest exchange goes: the user's message and the reply to it.
+      const size_t drop = messages.size() - first_turn >= 3 ? 2 : 1;
+      messages.erase(messages.begin() + static_cast<ptrdiff_t>(first_turn),
+                     messages.begin() + static_cast<ptrdiff_t>(first_turn + drop));
+      fmt::print(stderr,
+                 "[the oldest turn was dropped: the conversation outgrew the context of {} "
+                 "tokens (--ctx)]\n",
+                 session.n_ctx());
+    }
+    if (static_cast<int64_t>(tokens.size()) > room) {
+      fmt::print(stderr,
+                 "[this message needs {} tokens with the template, the context holds {} "
+                 "(--ctx): not sent]\n",
+                 tokens.size(), session.n_ctx());
+      messages.pop_back();
+      continue;
+    }
     // Keep what the session already evaluated of this rendering.
     const std::vector<int32_t>& held = session.tokens();
     size_t common = 0;
@@ -49,14 +74,19 @@ int run_chat(const std::vector<std::string>& argv) {
     session.rewind(static_cast<int64_t>(common));
     std::string reply;
     sampler.reset();
-    runtime::generate(session, std::span(tokens).subspan(common), n_predict, sampler,
-                      [&](int32_t, std::string_view piece) {
-                        reply += piece;
-                        std::fwrite(piece.data(), 1, piece.size(), stdout);
-                        std::fflush(stdout);
-                        return true;
-                      });
+    const runtime::GenerateStats stats =
+        runtime::generate(session, std::span(tokens).subspan(common), n_predict, sampler,
+                          [&](int32_t, std::string_view piece) {
+                            reply += piece;
+                            std::fwrite(piece.data(), 1, piece.size(), stdout);
+                            std::fflush(stdout);
+                            return true;
+                          });
     std::fputc('\n', stdout);
+    if (!stats.stopped_at_eog && session.position() >= session.n_ctx()) {
+      fmt::print(stderr, "[the reply stopped at the end of the context ({} tokens, --ctx)]\n",
+                 session.n_ctx());
+    }
     messages.push_back({"assistant", reply});
   }
   return 0;

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "commands.h"
+#include "core/output_path.h"
 #include "ktx/error.h"
 #include "model_args.h"
 #include "runtime/session.h"
@@ -45,22 +46,23 @@ int run_logits(const std::vector<std::string>& argv) {
   if (!out_path) out_path = args.option("output");
   if (!out_path) args.fail("needs -o OUT.f32");
   const std::vector<int32_t> tokens = parse_token_list(args, *tokens_text);
+  core::refuse_output_path(*out_path, {model_path(args), args.option("rules").value_or("")}, "-o");
+  if (args.option("ctx") && context_size(args) < static_cast<int64_t>(tokens.size())) {
+    args.fail(fmt::format("--ctx {} is smaller than the {} tokens given", context_size(args),
+                          tokens.size()));
+  }
 
   auto model = load_model(args);
+  core::refuse_output_path(*out_path, model->file().paths(), "-o");  // every part of a split file
   const int64_t ctx = std::max<int64_t>(context_size(args), static_cast<int64_t>(tokens.size()));
   runtime::Session session(model, ctx);
   const std::vector<float> logits = session.eval_all(tokens);
 
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(out_path->c_str(), "wb"),
-                                                    &std::fclose);
-  if (!f) {
-    throw Error(ErrorCode::kIo, fmt::format("cannot open {} for writing", *out_path));
-  }
   static_assert(sizeof(float) == 4);
-  if (std::fwrite(logits.data(), sizeof(float), logits.size(), f.get()) != logits.size()) {
-    throw Error(ErrorCode::kIo, fmt::format("writing {} failed", *out_path));
-  }
-  fmt::print("wrote {} x {} logits to {}\n", tokens.size(), model->config().n_vocab, *out_path);
+  core::write_file_atomically(
+      *out_path, {reinterpret_cast<const char*>(logits.data()), logits.size() * sizeof(float)});
+  fmt::print(stderr, "wrote {} x {} logits to {}\n", tokens.size(), model->config().n_vocab,
+             *out_path);
   return 0;
 }
 

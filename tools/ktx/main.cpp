@@ -1,9 +1,12 @@
 // `ktx`: the command-line tool. Dispatches to one subcommand per file and turns errors into one
 // clear line on stderr and a non-zero exit code.
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <new>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "commands.h"
@@ -17,11 +20,14 @@ constexpr const char* kUsage =
     "\n"
     "commands:\n"
     "  inspect FILE [--json]            metadata and tensor table of a GGUF file (or split model)\n"
-    "  quantize IN OUT PRESET [--threads N]\n"
+    "  quantize IN OUT PRESET [--threads N] [--pure]\n"
     "                                   requantize a GGUF model (presets: ktx quantize --help)\n"
     "  generate -m MODEL -p PROMPT [-n N] [--temp T --top-k K --top-p P --min-p P --seed S]\n"
-    "           [--chat] [--threads N] [--ctx N] [--rules FILE]\n"
+    "           [--chat] [--threads N] [--ctx N] [--rules FILE] [--backend PATH]\n"
     "                                   stream a continuation, then prefill/decode speed\n"
+    "                                   (chat, logits, perplexity and bench take -t/--threads,\n"
+    "                                   --ctx, --rules and --backend too; --backend: backend\n"
+    "                                   modules to load, ':'-separated like KTX_BACKEND_PATH)\n"
     "  chat -m MODEL [--system TEXT]    interactive chat with the model's template\n"
     "  logits -m MODEL --tokens 1,2,3 -o OUT.f32\n"
     "                                   all positions' logits as raw float32 [n][n_vocab]\n"
@@ -45,17 +51,37 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   const std::vector<std::string> args(argv + 2, argv + argc);
+  // The commands without a usage text of their own answer --help (first or last, so that a
+  // prompt "-h" stays a prompt) with the general one, which gives their arguments.
+  const bool own_usage = command == "quantize" || command == "make-model" || command == "plan" ||
+                         command == "backends" || command == "bench";
+  auto is_help = [](const std::string& a) { return a == "--help" || a == "-h"; };
+  if (!own_usage && !args.empty() && (is_help(args.front()) || is_help(args.back()))) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
   try {
-    if (command == "inspect") return ktx::cli::run_inspect(args);
-    if (command == "quantize") return ktx::cli::run_quantize(args);
-    if (command == "generate") return ktx::cli::run_generate(args);
-    if (command == "chat") return ktx::cli::run_chat(args);
-    if (command == "logits") return ktx::cli::run_logits(args);
-    if (command == "perplexity") return ktx::cli::run_perplexity(args);
-    if (command == "make-model") return ktx::cli::run_make_model(args);
-    if (command == "plan") return ktx::cli::run_plan(args);
-    if (command == "backends") return ktx::cli::run_backends(args);
-    if (command == "bench") return ktx::cli::run_bench(args);
+    int (*run)(const std::vector<std::string>&) = nullptr;
+    if (command == "inspect") run = ktx::cli::run_inspect;
+    if (command == "quantize") run = ktx::cli::run_quantize;
+    if (command == "generate") run = ktx::cli::run_generate;
+    if (command == "chat") run = ktx::cli::run_chat;
+    if (command == "logits") run = ktx::cli::run_logits;
+    if (command == "perplexity") run = ktx::cli::run_perplexity;
+    if (command == "make-model") run = ktx::cli::run_make_model;
+    if (command == "plan") run = ktx::cli::run_plan;
+    if (command == "backends") run = ktx::cli::run_backends;
+    if (command == "bench") run = ktx::cli::run_bench;
+    if (run != nullptr) {
+      const int status = run(args);
+      // Output that never arrived (a full disk, a closed pipe) is a failure, not a success.
+      if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+        std::fprintf(stderr, "ktx %s: error: cannot write to standard output: %s\n",
+                     command.c_str(), std::strerror(errno));
+        return 1;
+      }
+      return status;
+    }
     if (command == "version" || command == "--version") {
       std::printf("ktx %s (ABI %u.%u)\n", ktx_version_string(), ktx_abi_version() >> 16,
                   ktx_abi_version() & 0xffffu);
@@ -70,6 +96,12 @@ int main(int argc, char** argv) {
   } catch (const ktx::Error& e) {
     std::fprintf(stderr, "ktx %s: error: %s\n", command.c_str(), e.what());
     return e.code() == ktx::ErrorCode::kInvalidArgument ? 2 : 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "ktx %s: error: out of memory\n", command.c_str());
+    return 1;
+  } catch (const std::system_error& e) {  // the operating system refused: fmt's failed writes
+    std::fprintf(stderr, "ktx %s: error: %s\n", command.c_str(), e.what());
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ktx %s: internal error: %s\n", command.c_str(), e.what());
     return 1;

@@ -11,6 +11,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "core/output_path.h"
 #include "ktx/error.h"
 #include "ktx/gguf.h"
 #include "ktx/quant.h"
@@ -263,6 +264,7 @@ int run_make_model(const std::vector<std::string>& argv) {
     return 0;
   }
   const std::string out = args.positional({"OUT.gguf"})[0];
+  core::refuse_output_path(out, {args.option("vocab-from").value_or("")}, "OUT.gguf");
   const model::RandomModelSpec spec = spec_from(args);
 
   if (args.flag("dry-run")) {

@@ -1,21 +1,39 @@
 // Options shared by the subcommands that load a model: -m/--model, --rules, --threads, --ctx,
-// and loading with a progress bar on a terminal.
+// --backend, and loading with a progress bar on a terminal.
 #pragma once
 
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "args.h"
 #include "runtime/model.h"
 
 namespace ktx::cli {
 
-inline const std::set<std::string> kModelOptions = {"model", "m", "rules", "threads", "t", "ctx"};
+inline const std::set<std::string> kModelOptions = {"model", "m",   "rules",  "threads",
+                                                    "t",     "ctx", "backend"};
+
+// --backend PATH: backend modules (libktx-backend-*.so files or folders of them) to load besides
+// those found by default, ':'-separated like KTX_BACKEND_PATH.
+inline std::vector<std::string> backend_paths(const Args& args) {
+  std::vector<std::string> out;
+  const std::string list = args.option("backend").value_or("");
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t colon = std::min(list.find(':', start), list.size());
+    if (colon > start) out.push_back(list.substr(start, colon - start));
+    start = colon + 1;
+  }
+  if (args.option("backend") && out.empty()) args.fail("--backend needs a module file or folder");
+  return out;
+}
 
 inline std::string model_path(const Args& args) {
   auto m = args.option("model");
@@ -27,6 +45,7 @@ inline std::string model_path(const Args& args) {
 inline std::shared_ptr<runtime::Model> load_model(const Args& args) {
   runtime::ModelOptions options;
   options.rules_path = args.option("rules").value_or("");
+  options.backend_paths = backend_paths(args);
   options.n_threads = static_cast<int>(
       args.int_option("threads", args.int_option("t", 0, 0, 4096), 0, 4096));
   const bool terminal = isatty(fileno(stderr)) != 0;
@@ -41,7 +60,12 @@ inline std::shared_ptr<runtime::Model> load_model(const Args& args) {
     }
     return true;
   };
-  return runtime::Model::load(model_path(args), options);
+  std::shared_ptr<runtime::Model> model = runtime::Model::load(model_path(args), options);
+  // A rule that matches nothing or is shadowed by an earlier one is most likely a mistake.
+  for (const std::string& w : model->warnings()) {
+    fmt::print(stderr, "ktx {}: warning: {}\n", args.command(), w);
+  }
+  return model;
 }
 
 inline int64_t context_size(const Args& args) { return args.int_option("ctx", 0, 0, 1 << 24); }

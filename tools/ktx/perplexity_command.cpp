@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -21,6 +22,10 @@ int run_perplexity(const std::vector<std::string>& argv) {
   auto path = args.option("f");
   if (!path) path = args.option("file");
   if (!path) args.fail("needs a text file: -f FILE.txt");
+  std::error_code ec;
+  if (std::filesystem::is_directory(*path, ec)) {
+    args.fail(fmt::format("-f {} is a directory; give a text file", *path));
+  }
   std::ifstream in(*path, std::ios::binary);
   if (!in) throw Error(ErrorCode::kIo, fmt::format("cannot read {}", *path));
   std::stringstream buffer;
@@ -52,7 +57,14 @@ int run_perplexity(const std::vector<std::string>& argv) {
       for (int64_t v = 1; v < n_vocab; ++v) max = std::max<double>(max, row[v]);
       double sum = 0.0;
       for (int64_t v = 0; v < n_vocab; ++v) sum += std::exp(row[v] - max);
-      nll -= row[chunk[static_cast<size_t>(i + 1)]] - max - std::log(sum);
+      const double log_p = row[chunk[static_cast<size_t>(i + 1)]] - max - std::log(sum);
+      if (!std::isfinite(log_p)) {
+        throw Error(ErrorCode::kInvalidFile,
+                    fmt::format("the model's logits at window {}, position {} are not finite "
+                                "(a weight or an activation overflowed): no perplexity",
+                                w + 1, i));
+      }
+      nll -= log_p;
       ++scored;
     }
     fmt::print("[{}] {:.4f}\n", w + 1, std::exp(nll / static_cast<double>(scored)));

@@ -4,13 +4,13 @@
 #include <fmt/format.h>
 
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <thread>
 
 #include "args.h"
 #include "commands.h"
+#include "core/output_path.h"
 #include "json_writer.h"
 #include "ktx/error.h"
 #include "ktx/gguf.h"
@@ -359,7 +359,18 @@ int run_plan(const std::vector<std::string>& argv_in) {
   } catch (const Error&) {
     args.fail("unexpected argument; give the model with -m MODEL.gguf or --arch-preset NAME");
   }
+  if (std::optional<std::string> out = args.option("rules-out")) {
+    // Checked before any work: the inputs are the model, the rule file and the statistics.
+    std::vector<std::string> inputs;
+    for (const char* input : {"m", "model", "rules", "routing-stats"}) {
+      if (std::optional<std::string> path = args.option(input)) inputs.push_back(*path);
+    }
+    core::refuse_output_path(*out, inputs, "--rules-out");
+  }
   const LoadedModel m = load_model(args);
+  if (std::optional<std::string> out = args.option("rules-out"); out && m.file) {
+    core::refuse_output_path(*out, m.file->paths(), "--rules-out");  // every part of a split file
+  }
   Hardware hw = describe_hardware(args);
   if (hw.routing) hw.options.routing = &*hw.routing;
 
@@ -387,10 +398,9 @@ int run_plan(const std::vector<std::string>& argv_in) {
     source = fmt::format("rules {} (modules no rule matches: the planner's choice)", *rules_path);
   }
   if (std::optional<std::string> out = args.option("rules-out")) {
-    std::ofstream file(*out, std::ios::binary | std::ios::trunc);
-    file << rules::plan_to_rules_yaml(
-        report.plan, fmt::format("{}\nwritten by ktx plan from: {}", m.description, source));
-    if (!file) throw Error(ErrorCode::kIo, fmt::format("{}: cannot write the rule file", *out));
+    core::write_file_atomically(
+        *out, rules::plan_to_rules_yaml(report.plan, fmt::format("{}\nwritten by ktx plan from: {}",
+                                                                 m.description, source)));
   }
   if (args.flag("json")) {
     print_json(m, hw, report, costs, cost_options.ctx, source, warnings);

@@ -19,6 +19,9 @@ inline float float_option(const Args& args, const std::string& name, float fallb
   if (!s) return fallback;
   float v = 0;
   auto [p, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
+  if (ec == std::errc::result_out_of_range) {
+    args.fail("--" + name + " is '" + *s + "', beyond what a float holds (about 3.4e38)");
+  }
   if (ec != std::errc() || p != s->data() + s->size()) {
     args.fail("--" + name + " must be a number, not '" + *s + "'");
   }
