@@ -4,6 +4,11 @@
 
 #include <fmt/format.h>
 
+#include <memory>
+#include <new>
+
+#include "ktx/error.h"
+
 // pcre2.h needs the code unit width before it is included.
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>  // NOLINT(llvm-include-order)
@@ -39,10 +44,25 @@ bool NameRegex::match(std::string_view text, bool to_end) const {
   // Match data per call: a compiled pattern is shared between threads, match data is not.
   std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> data(
       pcre2_match_data_create_from_pattern(code, nullptr), &pcre2_match_data_free);
+  // A bound on the backtracking: module names are short, and a sane pattern settles each in a
+  // few thousand steps, where one like (a+)+$ would run for minutes before answering no.
+  std::unique_ptr<pcre2_match_context, decltype(&pcre2_match_context_free)> context(
+      pcre2_match_context_create(nullptr), &pcre2_match_context_free);
+  if (!data || !context) throw std::bad_alloc();
+  pcre2_set_match_limit(context.get(), kMatchLimit);
   const uint32_t options = PCRE2_ANCHORED | (to_end ? PCRE2_ENDANCHORED : 0);
   const int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0,
-                             options, data.get(), nullptr);
-  return rc >= 0;
+                             options, data.get(), context.get());
+  if (rc >= 0) return true;
+  if (rc == PCRE2_ERROR_NOMATCH) return false;
+  // Anything else (the limit above, a resource PCRE2 ran out of) is no answer at all: say so
+  // rather than count it as "no match".
+  PCRE2_UCHAR buffer[256];
+  pcre2_get_error_message(rc, buffer, sizeof(buffer));
+  throw Error(ErrorCode::kInvalidArgument,
+              fmt::format("pattern '{}' gave no answer for '{}': {} (it backtracks too much; "
+                          "simplify it)",
+                          pattern_, text, reinterpret_cast<const char*>(buffer)));
 }
 
 }  // namespace ktx::rules

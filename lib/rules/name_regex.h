@@ -3,6 +3,7 @@
 // that say what is wrong and at which character.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -18,7 +19,12 @@ class NameRegex {
   bool valid() const { return code_ != nullptr; }
   const std::string& pattern() const { return pattern_; }
 
-  // The whole of `text` matches (ktx's semantics: as if wrapped in \A(?:...)\z).
+  // PCRE2's match limit (backtracking steps) for one name: a pattern that needs more throws.
+  static constexpr uint32_t kMatchLimit = 1000000;
+
+  // The whole of `text` matches (ktx's semantics: as if wrapped in \A(?:...)\z). Throws
+  // ktx::Error (kInvalidArgument), naming the pattern, when PCRE2 gives no answer within
+  // kMatchLimit steps.
   bool full_match(std::string_view text) const;
   // A prefix of `text` matches (Python's re.match, which KTransformers uses).
   bool prefix_match(std::string_view text) const;

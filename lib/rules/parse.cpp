@@ -38,6 +38,15 @@ class Parser {
   explicit Parser(std::string file) : file_(std::move(file)) {}
 
   RuleSet parse(const std::string& text) {
+    // yaml-cpp would read UTF-16 and NUL bytes as something else and complain about that.
+    if (text.starts_with("\xFF\xFE") || text.starts_with("\xFE\xFF")) {
+      fail(1, "the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8");
+    }
+    if (const size_t nul = text.find('\0'); nul != std::string::npos) {
+      const int line = 1 + static_cast<int>(std::count(
+                               text.begin(), text.begin() + static_cast<ptrdiff_t>(nul), '\n'));
+      fail(line, fmt::format("a NUL byte at offset {}: a rule file is UTF-8 text", nul));
+    }
     std::vector<YAML::Node> docs;
     try {
       docs = YAML::LoadAll(text);
@@ -341,8 +350,12 @@ bool Rule::matches(const model::ModuleDesc& module) const {
       std::find(class_kinds->begin(), class_kinds->end(), module.kind) == class_kinds->end()) {
     return false;
   }
-  if (name) return ktransformers ? name->prefix_match(module.name) : name->full_match(module.name);
-  return true;
+  if (!name) return true;
+  try {
+    return ktransformers ? name->prefix_match(module.name) : name->full_match(module.name);
+  } catch (const Error& e) {
+    throw Error(e.code(), fmt::format("{}:{}: {}", file, name_line, e.what()));
+  }
 }
 
 RuleSet parse_rules(const std::string& text, const std::string& name) {

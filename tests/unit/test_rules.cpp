@@ -713,6 +713,38 @@ TEST_CASE("rules: name patterns are PCRE2, matched whole or (KTransformers) as p
   CHECK(error == "missing terminating ] for character class at character 2");
 }
 
+TEST_CASE("rules: a pattern that backtracks without end is an error naming it, not a hang",
+          "[rules]") {
+  std::string error;
+  // Two ways to match each character: 2^n paths through a name of n characters, none ending
+  // in x or y. (A pattern with one required character, ((.*)*)*z, PCRE2 refuses at once.)
+  const char* pattern = R"(((\w|\w)*)(x|y))";
+  const auto re = ktx::rules::NameRegex::compile(pattern, &error);
+  REQUIRE(re.valid());
+  const std::string name = "model_layers_10_mlp_shared_experts";
+  CHECK_THROWS_WITH(re.full_match(name), Catch::Contains(pattern) && Catch::Contains(name) &&
+                                             Catch::Contains("simplify"));
+  // Through a rule: the file and the line of its name.
+  const auto set = parse_rules(
+      fmt::format("- match:\n    kind: mlp\n    name: '{}'\n  replace: {{}}\n", pattern),
+      "slow.yaml");
+  REQUIRE(set.rules.size() == 1);
+  ktx::model::ModuleDesc module;
+  module.name = name;
+  module.kind = ModuleKind::kMlp;
+  CHECK_THROWS_WITH(set.rules[0].matches(module), Catch::StartsWith("slow.yaml:3: pattern"));
+}
+
+TEST_CASE("rules: UTF-16 and NUL bytes are named, not parsed as something else", "[rules]") {
+  const std::string utf16("\xFF\xFE-\0 \0m\0", 8);
+  CHECK(
+      error_of([&] { parse_rules(utf16, "u16.yaml"); }, ErrorCode::kInvalidFile) ==
+      "u16.yaml:1: the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8");
+  const std::string nul("- match: {kind: mlp}\n  replace: {op: cpu.m\0lp}\n", 47);
+  CHECK(error_of([&] { parse_rules(nul, "nul.yaml"); }, ErrorCode::kInvalidFile) ==
+        "nul.yaml:2: a NUL byte at offset 42: a rule file is UTF-8 text");
+}
+
 TEST_CASE("rules: load_rules reports a missing file as an I/O error", "[rules]") {
   const std::string msg =
       error_of([] { ktx::rules::load_rules("/nonexistent/rules.yaml"); }, ErrorCode::kIo);
