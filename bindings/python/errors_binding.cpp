@@ -89,6 +89,9 @@ void register_errors(py::module_& m) {
       raise(static_cast<int>(e.code()), e.what());
     } catch (const ktx::AbiError& e) {
       raise(static_cast<int>(e.code()), e.what());
+    } catch (const py::cast_error& e) {
+      // An argument of the wrong Python type (pybind11's RuntimeError otherwise).
+      PyErr_SetString(PyExc_TypeError, e.what());
     }
   });
 }

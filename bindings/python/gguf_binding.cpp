@@ -9,6 +9,7 @@
 
 #include "ktx/error.h"
 #include "ktx/gguf.h"
+#include "ktx/ktx.hpp"
 #include "ktx/quant.h"
 #include "module.h"
 
@@ -172,8 +173,19 @@ class PyGgufFile {
     return names;
   }
 
+  // The tensor called `name`; NotFoundError (a LookupError) when the file has none: the file
+  // is fine, the name is not.
+  const gguf::TensorInfo& named(const std::string& name) const {
+    const gguf::TensorInfo* t = file_->find_tensor(name);
+    if (t == nullptr) {
+      throw ktx::AbiError(KTX_STATUS_NOT_FOUND,
+                          fmt::format("{}: no tensor named '{}'", file_->paths().front(), name));
+    }
+    return *t;
+  }
+
   py::dict tensor_info(const std::string& name) const {
-    const gguf::TensorInfo& t = file_->tensor(name);
+    const gguf::TensorInfo& t = named(name);
     py::dict d;
     d["name"] = t.name;
     d["type"] = std::string(type_name(t.type));
@@ -187,7 +199,7 @@ class PyGgufFile {
 
   // A read-only uint8 view of the tensor's bytes; `self` keeps the mapping alive.
   py::array raw(const std::string& name, py::object self) const {
-    const gguf::TensorInfo& t = file_->tensor(name);
+    const gguf::TensorInfo& t = named(name);
     py::array view(py::dtype::of<uint8_t>(), {static_cast<py::ssize_t>(t.n_bytes)}, {1},
                    t.data, self);
     py::detail::array_proxy(view.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
@@ -196,7 +208,7 @@ class PyGgufFile {
 
   // The tensor as float32, shaped in numpy order (GGUF's shape reversed).
   py::array_t<float> tensor(const std::string& name) const {
-    const gguf::TensorInfo& t = file_->tensor(name);
+    const gguf::TensorInfo& t = named(name);
     if (!quant::can_dequantize(t.type)) {
       throw Error(ErrorCode::kUnsupported,
                   fmt::format("{}: tensor '{}' is {}, which ktx cannot dequantize",

@@ -85,11 +85,9 @@ bool report_progress(const py::object& progress, float fraction) {
   py::gil_scoped_acquire gil;
   if (PyErr_CheckSignals() != 0) throw py::error_already_set();
   if (progress.is_none()) return true;
-  py::object answer = progress(fraction);
-  if (answer.is_none()) return true;  // a bar's update returns None: go on
-  const int truth = PyObject_IsTrue(answer.ptr());
-  if (truth < 0) throw py::error_already_set();
-  return truth != 0;
+  // Only False cancels (docs/PYTHON.md): a bar's update returns None, a counter's 0.
+  const py::object answer = progress(fraction);
+  return answer.ptr() != Py_False;
 }
 
 void close_bar(const py::object& bar) {

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -40,11 +41,41 @@ py::array_t<float> copy_logits(const float* data, size_t n) {
   return out;
 }
 
+// A list, tuple, numpy array or any iterable of ints (numpy integers included): TypeError for
+// anything else, naming the item; an int past int32 is an id outside every vocabulary.
 std::vector<int32_t> token_list(const py::handle& tokens) {
+  auto type_name = [](const py::handle& h) { return std::string(Py_TYPE(h.ptr())->tp_name); };
   if (py::isinstance<py::str>(tokens) || py::isinstance<py::bytes>(tokens)) {
     throw py::type_error("tokens must be a sequence of int token ids, not text");
   }
-  return tokens.cast<std::vector<int32_t>>();
+  if (!py::isinstance<py::iterable>(tokens)) {
+    throw py::type_error("tokens must be a sequence of int token ids, not " + type_name(tokens));
+  }
+  std::vector<int32_t> out;
+  for (const py::handle item : tokens) {
+    const std::string where = "token #" + std::to_string(out.size());
+    auto not_an_int = [&] {
+      return py::type_error(where + " is " + std::string(py::repr(item)) + " (" + type_name(item) +
+                            "), not an int");
+    };
+    if (PyBool_Check(item.ptr()) || PyIndex_Check(item.ptr()) == 0) throw not_an_int();
+    // numpy arrays claim __index__ and refuse it unless they hold one integer.
+    const py::int_ value = py::reinterpret_steal<py::int_>(PyNumber_Index(item.ptr()));
+    if (!value) {
+      if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw py::error_already_set();
+      PyErr_Clear();
+      throw not_an_int();
+    }
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
+    if (overflow != 0 || v < INT32_MIN || v > INT32_MAX) {
+      throw ktx::AbiError(KTX_STATUS_INVALID_ARGUMENT,
+                          where + " is " + std::string(py::str(value)) +
+                              ", outside the vocabulary (token ids are 32-bit)");
+    }
+    out.push_back(static_cast<int32_t>(v));
+  }
+  return out;
 }
 
 // Length of the longest prefix of `s` that does not end inside a UTF-8 sequence: what can be
@@ -458,6 +489,8 @@ void register_session(py::module_& m) {
   py::class_<SessionObject, SessionPtr>(m, "Session",
                                         "One sequence over a model: its KV cache and tokens.")
       .def(py::init([](std::shared_ptr<ModelObject> model, int64_t n_ctx) {
+             // Allocating and clearing the KV cache takes seconds at long contexts.
+             py::gil_scoped_release unlocked;
              return std::make_shared<SessionObject>(std::move(model), n_ctx);
            }),
            py::arg("model"), py::kw_only(), py::arg("n_ctx") = 0,
@@ -577,6 +610,7 @@ void register_session(py::module_& m) {
   model.def(
       "session",
       [](std::shared_ptr<ModelObject> self, int64_t n_ctx) {
+        py::gil_scoped_release unlocked;  // the KV cache: seconds at long contexts
         return std::make_shared<SessionObject>(std::move(self), n_ctx);
       },
       py::kw_only(), py::arg("n_ctx") = 0,

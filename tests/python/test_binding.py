@@ -45,6 +45,9 @@ def test_write_read_round_trip(tmp_path, rng):
     raw = f.raw("q")
     assert raw.dtype == np.uint8 and not raw.flags.writeable
     np.testing.assert_array_equal(raw, q)
+    for method in (f.tensor_info, f.raw, f.tensor):  # the file is fine; the name is not
+        with pytest.raises(ktx.NotFoundError, match="no tensor named 'bogus'"):
+            method("bogus")
     del f  # the view keeps the mapping alive
     assert int(raw.sum()) == int(q.sum())
 

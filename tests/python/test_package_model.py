@@ -86,6 +86,10 @@ def test_argument_errors_are_value_errors():
         model.session(n_ctx=-5)
     with pytest.raises(TypeError):
         load("ds2_lite", progress="yes")
+    with pytest.raises(ktx.InvalidArgumentError, match="4096"):
+        load("ds2_lite", threads=10**6)  # refused, not a million threads started
+    with pytest.raises(ktx.InvalidArgumentError, match="empty"):
+        ktx.Model("", progress=False)
 
 
 # --- progress and cancel ------------------------------------------------------------------------
@@ -103,6 +107,13 @@ def test_a_progress_callback_returning_false_cancels(stop_at):
     with pytest.raises(ktx.CancelledError, match=str(path)) as info:
         ktx.Model(path, progress=lambda f: f < stop_at)
     assert info.value.code == 7
+    assert str(info.value).startswith("ktx_model_load: ")  # the C function that failed
+
+
+def test_only_false_cancels():
+    # A counter's 0, a bar's None and anything else that is not False go on.
+    for answer in (0, None, "", [], 1):
+        ktx.Model(GOLDEN / MODELS["ds2_lite"]["model"], progress=lambda f, a=answer: a)
 
 
 def test_ctrl_c_while_loading_cancels_the_load():

@@ -69,6 +69,33 @@ def test_session_errors(model):
     assert session.eval([], all_logits=True).shape == (0, model.n_vocab)
 
 
+@pytest.mark.parametrize("tokens, error, words", [
+    ([1.5], TypeError, ["token #0", "1.5", "float"]),
+    ([1, True], TypeError, ["token #1", "True"]),
+    (np.array([1.0]), TypeError, ["token #0", "float64"]),
+    (np.array([[1, 2]]), TypeError, ["token #0"]),
+    (None, TypeError, ["NoneType"]),
+    ([2**40], ktx.InvalidArgumentError, ["token #0", str(2**40), "vocabulary"]),
+    ([5, -2**33], ktx.InvalidArgumentError, ["token #1"]),
+])
+def test_token_ids_of_the_wrong_kind_are_named(model, tokens, error, words):
+    session = model.session(n_ctx=8)
+    with pytest.raises(error) as info:
+        session.eval(tokens)
+    for w in words:
+        assert w in str(info.value)
+    assert session.position == 0
+    # numpy integers of any width are ids
+    assert session.eval([np.int16(1), np.uint64(2)]).shape == (model.n_vocab,)
+
+
+def test_a_wrong_argument_type_is_a_type_error(model):
+    with pytest.raises(TypeError):
+        model.session(n_ctx="big")
+    with pytest.raises(TypeError):
+        model.tokenizer.apply_chat_template([{"role": 1, "content": "x"}])
+
+
 # --- generation -----------------------------------------------------------------------------------
 
 def test_greedy_generation_streams_paris(model):
