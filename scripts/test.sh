@@ -5,6 +5,7 @@
 # into a scratch virtual environment and runs its tests and the example notebook against it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/python_env.sh  # the Python that scripts/setup.sh installed into
 jobs=$(nproc)
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKTX_WERROR=ON ${KTX_CMAKE_ARGS:-}
@@ -25,6 +26,12 @@ echo "== pip install . into a scratch venv; the package's tests and examples aga
 # isolation: scikit-build-core and pybind11 are there too, and nothing is downloaded. The wheel's
 # CMake build lives in build/wheel/ (pyproject.toml), so a rerun compiles only what changed.
 python3 -m venv --system-site-packages "$venv"
+# When the setup's Python is itself a virtual environment (.venv), a venv made from it sees the
+# system's packages, not that environment's: a .pth file adds them.
+if [ -n "${VIRTUAL_ENV:-}" ]; then
+  python3 -c 'import sysconfig; print(sysconfig.get_path("purelib"))' \
+    >"$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/ktx_setup_env.pth"
+fi
 CMAKE_BUILD_PARALLEL_LEVEL="$jobs" "$venv/bin/python" -m pip install -q --no-build-isolation \
   --no-deps --disable-pip-version-check .
 # From outside the checkout, without PYTHONPATH: `import ktx` must find the installed package
