@@ -40,7 +40,9 @@ def load(lib_path):
     return lib
 
 
-TOKEN_CB = C.CFUNCTYPE(C.c_bool, C.c_int32, C.c_char_p, C.c_size_t, C.c_void_p)
+# The piece as a plain pointer: ctypes would cut a c_char_p at its first NUL byte, and a piece
+# may hold NULs (piece_len says how many bytes it has).
+TOKEN_CB = C.CFUNCTYPE(C.c_bool, C.c_int32, C.c_void_p, C.c_size_t, C.c_void_p)
 
 
 def check(lib, status):

@@ -1,10 +1,11 @@
 """Chat with a model through the ktx package: load it (with a progress bar), stream the answer to
 one question as it is generated, and report the speed. Usage:
 
-    python3 examples/generate.py MODEL.gguf ["question"] [--max-tokens N] [--temperature T]
+    python3 examples/generate.py [MODEL.gguf] ["question"] [--max-tokens N] [--temperature T]
 
-With no model argument it uses the default model, SmolLM2-135M-Instruct (scripts/setup.sh
-installs it). Ctrl-C stops loading or generating cleanly.
+With no model argument (or one argument that is not a file: then it is the question) it uses
+the default model, SmolLM2-135M-Instruct (scripts/setup.sh installs it). Ctrl-C stops loading
+or generating cleanly.
 """
 
 import argparse
@@ -24,11 +25,18 @@ def default_model() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", help="a GGUF file (default: SmolLM2-135M-Instruct)")
-    parser.add_argument("question", nargs="?", default="What is the capital of France?")
+    parser.add_argument("question", nargs="?", default=None,
+                        help="default: What is the capital of France?")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
+    # One argument that is not a file is the question, asked of the default model.
+    if args.question is None and args.model and not pathlib.Path(args.model).exists() \
+            and not args.model.endswith(".gguf"):
+        args.model, args.question = None, args.model
+    if args.question is None:
+        args.question = "What is the capital of France?"
 
     model = ktx.Model(args.model or default_model(), threads=args.threads)
     print(f"{model.name or model.arch}: {model.n_layer} layers, {model.n_vocab} tokens, "

@@ -144,6 +144,7 @@ class ModelOptions {
   }
   // Called with 0..1 while loading; return false to cancel (AbiError KTX_STATUS_CANCELLED).
   ModelOptions& progress(std::function<bool(float)> callback) {
+    check_not_moved_from("ktx::ModelOptions::progress");
     progress_->callback = std::move(callback);
     detail::check(ktx_model_options_set_progress_callback(
         get(), progress_->callback ? &ModelOptions::on_progress : nullptr, progress_.get()));
@@ -157,6 +158,14 @@ class ModelOptions {
   struct Progress : detail::CallbackError {
     std::function<bool(float)> callback;
   };
+  // A moved-from ModelOptions holds nothing: using it is a bug in the caller, said as such
+  // rather than loaded with default options or dereferenced.
+  void check_not_moved_from(const char* function) const {
+    if (!handle_ || !progress_) {
+      throw AbiError(KTX_STATUS_INVALID_ARGUMENT,
+                     std::string(function) + ": the ModelOptions object was moved from");
+    }
+  }
   static bool on_progress(float fraction, void* user_data) {
     auto* p = static_cast<Progress*>(user_data);
     try {
@@ -224,16 +233,20 @@ class Model {
   // Throws AbiError (KTX_STATUS_IO_ERROR, INVALID_FILE, UNSUPPORTED, CANCELLED …), or what the
   // progress callback threw.
   static Model load(const std::string& path, const ModelOptions* options = nullptr) {
+    if (options != nullptr) options->check_not_moved_from("ktx::Model::load");
     ktx_model* raw = nullptr;
     detail::Status status(ktx_model_load(path.c_str(), options ? options->get() : nullptr, &raw));
+    Model model(raw);  // owns what was loaded, whatever is thrown below
     if (options != nullptr) options->progress_->rethrow_if_any();
     detail::check(status.release());
-    return Model(raw);
+    return model;
   }
   static Model load(const std::string& path, const ModelOptions& options) {
     return load(path, &options);
   }
 
+  // `architecture` and `name` are borrowed from the model: copy them to keep them past it
+  // (`Model::load(p).info().architecture` dangles once the temporary model is gone).
   ktx_model_info info() const {
     ktx_model_info info{};
     info.struct_size = sizeof info;
@@ -291,6 +304,8 @@ class Model {
   }
   std::string plan_json() const { return ktx_model_plan_json(get()); }
 
+  // A view into the model, valid while the model lives (unlike a session, it does not keep
+  // the model alive).
   BackendList backends() const { return BackendList(ktx_model_get_backends(get())); }
 
   // The tokenizer; without one these throw AbiError KTX_STATUS_UNSUPPORTED. Defaults as in

@@ -41,7 +41,43 @@ void refuse_output_path(const std::string& out_path, const std::vector<std::stri
 
 namespace {
 std::atomic<unsigned> g_counter{0};
+
+// The registry of temporaries: fixed slots, so that a signal handler reads them without
+// allocating or locking. A slot's state goes free -> writing (its path being copied) -> used.
+constexpr size_t kSlots = 16, kPathBytes = 4096;
+struct Slot {
+  std::atomic<int> state{0};  // 0 free, 1 being filled or emptied, 2 used
+  char path[kPathBytes];
+};
+Slot g_slots[kSlots];
+static_assert(std::atomic<int>::is_always_lock_free);
 }  // namespace
+
+void register_temporary(const std::string& path) noexcept {
+  if (path.size() >= kPathBytes) return;
+  for (Slot& slot : g_slots) {
+    int expected = 0;
+    if (!slot.state.compare_exchange_strong(expected, 1)) continue;
+    std::memcpy(slot.path, path.c_str(), path.size() + 1);
+    slot.state.store(2);
+    return;
+  }
+}
+
+void unregister_temporary(const std::string& path) noexcept {
+  for (Slot& slot : g_slots) {
+    int expected = 2;
+    if (slot.state.load() != 2 || std::strcmp(slot.path, path.c_str()) != 0) continue;
+    if (slot.state.compare_exchange_strong(expected, 1)) slot.state.store(0);
+    return;
+  }
+}
+
+void remove_temporaries() noexcept {
+  for (Slot& slot : g_slots) {
+    if (slot.state.load() == 2) ::unlink(slot.path);
+  }
+}
 
 std::string rename_target(const std::string& path) {
   namespace fs = std::filesystem;
@@ -101,6 +137,7 @@ void write_file_atomically(const std::string& path, std::string_view bytes) {
   const std::string target = rename_target(path);
   // In the same folder, so that the rename is atomic and the old file survives a failure.
   const std::string tmp = fmt::format("{}.tmp.{}.{}", target, ::getpid(), g_counter.fetch_add(1));
+  const RegisteredTemporary registered(tmp);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
   if (fd < 0) fail("cannot create the file", errno);
   write_all(fd, tmp);

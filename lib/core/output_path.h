@@ -25,4 +25,27 @@ std::string rename_target(const std::string& path);
 // (/dev/stdout) is written in place.
 void write_file_atomically(const std::string& path, std::string_view bytes);
 
+// Temporary files being written (the writers above, gguf::Writer): a program that is stopped
+// by a signal should not leave model-sized leftovers behind. Registered while they exist;
+// remove_temporaries() unlinks those still registered and is async-signal-safe, for a signal
+// handler (the ktx tool installs one for SIGINT, SIGTERM and SIGHUP). A path too long for the
+// registry (4 KiB) or beyond its 16 places is simply not registered.
+void register_temporary(const std::string& path) noexcept;
+void unregister_temporary(const std::string& path) noexcept;
+void remove_temporaries() noexcept;
+
+// Registers a temporary for its own lifetime.
+class RegisteredTemporary {
+ public:
+  explicit RegisteredTemporary(std::string path) : path_(std::move(path)) {
+    register_temporary(path_);
+  }
+  ~RegisteredTemporary() { unregister_temporary(path_); }
+  RegisteredTemporary(const RegisteredTemporary&) = delete;
+  RegisteredTemporary& operator=(const RegisteredTemporary&) = delete;
+
+ private:
+  std::string path_;
+};
+
 }  // namespace ktx::core

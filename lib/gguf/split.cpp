@@ -153,6 +153,19 @@ std::vector<Part> open_parts(const std::string& path) {
     check_single(parts.back());
     return parts;
   }
+  // The name alone does not make a split model (llama.cpp goes by split.count too): a single
+  // file that happens to be called like a part — written by a tool that knows nothing of
+  // splits, or renamed — opens as itself.
+  {
+    Part named = read_part(MappedFile::open(path));
+    uint64_t at = 0;
+    const auto count = split_key(named, kSplitCountKey, at);
+    if (!count || *count <= 1) {
+      check_single(named);
+      parts.push_back(std::move(named));
+      return parts;
+    }
+  }
   parts.reserve(split->count);
   for (uint32_t i = 0; i < split->count; ++i) {
     const std::string part_path = split_path(split->prefix, i, split->count);

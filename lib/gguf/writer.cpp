@@ -254,6 +254,7 @@ void Writer::write(const std::string& path) const {
     throw Error(ErrorCode::kIo, fmt::format("{}: cannot create the temporary file '{}': {}", path,
                                             tmp, std::strerror(errno)));
   }
+  const core::RegisteredTemporary registered(tmp);  // removed if a signal stops the program
   auto fail = [&](const char* what, int err) {
     if (fd >= 0) ::close(fd);
     ::unlink(tmp.c_str());

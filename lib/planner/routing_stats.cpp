@@ -4,8 +4,11 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -81,8 +84,15 @@ RoutingStats parse_routing_stats(const std::string& text, const std::string& nam
 }
 
 RoutingStats load_routing_stats(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    throw Error(ErrorCode::kIo, fmt::format("{}: is a directory, not routing statistics", path));
+  }
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(ErrorCode::kIo, fmt::format("{}: cannot open routing statistics", path));
+  if (!in) {
+    throw Error(ErrorCode::kIo,
+                fmt::format("{}: cannot open routing statistics: {}", path, std::strerror(errno)));
+  }
   std::ostringstream text;
   text << in.rdbuf();
   return parse_routing_stats(text.str(), path);

@@ -436,7 +436,14 @@ class BackendLoader {
   // highest score.
   void load_dir(const std::string& dir, bool explicit_path) {
     std::map<std::string, std::vector<OpenedModule>> families;
-    for (const std::string& path : modules_in(dir)) {
+    const std::vector<std::string> paths = modules_in(dir);
+    if (paths.empty() && explicit_path) {
+      // A folder the user named that holds no module is most likely the wrong folder.
+      refuse(dir, fmt::format("{}: no backend module (libktx-backend-*.so) in this folder", dir),
+             true);
+      return;
+    }
+    for (const std::string& path : paths) {
       if (!first_time(path)) continue;
       std::optional<OpenedModule> m = open(path, explicit_path);
       if (m) families[module_family(path.substr(path.rfind('/') + 1))].push_back(std::move(*m));

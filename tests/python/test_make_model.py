@@ -218,3 +218,36 @@ def test_help_dry_run_and_refusals(tmp_path, ktx_bin):
         for part in parts:
             assert part in r.stderr, (args, r.stderr)
         assert not out.exists()
+
+
+def test_options_of_the_other_architecture_are_refused(tmp_path, ktx_bin):
+    out = tmp_path / "m.gguf"
+    for args, words in ((["--arch", "llama", "--q-lora-rank", "8"], "--q-lora-rank shapes DeepSeek"),
+                        (["--arch", "llama", "--kv-b", "split"], "--kv-b shapes DeepSeek"),
+                        (["--kv-heads", "2"], "--kv-heads shapes llama"),
+                        (["--groups", "0", "--groups-used", "2"], "--groups-used needs --groups"),
+                        (["--layers", "2147483648"], "from 1 to 2147483647")):
+        r = run(ktx_bin, out, *args, "--dry-run")
+        assert r.returncode == 2 and words in r.stderr, (args, r.stderr)
+    assert not out.exists()
+
+
+def test_an_interrupted_write_leaves_nothing_behind(tmp_path, ktx_bin):
+    import signal
+    import subprocess
+    import time
+
+    # ~300 MB: about a second of writing through OUT.tmp.PID.N, which Ctrl-C must remove.
+    out = tmp_path / "big.gguf"
+    p = subprocess.Popen([str(ktx_bin), "make-model", str(out), "--hidden", "1024", "--expert-ff",
+                          "512", "--experts", "32", "--layers", "4", "--type", "F16"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while p.poll() is None and not list(tmp_path.glob("big.gguf.tmp.*")):
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    if p.poll() is not None:
+        pytest.skip("the write finished before it could be interrupted")
+    p.send_signal(signal.SIGINT)
+    assert p.wait(timeout=60) == -signal.SIGINT  # killed by the signal, as without the handler
+    assert list(tmp_path.iterdir()) == []

@@ -104,6 +104,13 @@ TEST_CASE("the C++ layer loads models and reports errors as AbiError", "[cpp_lay
     CHECK(std::string(e.code_name()) == "KTX_STATUS_IO_ERROR");
     CHECK(std::string(e.what()).find("nowhere.yaml") != std::string::npos);
   }
+  // Options that were moved from are refused, not loaded with defaults or dereferenced.
+  ktx::ModelOptions moved;
+  const ktx::ModelOptions taken = std::move(moved);
+  CHECK(code_of([&] { ktx::Model::load(golden("ds2_lite"), moved); }) ==
+        KTX_STATUS_INVALID_ARGUMENT);
+  CHECK(code_of([&] { moved.progress([](float) { return true; }); }) ==
+        KTX_STATUS_INVALID_ARGUMENT);
 }
 
 TEST_CASE("the C++ layer reads metadata, the plan and the backends", "[cpp_layer]") {

@@ -416,6 +416,14 @@ TEST_CASE("gguf: a single file named as 1 of 1 and one with split.count 1", "[gg
   const std::string plain = dir.file("plain.gguf");
   write_file(plain, read_file(paths[0]));
   CHECK(File::open(plain).tensors().size() == 2);
+  // And a file without split keys under a part's name (1 of 2) is a single file too, as
+  // llama.cpp reads it: the name alone does not send the reader looking for part 2.
+  Writer w;
+  const std::vector<uint8_t> zeros(16, 0);
+  w.add_tensor("a", TensorType::F32, {4}, zeros.data(), zeros.size());
+  const std::string named = dir.file("lone-00001-of-00002.gguf");
+  w.write(named);
+  CHECK(File::open(named).tensors().size() == 1);
 }
 
 TEST_CASE("gguf: lookups and typed getters name the key and the type expected", "[gguf]") {

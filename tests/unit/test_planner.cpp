@@ -506,6 +506,19 @@ TEST_CASE("planner: ktx plan --rules evaluates a rule file and --rules-out write
                     Catch::Matchers::Contains("unknown architecture preset"));
   CHECK_THROWS_WITH(run_plan_command({"--arch-preset", "deepseek-v2", "--gpu-mem", "24X"}, &rc),
                     "--gpu-mem: '24X' is not a size (24G, 512M, 136GB, ...)");
+  // 0 is not "unlimited", a speed must be finite, and --gpus 0 does not drop --gpu-mem's GPU.
+  CHECK_THROWS_WITH(run_plan_command({"--arch-preset", "deepseek-v2", "--dram", "0"}, &rc),
+                    Catch::Matchers::StartsWith("--dram is 0"));
+  CHECK_THROWS_WITH(run_plan_command({"--arch-preset", "deepseek-v2", "--gpu-mem", "0"}, &rc),
+                    Catch::Matchers::StartsWith("--gpu-mem is 0"));
+  for (const char* speed : {"inf", "nan", "1e308", "1e-300", "-5"}) {
+    CHECK_THROWS_WITH(
+        run_plan_command({"--arch-preset", "deepseek-v2", "--dram", "1T", "--cpu-bw", speed}, &rc),
+        Catch::Matchers::StartsWith("--cpu-bw must be a number from 1e-6 to 1e9"));
+  }
+  CHECK_THROWS_WITH(
+      run_plan_command({"--arch-preset", "deepseek-v2", "--gpus", "0", "--gpu-mem", "24G"}, &rc),
+      Catch::Matchers::StartsWith("--gpus 0 leaves out"));
 }
 
 TEST_CASE("planner: sizes", "[planner]") {

@@ -142,6 +142,21 @@ void print_json(const gguf::File& file) {
   std::fputc('\n', stdout);
 }
 
+// Names as the terminal should show them: control bytes (and DEL) as \xNN, so a file cannot
+// move the cursor or change colours.
+std::string printable(std::string_view name) {
+  std::string out;
+  for (const char c : name) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f || c == '\\') {
+      out += c == '\\' ? std::string("\\\\") : fmt::format("\\x{:02x}", u);
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 void print_text(const gguf::File& file) {
   for (size_t i = 0; i < file.paths().size(); ++i) {
     fmt::print("file {}: {} ({}, data at byte {})\n", i, file.paths()[i],
@@ -152,22 +167,27 @@ void print_text(const gguf::File& file) {
              file.alignment(), file.metadata().size(), file.tensors().size());
 
   size_t key_width = 3;
-  for (const gguf::KeyValue& kv : file.metadata()) key_width = std::max(key_width, kv.key.size());
+  for (const gguf::KeyValue& kv : file.metadata()) {
+    key_width = std::max(key_width, printable(kv.key).size());
+  }
   fmt::print("metadata:\n");
   for (const gguf::KeyValue& kv : file.metadata()) {
     const std::string type = kv.value.is_array()
                                  ? fmt::format("{}[]", gguf::value_type_name(kv.value.array_type()))
                                  : std::string(gguf::value_type_name(kv.value.type()));
-    fmt::print("  {:<{}}  {:<9} {}\n", kv.key, key_width, type, kv.value.to_display_string());
+    fmt::print("  {:<{}}  {:<9} {}\n", printable(kv.key), key_width, type,
+               kv.value.to_display_string());
   }
 
   size_t name_width = 4;
-  for (const gguf::TensorInfo& t : file.tensors()) name_width = std::max(name_width, t.name.size());
+  for (const gguf::TensorInfo& t : file.tensors()) {
+    name_width = std::max(name_width, printable(t.name).size());
+  }
   fmt::print("\ntensors:\n  {:<{}}  {:<7} {:<28} {:>14} {:>14}\n", "name", name_width, "type",
              "shape", "bytes", "offset");
   for (const gguf::TensorInfo& t : file.tensors()) {
-    fmt::print("  {:<{}}  {:<7} {:<28} {:>14} {:>14}{}\n", t.name, name_width, type_name(t.type),
-               shape_string(t.shape), t.n_bytes, t.offset,
+    fmt::print("  {:<{}}  {:<7} {:<28} {:>14} {:>14}{}\n", printable(t.name), name_width,
+               type_name(t.type), shape_string(t.shape), t.n_bytes, t.offset,
                file.paths().size() > 1 ? fmt::format("  (part {})", t.split + 1) : "");
   }
 

@@ -1,6 +1,9 @@
 // `ktx`: the command-line tool. Dispatches to one subcommand per file and turns errors into one
 // clear line on stderr and a non-zero exit code.
+#include <signal.h>
+
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -10,6 +13,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "core/output_path.h"
 #include "ktx/error.h"
 #include "ktx/ktx.h"
 
@@ -42,9 +46,23 @@ constexpr const char* kUsage =
     "  version                          print the library version\n"
     "  help                             this text\n";
 
+// Ctrl-C, kill or a closed terminal: the temporary files being written (a quantized model can
+// be tens of GB) go, then the signal does what it would have done.
+extern "C" void on_stop_signal(int sig) {
+  ktx::core::remove_temporaries();
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction action {};
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    sigaction(sig, &action, nullptr);
+  }
   if (argc < 2) {
     std::fputs(kUsage, stderr);
     return 2;

@@ -136,7 +136,7 @@ model::RandomModelSpec spec_from(const Args& args) {
                                                         : arch      ? "tiny-" + *arch
                                                                : std::string("tiny-deepseek2"));
 
-  constexpr int64_t kMax = 1ll << 31;
+  constexpr int64_t kMax = (1ll << 31) - 1;
   auto size = [&](const char* flag, int64_t& field, int64_t min) {
     field = args.int_option(flag, field, min, kMax);
   };
@@ -160,7 +160,27 @@ model::RandomModelSpec spec_from(const Args& args) {
   size("dense-layers", s.n_layer_dense_lead, 0);
   size("groups", s.n_group, 0);
   size("groups-used", s.n_group_used, 0);
+  if (s.n_group == 0 && args.option("groups-used") && s.n_group_used > 0) {
+    args.fail("--groups-used needs --groups (expert groups to choose from)");
+  }
   if (s.n_group == 0) s.n_group_used = 0;
+  // Shape options of the other architecture would be ignored without a word.
+  const bool llama = s.arch == "llama";
+  for (const char* flag :
+       {"q-lora-rank", "kv-lora-rank", "qk-nope", "qk-rope", "v-head", "kv-b", "gating",
+        "expert-bias", "weights-norm", "weights-scale", "shared-experts", "dense-layers"}) {
+    if (llama && args.option(flag)) {
+      args.fail(fmt::format("--{} shapes DeepSeek's layers; the model is llama", flag));
+    }
+  }
+  for (const char* flag : {"kv-heads", "head-dim"}) {
+    if (!llama && args.option(flag)) {
+      args.fail(
+          fmt::format("--{} shapes llama's attention; the model is deepseek2 (MLA: "
+                      "--kv-lora-rank, --qk-nope, --qk-rope, --v-head)",
+                      flag));
+    }
+  }
   if (args.option("heads") && !args.option("kv-heads") && s.arch == "llama" &&
       s.n_head % s.n_head_kv != 0) {
     args.fail(

@@ -3,6 +3,7 @@
 // planner or by a rule file (--rules); --rules-out writes the plan as a rule file.
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -103,18 +104,26 @@ LoadedModel load_model(const Args& args) {
   return m;
 }
 
-uint64_t size_option(const Args& args, const std::string& name, const std::string& text) {
+// A memory size; 0 only where it means something (a reserve), never "unlimited".
+uint64_t size_option(const Args& args, const std::string& name, const std::string& text,
+                     bool zero_allowed = false) {
   std::optional<uint64_t> v = planner::parse_size(text);
   if (!v) args.fail(fmt::format("--{}: '{}' is not a size (24G, 512M, 136GB, ...)", name, text));
+  if (*v == 0 && !zero_allowed) {
+    args.fail(fmt::format("--{} is 0: a device with no memory holds nothing ({})", name,
+                          name == "gpu-mem" ? "for no GPU, leave --gpu-mem out"
+                                            : "leave --dram out for the physical memory"));
+  }
   return *v;
 }
 
+// A speed in GB/s or TFLOP/s: finite, and within what any machine could have.
 double number_option(const Args& args, const std::string& name) {
   const std::string text = *args.option(name);
   char* end = nullptr;
   const double v = std::strtod(text.c_str(), &end);
-  if (end != text.c_str() + text.size() || !(v > 0)) {
-    args.fail(fmt::format("--{} must be a positive number, not '{}'", name, text));
+  if (end != text.c_str() + text.size() || !std::isfinite(v) || !(v >= 1e-6 && v <= 1e9)) {
+    args.fail(fmt::format("--{} must be a number from 1e-6 to 1e9, not '{}'", name, text));
   }
   return v;
 }
@@ -141,6 +150,9 @@ Hardware describe_hardware(const Args& args) {
   }
   const int64_t gpus = args.int_option("gpus", static_cast<int64_t>(budgets.size()), 0, 64);
   if (gpus > 0 && budgets.empty()) args.fail("--gpus needs --gpu-mem (the memory of each GPU)");
+  if (gpus == 0 && !budgets.empty()) {
+    args.fail("--gpus 0 leaves out the GPU that --gpu-mem describes; give one or the other");
+  }
   if (budgets.size() == 1) budgets.resize(static_cast<size_t>(gpus), budgets[0]);
   if (static_cast<int64_t>(budgets.size()) != gpus) {
     args.fail(fmt::format("--gpu-mem lists {} sizes but --gpus is {}", budgets.size(), gpus));
@@ -171,7 +183,7 @@ Hardware describe_hardware(const Args& args) {
   o.cpu.flops = args.option("cpu-tflops") ? number_option(args, "cpu-tflops") * 1e12
                                           : planner::default_cpu_flops();
   if (args.option("gpu-reserve")) {
-    o.gpu_reserve = size_option(args, "gpu-reserve", *args.option("gpu-reserve"));
+    o.gpu_reserve = size_option(args, "gpu-reserve", *args.option("gpu-reserve"), true);
   }
   o.prefill_batch = args.int_option("prefill-batch", 512, 1, 1 << 20);
   o.experts_to_gpu = !args.flag("no-gpu-experts");
@@ -372,7 +384,20 @@ int run_plan(const std::vector<std::string>& argv_in) {
     core::refuse_output_path(*out, m.file->paths(), "--rules-out");  // every part of a split file
   }
   Hardware hw = describe_hardware(args);
-  if (hw.routing) hw.options.routing = &*hw.routing;
+  if (hw.routing) {
+    // Counts for a layer without routed experts would be ignored: a file for another model.
+    for (const auto& [layer, counts] : hw.routing->counts) {
+      if (layer < 0 || layer >= m.config.n_layer || !m.config.is_moe_layer(layer)) {
+        throw Error(
+            ErrorCode::kInvalidFile,
+            fmt::format("{}: layer {} has no routed experts in this model ({} layers, "
+                        "the first {} dense): statistics for another model?",
+                        hw.routing->source, layer, m.config.n_layer,
+                        m.config.n_expert > 0 ? m.config.n_layer_dense_lead : m.config.n_layer));
+      }
+    }
+    hw.options.routing = &*hw.routing;
+  }
 
   planner::CostOptions cost_options;
   cost_options.ctx = args.int_option("ctx", 4096, 1, int64_t{1} << 24);

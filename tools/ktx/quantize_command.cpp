@@ -35,9 +35,12 @@ int run_quantize(const std::vector<std::string>& argv) {
   const quantize::Preset preset = quantize::parse_preset(pos[2]);
   const bool terminal = isatty(fileno(stderr)) != 0;
   options.progress = [terminal](const quantize::Progress& p) {
+    // Warnings are in the summary at the end; on a terminal they also show as they happen,
+    // between the progress lines.
+    if (!terminal) return;
     if (p.kind == quantize::Progress::Kind::kWarning) {
-      fmt::print(stderr, "{}warning: {}\n", terminal ? "\r\033[K" : "", p.message);
-    } else if (terminal) {
+      fmt::print(stderr, "\r\033[Kwarning: {}\n", p.message);
+    } else {
       fmt::print(stderr, "\r\033[K[{}/{}] {} -> {}", p.done, p.count, p.tensor->name,
                  type_name(p.tensor->to));
       if (p.done == p.count) fmt::print(stderr, "\n");
