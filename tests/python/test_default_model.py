@@ -186,3 +186,14 @@ def test_outputs_never_overwrite_inputs(model_path, ktx_bin, tmp_path):
     r = subprocess.run([str(ktx_bin), "logits", "-m", model, "--tokens", "1,2", "-o",
                         "/dev/stdout"], capture_output=True)
     assert r.returncode == 0 and len(r.stdout) == 2 * 4 * 49152  # the report goes to stderr
+
+
+def test_a_context_past_the_training_context_is_warned_about(ktx_bin, tmp_path):
+    golden = ROOT / "tests" / "data" / "golden" / "ds2_lite.gguf"  # trained for 256 positions
+    r = subprocess.run([str(ktx_bin), "logits", "-m", str(golden), "--tokens", "1,2", "--ctx",
+                        "1000", "-o", str(tmp_path / "l.f32")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "--ctx 1000 is beyond the 256 positions" in r.stderr
+    r = subprocess.run([str(ktx_bin), "logits", "-m", str(golden), "--tokens", "1,2", "--ctx",
+                        "200", "-o", str(tmp_path / "l.f32")], capture_output=True, text=True)
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr

@@ -65,6 +65,14 @@ inline std::shared_ptr<runtime::Model> load_model(const Args& args) {
   for (const std::string& w : model->warnings()) {
     fmt::print(stderr, "ktx {}: warning: {}\n", args.command(), w);
   }
+  const int64_t trained = model->config().n_ctx_train;
+  if (const std::optional<std::string> ctx = args.option("ctx");
+      ctx && trained > 0 && args.int_option("ctx", 0, 0, int64_t{1} << 40) > trained) {
+    fmt::print(stderr,
+               "ktx {}: warning: --ctx {} is beyond the {} positions the model was trained for "
+               "(context_length); its output degrades past them\n",
+               args.command(), *ctx, trained);
+  }
   return model;
 }
 
