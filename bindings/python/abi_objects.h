@@ -42,7 +42,9 @@ struct SessionObject {
   ktx::Session session;
   // Bumped by every change to the session, so a generation notices that someone else evaluated,
   // reset or rewound the session between two of its steps.
-  uint64_t version = 0;
+  // Atomic: a Generation is made (reading it) under the GIL alone, while another thread's
+  // generation step may bump it with the GIL released.
+  std::atomic<uint64_t> version{0};
   std::atomic<bool> busy{false};
 };
 

@@ -382,12 +382,21 @@ Completion complete(SessionObject& s, const std::vector<int32_t>& prompt, int64_
                     const ktx::SamplingOptions& sampling, const StopStrings& stops) {
   Completion c;
   c.stats.n_prompt = static_cast<int64_t>(prompt.size());
-  bool stopped = false;
+  bool stopped = false, interrupted = false;
   ktx::Sampler sampler(sampling);
   ktx_generate_stats g{};
   {
     py::gil_scoped_release release;
     g = s.session.generate(sampler, prompt, max_tokens, [&](int32_t token, std::string_view piece) {
+      {
+        // Ctrl-C is seen only when Python's handler runs, which needs the GIL: ask at every
+        // token (microseconds against a token's milliseconds), as loading does.
+        py::gil_scoped_acquire gil;
+        if (PyErr_CheckSignals() != 0) {  // the KeyboardInterrupt stays pending, raised below
+          interrupted = true;
+          return false;
+        }
+      }
       if (token >= 0) c.stats.tokens.push_back(token);
       const size_t before = c.text.size();
       c.text.append(piece);
@@ -401,6 +410,8 @@ Completion complete(SessionObject& s, const std::vector<int32_t>& prompt, int64_
     });
   }
   ++s.version;
+  // The session keeps what was generated before the interrupt, as after one in Session.generate.
+  if (interrupted) throw py::error_already_set();
   c.stats.prefill_seconds = g.prefill_seconds;
   c.stats.decode_seconds = g.decode_seconds;
   c.stats.stop_reason = stopped                               ? kStopString

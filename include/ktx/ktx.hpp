@@ -84,6 +84,14 @@ inline std::string read_text(const std::function<ktx_status*(char*, size_t, size
   return std::string(buf.data(), buf.size());  // resized to the length, NUL excluded
 }
 
+// A progress callback's exception, kept while ktx_model_load unwinds and rethrown after it. Per
+// thread, not in the options: one ModelOptions may serve loads on several threads at once
+// (ktx_model_load calls the callback on the thread that called it).
+inline std::exception_ptr& load_callback_error() {
+  thread_local std::exception_ptr error;
+  return error;
+}
+
 // A callback's exception, kept while the C call unwinds and rethrown after it.
 struct CallbackError {
   std::exception_ptr error;
@@ -155,7 +163,7 @@ class ModelOptions {
 
  private:
   friend class Model;
-  struct Progress : detail::CallbackError {
+  struct Progress {
     std::function<bool(float)> callback;
   };
   // A moved-from ModelOptions holds nothing: using it is a bug in the caller, said as such
@@ -171,7 +179,7 @@ class ModelOptions {
     try {
       return p->callback(fraction);
     } catch (...) {
-      p->error = std::current_exception();
+      detail::load_callback_error() = std::current_exception();
       return false;
     }
   }
@@ -235,9 +243,12 @@ class Model {
   static Model load(const std::string& path, const ModelOptions* options = nullptr) {
     if (options != nullptr) options->check_not_moved_from("ktx::Model::load");
     ktx_model* raw = nullptr;
+    detail::load_callback_error() = nullptr;
     detail::Status status(ktx_model_load(path.c_str(), options ? options->get() : nullptr, &raw));
     Model model(raw);  // owns what was loaded, whatever is thrown below
-    if (options != nullptr) options->progress_->rethrow_if_any();
+    if (std::exception_ptr error = std::exchange(detail::load_callback_error(), nullptr)) {
+      std::rethrow_exception(error);
+    }
     detail::check(status.release());
     return model;
   }

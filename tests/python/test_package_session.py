@@ -202,6 +202,26 @@ def test_generation_errors(model):
         session.generate([1, 2], chat=True)
 
 
+def test_ctrl_c_stops_complete_at_the_next_token(model):
+    import os
+    import signal
+
+    # Counting to a thousand greedily: ~10 s of tokens, interrupted after 0.3 s.
+    session = model.session(n_ctx=2048)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    t0 = time.perf_counter()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            session.complete("Count from one to one thousand: one, two, three,", max_tokens=1500,
+                             temperature=0)
+    finally:
+        timer.cancel()
+    assert time.perf_counter() - t0 < 3.0
+    assert 0 < session.position < 1500  # what was generated before Ctrl-C stays
+    session.eval([1])  # and the session goes on
+
+
 def test_a_generation_notices_a_changed_session(model):
     session = model.session()
     g = session.generate("Hello", max_tokens=10, temperature=0)

@@ -9,6 +9,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ktx/ktx.hpp"
@@ -111,6 +112,40 @@ TEST_CASE("the C++ layer loads models and reports errors as AbiError", "[cpp_lay
         KTX_STATUS_INVALID_ARGUMENT);
   CHECK(code_of([&] { moved.progress([](float) { return true; }); }) ==
         KTX_STATUS_INVALID_ARGUMENT);
+}
+
+TEST_CASE("one ModelOptions serves loads on several threads, each with its own outcome",
+          "[cpp_layer]") {
+  // The callback throws on odd threads: those loads, and only those, rethrow their own error.
+  thread_local int thread_id = -1;
+  ktx::ModelOptions options;
+  options.threads(1).progress([](float f) {
+    if (f >= 1.0f && thread_id % 2 == 1) {
+      throw std::runtime_error("thrown by thread " + std::to_string(thread_id));
+    }
+    return true;
+  });
+  std::vector<std::string> wrong(4);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      thread_id = t;
+      for (int round = 0; round < 10; ++round) {
+        try {
+          ktx::Model::load(golden("ds2_lite"), options);
+          if (t % 2 == 1) wrong[t] = "loaded";
+        } catch (const std::runtime_error& e) {
+          const std::string what = e.what();
+          if (what != "thrown by thread " + std::to_string(t)) wrong[t] = what;
+        }
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  for (int t = 0; t < 4; ++t) {
+    INFO("thread " << t);
+    CHECK(wrong[t].empty());
+  }
 }
 
 TEST_CASE("the C++ layer reads metadata, the plan and the backends", "[cpp_layer]") {
