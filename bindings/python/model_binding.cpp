@@ -85,9 +85,17 @@ bool report_progress(const py::object& progress, float fraction) {
   py::gil_scoped_acquire gil;
   if (PyErr_CheckSignals() != 0) throw py::error_already_set();
   if (progress.is_none()) return true;
-  // Only False cancels (docs/PYTHON.md): a bar's update returns None, a counter's 0.
+  // Only False (or numpy's False) cancels (docs/PYTHON.md): a bar's update returns None, a
+  // counter's 0.
   const py::object answer = progress(fraction);
-  return answer.ptr() != Py_False;
+  if (answer.ptr() == Py_False) return false;
+  const std::string type = Py_TYPE(answer.ptr())->tp_name;
+  if (type == "numpy.bool" || type == "numpy.bool_") {
+    const int truth = PyObject_IsTrue(answer.ptr());
+    if (truth < 0) throw py::error_already_set();
+    return truth != 0;
+  }
+  return true;
 }
 
 void close_bar(const py::object& bar) {

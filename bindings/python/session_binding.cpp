@@ -385,12 +385,14 @@ Completion complete(SessionObject& s, const std::vector<int32_t>& prompt, int64_
   bool stopped = false, interrupted = false;
   ktx::Sampler sampler(sampling);
   ktx_generate_stats g{};
+  auto last_check = Clock::now();
   {
     py::gil_scoped_release release;
     g = s.session.generate(sampler, prompt, max_tokens, [&](int32_t token, std::string_view piece) {
-      {
-        // Ctrl-C is seen only when Python's handler runs, which needs the GIL: ask at every
-        // token (microseconds against a token's milliseconds), as loading does.
+      // Ctrl-C is seen only when Python's handler runs, which needs the GIL: ask every 50 ms,
+      // as loading does (taking the GIL can wait a switch interval, 5 ms, for another thread).
+      if (Clock::now() - last_check >= std::chrono::milliseconds(50)) {
+        last_check = Clock::now();
         py::gil_scoped_acquire gil;
         if (PyErr_CheckSignals() != 0) {  // the KeyboardInterrupt stays pending, raised below
           interrupted = true;

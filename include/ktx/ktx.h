@@ -568,8 +568,10 @@ typedef struct ktx_generate_stats {
  * Errors: KTX_STATUS_INVALID_ARGUMENT (NULL session/sampler, n_predict < 0, a bad token id, the
  * prompt overflows the context, nothing to generate from), KTX_STATUS_UNSUPPORTED (the model
  * has no tokenizer): these are checked before anything runs, so the session, the sampler and
- * *stats are unchanged. KTX_STATUS_OUT_OF_MEMORY or KTX_STATUS_INTERNAL during the loop leave
- * what was evaluated so far (ktx_session_position tells) and *stats untouched. */
+ * *stats are unchanged. KTX_STATUS_OUT_OF_MEMORY, KTX_STATUS_INTERNAL, or
+ * KTX_STATUS_INVALID_FILE (the model's logits turned NaN or infinite: a weight or an activation
+ * overflowed) during the loop leave what was evaluated so far (ktx_session_position tells) and
+ * *stats untouched. */
 KTX_API ktx_status* ktx_generate(ktx_session* session, ktx_sampler* sampler, const int32_t* prompt,
                                  size_t n_prompt, int64_t n_predict, ktx_token_callback on_token,
                                  void* user_data, ktx_generate_stats* stats);

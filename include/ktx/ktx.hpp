@@ -163,6 +163,7 @@ class ModelOptions {
 
  private:
   friend class Model;
+  friend class BackendList;
   struct Progress {
     std::function<bool(float)> callback;
   };
@@ -193,6 +194,7 @@ class BackendList {
  public:
   // The backends ktx would load (CPU, modules in `options`' backend paths, the default folders).
   static BackendList load(const ModelOptions* options = nullptr) {
+    if (options != nullptr) options->check_not_moved_from("ktx::BackendList::load");
     ktx_backend_list* raw = nullptr;
     detail::check(ktx_backend_list_load(options ? options->get() : nullptr, &raw));
     BackendList list(raw);

@@ -79,8 +79,25 @@ void remove_temporaries() noexcept {
   }
 }
 
+namespace {
+
+// /dev/stdout, /dev/fd/N, /proc/self/fd/N and the like: the file behind an open descriptor, which
+// must be written through (a redirection's file may be appended to, or in a folder the user
+// cannot create files in), never renamed over. Their targets are procfs "magic" links.
+bool is_descriptor_path(const std::string& path) {
+  return path.starts_with("/dev/") || path.starts_with("/proc/");
+}
+
+}  // namespace
+
 std::string rename_target(const std::string& path) {
   namespace fs = std::filesystem;
+  if (is_descriptor_path(path)) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("'{}' is a device or a descriptor, not a file this can replace; give "
+                            "a file name",
+                            path));
+  }
   std::error_code ec;
   const fs::file_status link = fs::symlink_status(path, ec);
   if (ec || !fs::exists(link)) return path;  // nothing there yet (or not visible): a new file
@@ -91,9 +108,15 @@ std::string rename_target(const std::string& path) {
                             "a file name",
                             path));
   }
-  if (!fs::is_symlink(link)) return path;
-  const fs::path resolved = fs::weakly_canonical(path, ec);
-  return ec ? path : resolved.string();
+  // Follow the links one by one (a dangling one too: its target is created), so that the rename
+  // lands on the file and every link stays a link.
+  fs::path p = path;
+  for (int hop = 0; hop < 40 && fs::is_symlink(fs::symlink_status(p, ec)); ++hop) {
+    const fs::path to = fs::read_symlink(p, ec);
+    if (ec) return path;
+    p = to.is_absolute() ? to : p.parent_path() / to;
+  }
+  return p.string();
 }
 
 void write_file_atomically(const std::string& path, std::string_view bytes) {
@@ -125,10 +148,18 @@ void write_file_atomically(const std::string& path, std::string_view bytes) {
   };
 
   namespace fs = std::filesystem;
+  if (path == "/dev/stdout" || path == "/dev/stderr") {
+    // The descriptor itself, as it was opened: appending stays appending.
+    const int fd = ::dup(path == "/dev/stdout" ? STDOUT_FILENO : STDERR_FILENO);
+    if (fd < 0) fail("cannot write", errno);
+    write_all(fd, "");
+    return;
+  }
   std::error_code ec;
   const fs::file_status there = fs::status(path, ec);
-  if (!ec && fs::exists(there) && !fs::is_regular_file(there) && !fs::is_directory(there)) {
-    // /dev/stdout, a FIFO, a device: written where it is; a rename would replace it.
+  if (is_descriptor_path(path) ||
+      (!ec && fs::exists(there) && !fs::is_regular_file(there) && !fs::is_directory(there))) {
+    // A FIFO, a device, another descriptor: written where it is; a rename would replace it.
     const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0) fail("cannot open for writing", errno);
     write_all(fd, "");

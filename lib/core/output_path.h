@@ -16,13 +16,15 @@ void refuse_output_path(const std::string& out_path, const std::vector<std::stri
 
 // The file that writing `path` by a rename must replace: `path` itself, or the file a symbolic
 // link there points to (the link stays a link). Throws ktx::Error (kInvalidArgument) when what
-// is there is not a regular file: renaming over a device or a FIFO would replace it.
+// is there is not a regular file, or the path is under /dev or /proc: renaming over a device, a
+// FIFO or a descriptor's file would replace it.
 std::string rename_target(const std::string& path);
 
 // Writes `bytes` to `path`, checking every write and the close; a failure throws ktx::Error
 // (kIo) naming the path. A regular file (or none yet) is written through a temporary file in the
-// same folder and a rename, so a full disk leaves the old file as it was; a device or a FIFO
-// (/dev/stdout) is written in place.
+// same folder and a rename, so a full disk leaves the old file as it was; /dev/stdout and
+// /dev/stderr go to those descriptors; a device, a FIFO or another /dev or /proc path is written
+// in place.
 void write_file_atomically(const std::string& path, std::string_view bytes);
 
 // Temporary files being written (the writers above, gguf::Writer): a program that is stopped

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "core/output_path.h"
 #include "gguf/rules.h"
@@ -245,16 +246,22 @@ void Writer::write(const std::string& path) const {
   const std::string target = core::rename_target(path);
   std::string tmp;
   int fd = -1;
+  // Registered before it exists, so that no moment leaves it behind if a signal stops the
+  // program (core::remove_temporaries).
+  std::optional<core::RegisteredTemporary> registered;
   for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
     tmp = fmt::format("{}.tmp.{}.{}", target, ::getpid(), detail::g_temp_counter.fetch_add(1));
+    registered.reset();
+    registered.emplace(tmp);
     fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0 && errno != EEXIST) break;
   }
   if (fd < 0) {
+    const int err = errno;
+    registered.reset();  // not ours: an EEXIST file belongs to someone else
     throw Error(ErrorCode::kIo, fmt::format("{}: cannot create the temporary file '{}': {}", path,
-                                            tmp, std::strerror(errno)));
+                                            tmp, std::strerror(err)));
   }
-  const core::RegisteredTemporary registered(tmp);  // removed if a signal stops the program
   auto fail = [&](const char* what, int err) {
     if (fd >= 0) ::close(fd);
     ::unlink(tmp.c_str());

@@ -101,10 +101,10 @@ Summary quantize_model(const std::string& in_path, const std::string& out_path, 
   preset_info(preset);  // refuses a number that is not a preset
   // The output is built while the input is still mapped: replacing a mapped file would pull the
   // data from under the reader.
-  core::refuse_output_path(out_path, {in_path}, "quantize: output");
+  core::refuse_output_path(out_path, {in_path}, "the output");
 
   const gguf::File file = gguf::File::open(in_path);
-  core::refuse_output_path(out_path, file.paths(), "quantize: output");
+  core::refuse_output_path(out_path, file.paths(), "the output");
   const ModelInfo model = ModelInfo::from_file(file);
   const std::vector<gguf::TensorInfo>& sources = file.tensors();
 

@@ -1,7 +1,12 @@
 // Prefill + sample/decode loop with incremental UTF-8-safe detokenisation.
 #include "runtime/generate.h"
 
+#include <fmt/format.h>
+
 #include <chrono>
+#include <cmath>
+#include <limits>
+#include <span>
 #include <string>
 
 #include "ktx/error.h"
@@ -28,6 +33,20 @@ size_t complete_utf8_prefix(std::string_view s) {
   return back + 1 >= need ? s.size() : i - 1;
 }
 
+// NaN or +inf logits come from the model, not from the caller (a weight or an activation
+// overflowed): said as the file's problem, before the sampler would call them a bad argument.
+void refuse_non_finite(const Session& session) {
+  const std::span<const float> logits = session.logits();
+  for (size_t v = 0; v < logits.size(); ++v) {
+    if (std::isnan(logits[v]) || logits[v] == std::numeric_limits<float>::infinity()) {
+      throw Error(ErrorCode::kInvalidFile,
+                  fmt::format("the model's logits after position {} are not finite (token {} is "
+                              "{}): a weight or an activation overflowed",
+                              session.position(), v, logits[v]));
+    }
+  }
+}
+
 }  // namespace
 
 GenerateStats generate(Session& session, std::span<const int32_t> prompt, int64_t n_predict,
@@ -51,6 +70,7 @@ GenerateStats generate(Session& session, std::span<const int32_t> prompt, int64_
   size_t emitted = 0;  // bytes of `text` handed to the callback
   t0 = clock::now();
   for (int64_t i = 0; i < n_predict && session.position() < session.n_ctx(); ++i) {
+    refuse_non_finite(session);
     const int32_t token = sampler.sample(session.logits());
     sampler.accept(token);
     if (tokenizer.is_eog(token)) {

@@ -100,11 +100,15 @@ def test_chat_drops_old_turns_when_the_context_fills(model_path, ktx_bin):
     assert r.returncode == 0, r.stderr
     assert "oldest turn was dropped" in r.stderr
     assert len(r.stdout.strip().splitlines()) >= 3, r.stdout
-    # A message that cannot fit even alone is refused, and the chat still ends normally.
+    # A message that cannot fit even alone is refused without dropping the turns before it, and
+    # the chat goes on.
     r = subprocess.run([str(ktx_bin), "chat", "-m", model_path, "--temp", "0", "-n", "4",
-                        "--ctx", "48"], input="word " * 200 + "\n", capture_output=True, text=True)
+                        "--ctx", "128"], input="Hi.\n" + "word " * 200 + "\nHello again.\n",
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "not sent" in r.stderr and "--ctx" in r.stderr
+    assert "dropped" not in r.stderr, r.stderr
+    assert len(r.stdout.strip().splitlines()) >= 2, r.stdout
 
 
 def test_model_commands_answer_help(ktx_bin):
@@ -182,10 +186,25 @@ def test_outputs_never_overwrite_inputs(model_path, ktx_bin, tmp_path):
                                stderr=subprocess.PIPE, text=True)
         assert r.returncode == 1 and "No space left" in r.stderr, r.stderr
         assert "internal" not in r.stderr
-    # Raw logits can go to a pipe.
+    # Raw logits can go to a pipe, and to a file standard output appends to (written through
+    # the descriptor, not renamed over the file).
     r = subprocess.run([str(ktx_bin), "logits", "-m", model, "--tokens", "1,2", "-o",
                         "/dev/stdout"], capture_output=True)
     assert r.returncode == 0 and len(r.stdout) == 2 * 4 * 49152  # the report goes to stderr
+    log = tmp_path / "log.bin"
+    log.write_bytes(b"kept")
+    with open(log, "ab") as out:
+        r = subprocess.run([str(ktx_bin), "logits", "-m", model, "--tokens", "1,2", "-o",
+                            "/dev/stdout"], stdout=out, stderr=subprocess.PIPE)
+    assert r.returncode == 0, r.stderr
+    assert log.read_bytes()[:4] == b"kept" and log.stat().st_size == 4 + 2 * 4 * 49152
+    # A dangling link: its target is written, the link stays a link.
+    dangling = tmp_path / "dangling.f32"
+    dangling.symlink_to(tmp_path / "target.f32")
+    r = subprocess.run([str(ktx_bin), "logits", "-m", model, "--tokens", "1,2", "-o", dangling],
+                       capture_output=True)
+    assert r.returncode == 0 and dangling.is_symlink()
+    assert (tmp_path / "target.f32").stat().st_size == 2 * 4 * 49152
 
 
 def test_a_context_past_the_training_context_is_warned_about(ktx_bin, tmp_path):

@@ -251,3 +251,18 @@ def test_an_interrupted_write_leaves_nothing_behind(tmp_path, ktx_bin):
     p.send_signal(signal.SIGINT)
     assert p.wait(timeout=60) == -signal.SIGINT  # killed by the signal, as without the handler
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_ignored_signal_stays_ignored(tmp_path, ktx_bin):
+    import signal
+    import subprocess
+
+    # As under nohup, or a background job of a script: the signal must not stop the write.
+    out = tmp_path / "m.gguf"
+    p = subprocess.Popen([str(ktx_bin), "make-model", str(out), "--layers", "2"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert out.exists() and list(tmp_path.glob("*.tmp.*")) == []

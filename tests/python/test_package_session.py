@@ -208,6 +208,7 @@ def test_ctrl_c_stops_complete_at_the_next_token(model):
 
     # Counting to a thousand greedily: ~10 s of tokens, interrupted after 0.3 s.
     session = model.session(n_ctx=2048)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # even if ignored
     timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
     t0 = time.perf_counter()
     timer.start()
@@ -217,6 +218,7 @@ def test_ctrl_c_stops_complete_at_the_next_token(model):
                              temperature=0)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert time.perf_counter() - t0 < 3.0
     assert 0 < session.position < 1500  # what was generated before Ctrl-C stays
     session.eval([1])  # and the session goes on

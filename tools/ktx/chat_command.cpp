@@ -38,15 +38,31 @@ int run_chat(const std::vector<std::string>& argv) {
     if (terminal) fmt::print("> ");
     std::fflush(stdout);
     if (!std::getline(std::cin, line) || line.empty()) break;
-    messages.push_back({"user", line});
     const size_t first_turn = !messages.empty() && messages.front().role == "system" ? 1 : 0;
-    std::vector<int32_t> tokens;
     // Room for the prompt and at least a few tokens of the reply.
     const int64_t room = session.n_ctx() - std::min<int64_t>(16, session.n_ctx() / 4);
+    {
+      // A message that cannot fit even with every earlier turn dropped is refused before any
+      // is: the conversation stays as it was.
+      std::vector<ChatMessage> alone(messages.begin(),
+                                     messages.begin() + static_cast<ptrdiff_t>(first_turn));
+      alone.push_back({"user", line});
+      const size_t needed =
+          tokenizer.encode(tokenizer.apply_chat_template(alone, true), false, true).size();
+      if (static_cast<int64_t>(needed) > room) {
+        fmt::print(stderr,
+                   "[this message needs {} tokens with the template, the context holds {} "
+                   "(--ctx): not sent]\n",
+                   needed, session.n_ctx());
+        continue;
+      }
+    }
+    messages.push_back({"user", line});
+    std::vector<int32_t> tokens;
     while (true) {
       tokens = tokenizer.encode(tokenizer.apply_chat_template(messages, true), false, true);
-      if (static_cast<int64_t>(tokens.size()) <= room) break;
-      if (messages.size() - first_turn <= 1) break;  // only the new message is left
+      // Fits, or only the new message is left (which fits: checked above).
+      if (static_cast<int64_t>(tokens.size()) <= room || messages.size() - first_turn <= 1) break;
       // The oldest exchange goes: the user's message and the reply to it.
       const size_t drop = messages.size() - first_turn >= 3 ? 2 : 1;
       messages.erase(messages.begin() + static_cast<ptrdiff_t>(first_turn),
@@ -55,14 +71,6 @@ int run_chat(const std::vector<std::string>& argv) {
                  "[the oldest turn was dropped: the conversation outgrew the context of {} "
                  "tokens (--ctx)]\n",
                  session.n_ctx());
-    }
-    if (static_cast<int64_t>(tokens.size()) > room) {
-      fmt::print(stderr,
-                 "[this message needs {} tokens with the template, the context holds {} "
-                 "(--ctx): not sent]\n",
-                 tokens.size(), session.n_ctx());
-      messages.pop_back();
-      continue;
     }
     // Keep what the session already evaluated of this rendering.
     const std::vector<int32_t>& held = session.tokens();

@@ -47,7 +47,7 @@ int run_logits(const std::vector<std::string>& argv) {
   if (!out_path) args.fail("needs -o OUT.f32");
   const std::vector<int32_t> tokens = parse_token_list(args, *tokens_text);
   core::refuse_output_path(*out_path, {model_path(args), args.option("rules").value_or("")}, "-o");
-  if (args.option("ctx") && context_size(args) < static_cast<int64_t>(tokens.size())) {
+  if (context_size(args) > 0 && context_size(args) < static_cast<int64_t>(tokens.size())) {
     args.fail(fmt::format("--ctx {} is smaller than the {} tokens given", context_size(args),
                           tokens.size()));
   }

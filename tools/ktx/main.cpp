@@ -2,6 +2,7 @@
 // clear line on stderr and a non-zero exit code.
 #include <signal.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -58,6 +59,10 @@ extern "C" void on_stop_signal(int sig) {
 
 int main(int argc, char** argv) {
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    // A signal the caller ignores stays ignored: `nohup ktx quantize …` must survive a hang-up,
+    // and a background job the shell's Ctrl-C.
+    struct sigaction old {};
+    if (sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
     struct sigaction action {};
     action.sa_handler = on_stop_signal;
     sigemptyset(&action.sa_mask);
@@ -69,12 +74,13 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   const std::vector<std::string> args(argv + 2, argv + argc);
-  // The commands without a usage text of their own answer --help (first or last, so that a
-  // prompt "-h" stays a prompt) with the general one, which gives their arguments.
+  // The commands without a usage text of their own answer --help anywhere, or -h first (a
+  // later "-h" may be a prompt: -p -h), with the general one, which gives their arguments.
   const bool own_usage = command == "quantize" || command == "make-model" || command == "plan" ||
                          command == "backends" || command == "bench";
-  auto is_help = [](const std::string& a) { return a == "--help" || a == "-h"; };
-  if (!own_usage && !args.empty() && (is_help(args.front()) || is_help(args.back()))) {
+  const bool help = !args.empty() && (args.front() == "-h" ||
+                                      std::find(args.begin(), args.end(), "--help") != args.end());
+  if (!own_usage && help) {
     std::fputs(kUsage, stdout);
     return 0;
   }
