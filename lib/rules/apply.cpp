@@ -62,8 +62,9 @@ std::string device_list(const std::vector<Device>& devices) {
 std::string describe_match(const Rule& rule) {
   std::vector<std::string> parts;
   if (rule.name) {
-    parts.push_back(fmt::format("name '{}'{}", rule.name->pattern(),
-                                rule.ktransformers ? " (prefix, as KTransformers)" : ""));
+    parts.push_back(
+        fmt::format("name '{}'{}", rule.name->pattern(),
+                    rule.ktransformers ? " (anywhere in the name, as KTransformers)" : ""));
   }
   if (!rule.kinds.empty()) {
     std::vector<std::string> k;

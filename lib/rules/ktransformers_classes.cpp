@@ -74,6 +74,11 @@ const std::vector<Entry>& replace_table() {
       {"KTransformerLinear", Action::kOp, {}, ""},  // the spelling of older files
       {"KTransformersExperts", Action::kOp, {ModuleKind::kExperts}, ""},
       {"KTransformersMLPExpert", Action::kOp, {ModuleKind::kExperts}, ""},
+      {"KTransformersExpertsV2", Action::kOp, {ModuleKind::kExperts}, ""},  // balance_serve
+      // balance_serve's attention ("attention.flashinfer_attn",
+      // "balance_serve_attention.flashinfer_attn") and MLP.
+      {"flashinfer_attn", Action::kOp, {ModuleKind::kMlaAttention}, ""},
+      {"kDeepseekV3MLP", Action::kOp, {ModuleKind::kMlp}, ""},
       {"DeepseekV2AttentionInjected", Action::kOp, {ModuleKind::kMlaAttention}, ""},
       {"KDeepseekV2Attention", Action::kOp, {ModuleKind::kMlaAttention}, ""},
       {"KDeepseekV3Attention", Action::kOp, {ModuleKind::kMlaAttention}, ""},
@@ -97,7 +102,13 @@ const std::vector<Entry>& replace_table() {
        {},
        "ktx has no MoE block module: its gate, shared_experts and experts are placed by their own "
        "rules"},
+      {"KDeepseekV3MoEV2",
+       Action::kIgnored,
+       {},
+       "ktx has no MoE block module: its gate, shared_experts and experts are placed by their own "
+       "rules"},
       {"YarnRotaryEmbedding", Action::kIgnored, {}, "RoPE is part of ktx's attention operator"},
+      {"RotaryEmbeddingV3", Action::kIgnored, {}, "RoPE is part of ktx's attention operator"},
       {"YarnRotaryEmbeddingV3", Action::kIgnored, {}, "RoPE is part of ktx's attention operator"},
       {"RotaryEmbedding", Action::kIgnored, {}, "RoPE is part of ktx's attention operator"},
       {"KDeepseekV2Model",
@@ -105,6 +116,10 @@ const std::vector<Entry>& replace_table() {
        {},
        "ktx moves activations between devices itself (no transfer_map needed)"},
       {"DeepseekV2ModelPerLayerPrefill",
+       Action::kIgnored,
+       {},
+       "ktx moves activations between devices itself (no layer-wise prefill wrapper)"},
+      {"DeepseekV2ModelKTransformers",  // layer_wise_prefill, in older multi-GPU files
        Action::kIgnored,
        {},
        "ktx moves activations between devices itself (no layer-wise prefill wrapper)"},

@@ -35,10 +35,13 @@ NameRegex NameRegex::compile(std::string_view pattern, std::string* error) {
   return re;
 }
 
-bool NameRegex::full_match(std::string_view text) const { return match(text, true); }
-bool NameRegex::prefix_match(std::string_view text) const { return match(text, false); }
+bool NameRegex::full_match(std::string_view text) const {
+  return match(text, PCRE2_ANCHORED | PCRE2_ENDANCHORED);
+}
+bool NameRegex::prefix_match(std::string_view text) const { return match(text, PCRE2_ANCHORED); }
+bool NameRegex::search(std::string_view text) const { return match(text, 0); }
 
-bool NameRegex::match(std::string_view text, bool to_end) const {
+bool NameRegex::match(std::string_view text, uint32_t options) const {
   if (!code_) return false;
   auto* code = static_cast<const pcre2_code*>(code_.get());
   // Match data per call: a compiled pattern is shared between threads, match data is not.
@@ -50,7 +53,6 @@ bool NameRegex::match(std::string_view text, bool to_end) const {
       pcre2_match_context_create(nullptr), &pcre2_match_context_free);
   if (!data || !context) throw std::bad_alloc();
   pcre2_set_match_limit(context.get(), kMatchLimit);
-  const uint32_t options = PCRE2_ANCHORED | (to_end ? PCRE2_ENDANCHORED : 0);
   const int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0,
                              options, data.get(), context.get());
   if (rc >= 0) return true;

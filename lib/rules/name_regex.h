@@ -22,15 +22,17 @@ class NameRegex {
   // PCRE2's match limit (backtracking steps) for one name: a pattern that needs more throws.
   static constexpr uint32_t kMatchLimit = 1000000;
 
-  // The whole of `text` matches (ktx's semantics: as if wrapped in \A(?:...)\z). Throws
-  // ktx::Error (kInvalidArgument), naming the pattern, when PCRE2 gives no answer within
-  // kMatchLimit steps.
+  // The whole of `text` matches (ktx's semantics: as if wrapped in \A(?:...)\z). This and the
+  // two below throw ktx::Error (kInvalidArgument), naming the pattern, when PCRE2 gives no
+  // answer within kMatchLimit steps.
   bool full_match(std::string_view text) const;
-  // A prefix of `text` matches (Python's re.match, which KTransformers uses).
+  // A prefix of `text` matches (Python's re.match).
   bool prefix_match(std::string_view text) const;
+  // Some part of `text` matches (Python's re.search, which KTransformers' rules use).
+  bool search(std::string_view text) const;
 
  private:
-  bool match(std::string_view text, bool to_end) const;
+  bool match(std::string_view text, uint32_t pcre2_options) const;
 
   std::string pattern_;
   std::shared_ptr<void> code_;  // pcre2_code_8, freed with pcre2_code_free_8

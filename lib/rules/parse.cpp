@@ -27,10 +27,11 @@ constexpr model::ModuleKind kAllKinds[] = {
 // KTransformers' kwargs that choose among its own implementations or wire its Python objects;
 // ktx makes those choices itself, so they are dropped (with one warning per file).
 const std::set<std::string, std::less<>> kKtransformersOnlyKwargs = {
-    "generate_op",       "prefill_op",         "out_device",
-    "generate_mlp_type", "prefill_mlp_type",   "per_layer_prefill_intput_threshold",
-    "transfer_map",      "absorb_for_prefill", "backend",
-    "chunck_size",       "chunk_size",         "use_flashinfer_mla",
+    "generate_op",        "prefill_op",         "out_device",
+    "generate_mlp_type",  "prefill_mlp_type",   "per_layer_prefill_intput_threshold",
+    "transfer_map",       "absorb_for_prefill", "backend",
+    "chunck_size",        "chunk_size",         "use_flashinfer_mla",
+    "n_deferred_experts",
 };
 
 class Parser {
@@ -352,7 +353,7 @@ bool Rule::matches(const model::ModuleDesc& module) const {
   }
   if (!name) return true;
   try {
-    return ktransformers ? name->prefix_match(module.name) : name->full_match(module.name);
+    return ktransformers ? name->search(module.name) : name->full_match(module.name);
   } catch (const Error& e) {
     throw Error(e.code(), fmt::format("{}:{}: {}", file, name_line, e.what()));
   }

@@ -64,7 +64,8 @@ struct Rule {
   bool recursive = true;  // accepted for KTransformers files; ktx modules never nest
 
   // A KTransformers rule (it uses `class`, or `kwargs.generate_device`): its name pattern
-  // matches prefixes, as Python's re.match does, and a prefill device its operator cannot use
+  // matches anywhere in the name, as KTransformers' re.search does, and a prefill device its
+  // operator cannot use
   // falls back to the generate device with a warning instead of an error.
   bool ktransformers = false;
   // Set for rules that can never apply in ktx (KTransformers' RoPE, MoE-wrapper and model

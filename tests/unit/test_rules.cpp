@@ -358,6 +358,50 @@ TEST_CASE("rules: KTransformers rule files load with their classes translated", 
                     "cpu"));
 }
 
+TEST_CASE("rules: KTransformers' balance_serve classes, and its patterns matched anywhere",
+          "[rules]") {
+  auto m = tiny_model();
+  const auto registry = make_registry(true);
+  // The shape of KTransformers' DeepSeek-V3-Chat-serve.yaml; the experts rule's pattern has no
+  // ^ (KTransformers uses re.search: it matches anywhere in the name).
+  const std::string text = R"(- match:
+    class: ktransformers.models.modeling_deepseek_v3.DeepseekV3RotaryEmbedding
+  replace:
+    class: ktransformers.operators.RoPE.RotaryEmbeddingV3
+- match:
+    name: "^model\\.layers\\..*\\.mlp$"
+    class: ktransformers.models.modeling_deepseek_v3.DeepseekV3MoE
+  replace:
+    class: ktransformers.operators.experts.KDeepseekV3MoEV2
+- match:
+    name: "\\.mlp\\.experts$"
+  replace:
+    class: ktransformers.operators.experts.KTransformersExpertsV2
+    kwargs:
+      generate_device: "cpu"
+      n_deferred_experts: [1, 2]
+- match:
+    name: "^model\\.layers\\..*\\.self_attn$"
+  replace:
+    class: ktransformers.operators.balance_serve_attention.flashinfer_attn
+- match:
+    name: "^model\\.layers\\..*\\.shared_experts$"
+  replace:
+    class: ktransformers.operators.mlp.kDeepseekV3MLP
+)";
+  const ktx::rules::RuleSet set = parse_rules(text, "serve.yaml");
+  REQUIRE(set.rules.size() == 5);
+  CHECK(set.rules[0].ignored);
+  CHECK(set.rules[1].ignored);
+  std::vector<std::string> warnings;
+  const auto plan = apply_rules(set, m->modules, m->config, registry, kOneGpu, &warnings);
+  CHECK(placement(plan, "model.layers.2.mlp.experts").impl == "cpu.experts");
+  CHECK(placement(plan, "model.layers.2.mlp.experts").options.empty());
+  CHECK(placement(plan, "model.layers.1.self_attn").impl == "cuda.mla_attention");
+  CHECK(placement(plan, "model.layers.2.mlp.shared_experts").impl == "cuda.mlp");
+  CHECK(has_warning(warnings, "n_deferred_experts"));
+}
+
 TEST_CASE("rules: KTransformers classes without a ktx counterpart are errors naming them",
           "[rules]") {
   check_parse_error(R"(
@@ -702,6 +746,8 @@ TEST_CASE("rules: name patterns are PCRE2, matched whole or (KTransformers) as p
   CHECK(re.full_match("model.layers.1"));
   CHECK_FALSE(re.full_match("model.layers.123"));
   CHECK(re.prefix_match("model.layers.123"));
+  CHECK_FALSE(re.prefix_match("xmodel.layers.1"));
+  CHECK(re.search("xmodel.layers.1"));  // KTransformers' re.search
   // Python's syntax, as KTransformers files use it: lookahead, lookbehind, (?P<name>...).
   const auto py = ktx::rules::NameRegex::compile(R"((?P<layer>\d+)(?<=5)\.(?!x).*)", &error);
   REQUIRE(py.valid());

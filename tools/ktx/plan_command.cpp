@@ -417,8 +417,17 @@ int run_plan(const std::vector<std::string>& argv_in) {
     PlanningRegistry planning;
     planning_registry(m.file.has_value(), planning);
     const registry::OperatorRegistry& registry = planning.registry;
-    const exec::Plan plan =
-        rules::apply_rules(set, m.modules, m.config, registry, available, &warnings, &report.plan);
+    exec::Plan plan;
+    try {
+      plan = rules::apply_rules(set, m.modules, m.config, registry, available, &warnings,
+                                &report.plan);
+    } catch (const Error& e) {
+      // The plan's GPUs are the ones the options describe, not this machine's.
+      if (std::string_view(e.what()).find("does not exist here") == std::string_view::npos) throw;
+      throw Error(e.code(), fmt::format("{} — ktx plan plans for the GPUs --gpu-mem lists "
+                                        "(e.g. --gpu-mem 24G,24G for two)",
+                                        e.what()));
+    }
     report = planner::evaluate_plan(plan, costs, hw.options);
     source = fmt::format("rules {} (modules no rule matches: the planner's choice)", *rules_path);
   }
