@@ -521,6 +521,34 @@ TEST_CASE("planner: ktx plan --rules evaluates a rule file and --rules-out write
       Catch::Matchers::StartsWith("--gpus 0 leaves out"));
 }
 
+TEST_CASE("planner: modules no rule matches are planned for the memory the rules leave",
+          "[planner][cli]") {
+  // Attention on the GPU and every routed expert on the CPU by rule; nothing says where the
+  // embedding goes. Planned for the whole model, the planner would have filled the GPU with
+  // expert layers, left the embedding no room, and said so, though the rules leave 16 GiB free.
+  const std::string rules = "/tmp/ktx_plan_test_unmatched.yaml";
+  {
+    std::ofstream f(rules);
+    f << "- match: {kind: mla_attention}\n  replace: {device: cuda:0}\n"
+         "- match: {kind: experts}\n  replace: {device: cpu}\n";
+  }
+  int rc = -1;
+  const std::string out =
+      run_plan_command({"--arch-preset", "deepseek-v2", "--quant", "Q4_K_M", "--gpu-mem", "24G",
+                        "--dram", "512G", "--cpu-bw", "100", "--cpu-tflops", "1", "--rules", rules},
+                       &rc);
+  std::remove(rules.c_str());
+  CHECK(rc == 0);
+  std::istringstream lines(out);
+  std::string line, embedding;
+  while (std::getline(lines, line)) {
+    if (line.rfind("embedding", 0) == 0) embedding = line;
+  }
+  INFO(out);
+  CHECK_THAT(embedding, Catch::Matchers::Contains("cuda:0"));
+  CHECK_THAT(out, !Catch::Matchers::Contains("had"));
+}
+
 TEST_CASE("planner: sizes", "[planner]") {
   using ktx::planner::parse_size;
   CHECK(parse_size("24G") == uint64_t{24} << 30);

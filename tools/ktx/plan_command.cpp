@@ -3,6 +3,7 @@
 // planner or by a rule file (--rules); --rules-out writes the plan as a rule file.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -191,6 +192,44 @@ Hardware describe_hardware(const Args& args) {
     hw.routing = planner::load_routing_stats(*stats);
   }
   return hw;
+}
+
+// The planner's choice for the modules no rule matches, made for the memory the rules leave:
+// a plan made for the whole model would count GPU memory that the rules gave elsewhere (an old
+// KTransformers file without an embedding rule got "cuda:0 had 246 MiB left" with 16 GiB free).
+exec::Plan plan_unmatched(const rules::RuleSet& set, const LoadedModel& m,
+                          const std::vector<planner::ModuleCost>& costs,
+                          const planner::PlannerOptions& options,
+                          const registry::OperatorRegistry& registry,
+                          const std::vector<registry::Device>& available) {
+  std::vector<planner::ModuleCost> matched, unmatched;
+  for (const planner::ModuleCost& c : costs) {
+    const auto module = std::find_if(m.modules.begin(), m.modules.end(),
+                                     [&](const model::ModuleDesc& d) { return d.name == c.name; });
+    const bool any = module != m.modules.end() &&
+                     std::any_of(set.rules.begin(), set.rules.end(),
+                                 [&](const rules::Rule& r) { return r.matches(*module); });
+    (any ? matched : unmatched).push_back(c);
+  }
+  if (unmatched.empty()) return {};
+  // What the rules place, the unmatched modules left out of the count.
+  std::vector<std::string> warnings;  // the caller's own apply_rules reports them
+  const exec::Plan ruled =
+      rules::apply_rules(set, m.modules, m.config, registry, available, &warnings, nullptr);
+  const planner::PlanReport used = planner::evaluate_plan(ruled, matched, options);
+  planner::PlannerOptions left = options;
+  for (const planner::DeviceUsage& u : used.devices) {
+    const uint64_t taken = u.weights + u.kv_cache;
+    // A budget of 0 means "unlimited" to the planner: a full device keeps 1 byte.
+    auto shrink = [&](uint64_t& budget) { budget = budget > taken ? budget - taken : 1; };
+    if (u.device.is_cpu()) {
+      if (left.dram_budget > 0) shrink(left.dram_budget);
+    } else if (u.device.index >= 0 &&
+               static_cast<size_t>(u.device.index) < left.gpu_budgets.size()) {
+      shrink(left.gpu_budgets[static_cast<size_t>(u.device.index)]);
+    }
+  }
+  return planner::plan_placement(unmatched, left).plan;
 }
 
 // The registry `--rules` is checked against: the CPU backend's operators when the model file is
@@ -419,8 +458,9 @@ int run_plan(const std::vector<std::string>& argv_in) {
     const registry::OperatorRegistry& registry = planning.registry;
     exec::Plan plan;
     try {
-      plan = rules::apply_rules(set, m.modules, m.config, registry, available, &warnings,
-                                &report.plan);
+      const exec::Plan unmatched = plan_unmatched(set, m, costs, hw.options, registry, available);
+      plan =
+          rules::apply_rules(set, m.modules, m.config, registry, available, &warnings, &unmatched);
     } catch (const Error& e) {
       // The plan's GPUs are the ones the options describe, not this machine's.
       if (std::string_view(e.what()).find("does not exist here") == std::string_view::npos) throw;
