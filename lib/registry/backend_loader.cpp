@@ -366,20 +366,6 @@ std::string directory_of(const std::string& path) {
   return slash == std::string::npos ? "." : path.substr(0, slash);
 }
 
-std::vector<std::string> split_path_list(const char* text) {
-  std::vector<std::string> out;
-  if (text == nullptr) return out;
-  std::string_view rest(text);
-  while (!rest.empty()) {
-    const size_t colon = rest.find(':');
-    const std::string_view item = rest.substr(0, colon);
-    if (!item.empty()) out.emplace_back(item);
-    if (colon == std::string_view::npos) break;
-    rest.remove_prefix(colon + 1);
-  }
-  return out;
-}
-
 // A module file opened up to its score; the rest of the checks happen in finish().
 struct OpenedModule {
   std::string path;
@@ -717,6 +703,20 @@ std::vector<std::string> default_backend_dirs() {
 bool load_backend_module(OperatorRegistry& registry, BackendSet& set, const std::string& path) {
   BackendLoader loader(registry, set);
   return loader.load_file(path);
+}
+
+std::vector<std::string> split_path_list(const char* text) {
+  std::vector<std::string> out;
+  if (text == nullptr) return out;
+  std::string_view rest(text);
+  while (!rest.empty()) {
+    const size_t colon = rest.find(':');
+    const std::string_view item = rest.substr(0, colon);
+    if (!item.empty()) out.emplace_back(item);
+    if (colon == std::string_view::npos) break;
+    rest.remove_prefix(colon + 1);
+  }
+  return out;
 }
 
 BackendSet load_backends(OperatorRegistry& registry, const BackendLoadOptions& options) {

@@ -119,6 +119,10 @@ struct BackendSet {
   std::vector<std::string> warnings() const;  // the refusals that are warnings, in order
 };
 
+// The entries of a ':'-separated list of module files or folders (KTX_BACKEND_PATH, `ktx
+// --backend`), empty ones skipped; none for NULL.
+std::vector<std::string> split_path_list(const char* text);
+
 // Registers the built-in CPU backend (ktx::Error if that fails: a bug) and every module the
 // options lead to into `registry`. A module is accepted whole or not at all.
 BackendSet load_backends(OperatorRegistry& registry, const BackendLoadOptions& options = {});

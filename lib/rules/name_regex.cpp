@@ -14,6 +14,24 @@
 #include <pcre2.h>  // NOLINT(llvm-include-order)
 
 namespace ktx::rules {
+namespace {
+
+// A bound on the backtracking: module names are short, and a sane pattern settles each in a
+// few thousand steps, where one like (a+)+$ would run for minutes before answering no. One
+// context for every match: pcre2_match only reads it, so threads share it.
+pcre2_match_context* limited_context() {
+  static const std::unique_ptr<pcre2_match_context, decltype(&pcre2_match_context_free)> context(
+      [] {
+        pcre2_match_context* c = pcre2_match_context_create(nullptr);
+        if (c == nullptr) throw std::bad_alloc();
+        pcre2_set_match_limit(c, NameRegex::kMatchLimit);
+        return c;
+      }(),
+      &pcre2_match_context_free);
+  return context.get();
+}
+
+}  // namespace
 
 NameRegex NameRegex::compile(std::string_view pattern, std::string* error) {
   NameRegex re;
@@ -47,14 +65,9 @@ bool NameRegex::match(std::string_view text, uint32_t options) const {
   // Match data per call: a compiled pattern is shared between threads, match data is not.
   std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> data(
       pcre2_match_data_create_from_pattern(code, nullptr), &pcre2_match_data_free);
-  // A bound on the backtracking: module names are short, and a sane pattern settles each in a
-  // few thousand steps, where one like (a+)+$ would run for minutes before answering no.
-  std::unique_ptr<pcre2_match_context, decltype(&pcre2_match_context_free)> context(
-      pcre2_match_context_create(nullptr), &pcre2_match_context_free);
-  if (!data || !context) throw std::bad_alloc();
-  pcre2_set_match_limit(context.get(), kMatchLimit);
+  if (!data) throw std::bad_alloc();
   const int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0,
-                             options, data.get(), context.get());
+                             options, data.get(), limited_context());
   if (rc >= 0) return true;
   if (rc == PCRE2_ERROR_NOMATCH) return false;
   // Anything else (the limit above, a resource PCRE2 ran out of) is no answer at all: say so

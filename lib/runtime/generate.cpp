@@ -4,9 +4,6 @@
 #include <fmt/format.h>
 
 #include <chrono>
-#include <cmath>
-#include <limits>
-#include <span>
 #include <string>
 
 #include "ktx/error.h"
@@ -33,20 +30,6 @@ size_t complete_utf8_prefix(std::string_view s) {
   return back + 1 >= need ? s.size() : i - 1;
 }
 
-// NaN or +inf logits come from the model, not from the caller (a weight or an activation
-// overflowed): said as the file's problem, before the sampler would call them a bad argument.
-void refuse_non_finite(const Session& session) {
-  const std::span<const float> logits = session.logits();
-  for (size_t v = 0; v < logits.size(); ++v) {
-    if (std::isnan(logits[v]) || logits[v] == std::numeric_limits<float>::infinity()) {
-      throw Error(ErrorCode::kInvalidFile,
-                  fmt::format("the model's logits after position {} are not finite (token {} is "
-                              "{}): a weight or an activation overflowed",
-                              session.position(), v, logits[v]));
-    }
-  }
-}
-
 }  // namespace
 
 GenerateStats generate(Session& session, std::span<const int32_t> prompt, int64_t n_predict,
@@ -70,8 +53,16 @@ GenerateStats generate(Session& session, std::span<const int32_t> prompt, int64_
   size_t emitted = 0;  // bytes of `text` handed to the callback
   t0 = clock::now();
   for (int64_t i = 0; i < n_predict && session.position() < session.n_ctx(); ++i) {
-    refuse_non_finite(session);
-    const int32_t token = sampler.sample(session.logits());
+    int32_t token = 0;
+    try {
+      token = sampler.sample(session.logits());
+    } catch (const Error& e) {
+      // The sampler refuses only logits it cannot choose from (NaN, +inf, all -inf): here they
+      // are the model's, not the caller's, so the file's problem (a weight or an activation
+      // overflowed), not a bad argument.
+      throw Error(ErrorCode::kInvalidFile, fmt::format("the model's logits after position {}: {}",
+                                                       session.position(), e.what()));
+    }
     sampler.accept(token);
     if (tokenizer.is_eog(token)) {
       stats.stopped_at_eog = true;

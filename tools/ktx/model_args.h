@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <set>
@@ -13,6 +12,7 @@
 #include <vector>
 
 #include "args.h"
+#include "registry/backend_loader.h"
 #include "runtime/model.h"
 
 namespace ktx::cli {
@@ -23,15 +23,10 @@ inline const std::set<std::string> kModelOptions = {"model", "m",   "rules",  "t
 // --backend PATH: backend modules (libktx-backend-*.so files or folders of them) to load besides
 // those found by default, ':'-separated like KTX_BACKEND_PATH.
 inline std::vector<std::string> backend_paths(const Args& args) {
-  std::vector<std::string> out;
-  const std::string list = args.option("backend").value_or("");
-  size_t start = 0;
-  while (start <= list.size()) {
-    const size_t colon = std::min(list.find(':', start), list.size());
-    if (colon > start) out.push_back(list.substr(start, colon - start));
-    start = colon + 1;
-  }
-  if (args.option("backend") && out.empty()) args.fail("--backend needs a module file or folder");
+  const std::optional<std::string> list = args.option("backend");
+  if (!list) return {};
+  std::vector<std::string> out = registry::split_path_list(list->c_str());
+  if (out.empty()) args.fail("--backend needs a module file or folder");
   return out;
 }
 
