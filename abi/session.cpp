@@ -1,4 +1,5 @@
-// Sessions: create, evaluate (prefill, decode, all logits), logits, position, reset, rewind.
+// Sessions: create, evaluate (prefill, decode, all logits), logits, position, reset, rewind;
+// fork, save and load.
 #include <string>
 
 #include "abi_internal.h"
@@ -100,6 +101,39 @@ ktx_status* ktx_session_rewind(ktx_session* session, int64_t position) {
   KTX_API_BEGIN
   if (session == nullptr) return null_argument(__func__, "session");
   session->session.rewind(position);
+  return nullptr;
+  KTX_API_END
+}
+
+ktx_status* ktx_session_fork(const ktx_session* session, int64_t n_ctx, ktx_session** fork) {
+  KTX_API_BEGIN
+  if (session == nullptr) return null_argument(__func__, "session");
+  if (fork == nullptr) return null_argument(__func__, "fork");
+  if (n_ctx < 0) {
+    return invalid_argument(
+        __func__, "n_ctx must be >= 0 (0 = the session's own), not " + std::to_string(n_ctx));
+  }
+  *fork = new ktx_session{session->session.fork(n_ctx)};
+  return nullptr;
+  KTX_API_END
+}
+
+ktx_status* ktx_session_save(const ktx_session* session, const char* path) {
+  KTX_API_BEGIN
+  if (session == nullptr) return null_argument(__func__, "session");
+  if (path == nullptr) return null_argument(__func__, "path");
+  if (*path == '\0') return invalid_argument(__func__, "path is empty");
+  session->session.save(path);
+  return nullptr;
+  KTX_API_END
+}
+
+ktx_status* ktx_session_load(ktx_session* session, const char* path) {
+  KTX_API_BEGIN
+  if (session == nullptr) return null_argument(__func__, "session");
+  if (path == nullptr) return null_argument(__func__, "path");
+  if (*path == '\0') return invalid_argument(__func__, "path is empty");
+  session->session.load(path);
   return nullptr;
   KTX_API_END
 }

@@ -38,6 +38,8 @@ struct ModelObject {
 struct SessionObject {
   SessionObject(std::shared_ptr<ModelObject> m, int64_t n_ctx)
       : model(std::move(m)), session(model->model, n_ctx) {}
+  SessionObject(std::shared_ptr<ModelObject> m, ktx::Session s)  // a fork
+      : model(std::move(m)), session(std::move(s)) {}
   std::shared_ptr<ModelObject> model;
   ktx::Session session;
   // Bumped by every change to the session, so a generation notices that someone else evaluated,

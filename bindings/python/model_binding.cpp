@@ -40,7 +40,10 @@ py::str utf8_lenient(std::string_view bytes) {
 }
 
 std::string path_argument(const py::handle& path) {
-  return py::module_::import("os").attr("fspath")(path).cast<std::string>();
+  std::string out = py::module_::import("os").attr("fspath")(path).cast<std::string>();
+  // The C ABI takes NUL-terminated paths: "a\0b" would name the file "a" (open() refuses it too).
+  if (out.find('\0') != std::string::npos) throw py::value_error("embedded null byte in path");
+  return out;
 }
 
 std::vector<ktx::ChatTurn> chat_turns(const py::handle& messages) {

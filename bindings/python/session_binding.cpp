@@ -592,6 +592,54 @@ void register_session(py::module_& m) {
             ++s.version;
           },
           py::arg("position"), "Keeps the first `position` tokens (cached) and forgets the rest.")
+      .def(
+          "fork",
+          [](SessionObject& s, int64_t n_ctx) {
+            SessionUse use(s);
+            std::optional<ktx::Session> copy;
+            {
+              py::gil_scoped_release unlocked;  // copies the whole cache
+              copy.emplace(s.session.fork(n_ctx));
+            }
+            return std::make_shared<SessionObject>(s.model, std::move(*copy));
+          },
+          py::kw_only(), py::arg("n_ctx") = 0,
+          "A new session holding a copy of this one's tokens, logits and KV cache, evolving on its "
+          "own afterwards: to branch a conversation or try several continuations of one prompt. "
+          "n_ctx: its context (0: this session's).")
+      .def(
+          "save",
+          [](SessionObject& s, const py::object& path_arg) {
+            const std::string path = path_argument(path_arg);
+            SessionUse use(s);
+            py::gil_scoped_release unlocked;
+            s.session.save(path);
+          },
+          py::arg("path"),
+          "Saves the tokens, logits and filled KV cache to a session file (a GGUF file; "
+          "docs/SESSIONS.md), written through a temporary file and a rename. Refuses the "
+          "model's own file.")
+      .def(
+          "load",
+          [](SessionObject& s, const py::object& path_arg) {
+            const std::string path = path_argument(path_arg);
+            SessionUse use(s);
+            const int64_t before = s.session.position();
+            try {
+              py::gil_scoped_release unlocked;
+              s.session.load(path);
+            } catch (...) {
+              // A refused file leaves the session as it was; an accelerator's copy failing
+              // halfway empties it, which an open generation must notice.
+              if (s.session.position() != before) ++s.version;
+              throw;
+            }
+            ++s.version;
+          },
+          py::arg("path"),
+          "Replaces this session's state with a saved one. The file must come from the same "
+          "model file and its tokens fit n_ctx; everything is checked first, so on an error the "
+          "session is unchanged (but when an accelerator's copy fails halfway: then it is empty).")
       .def("generate",
            with_generation_args([](const SessionPtr& s, std::vector<int32_t> tokens,
                                    int64_t max_tokens, const ktx::SamplingOptions& options,

@@ -67,7 +67,7 @@ extern "C" {
  * the library is usable when the two majors are equal and the library's minor is >= the
  * header's (functions are only ever appended). */
 #define KTX_ABI_VERSION_MAJOR 0
-#define KTX_ABI_VERSION_MINOR 2
+#define KTX_ABI_VERSION_MINOR 3
 
 /* Returns (major << 16) | minor of the loaded library's ABI. Never fails. */
 KTX_API uint32_t ktx_abi_version(void);
@@ -450,6 +450,35 @@ KTX_API void ktx_session_reset(ktx_session* session);
  * Errors: KTX_STATUS_INVALID_ARGUMENT (NULL session, position < 0 or > the current position);
  * the session is unchanged. */
 KTX_API ktx_status* ktx_session_rewind(ktx_session* session, int64_t position);
+
+/* A new session over the same model holding a copy of this one's tokens, logits and cache: to
+ * branch a conversation, or to try several continuations of one prompt evaluated once. The two
+ * then evolve independently. (Since ABI 0.3.)
+ * in session: the session to copy. in n_ctx: the new session's context; 0 = the same as
+ * session's; otherwise at least its position. out fork: the new session.
+ * Errors: KTX_STATUS_INVALID_ARGUMENT (NULL argument, n_ctx < 0 or below the position),
+ * KTX_STATUS_OUT_OF_MEMORY, KTX_STATUS_INTERNAL (an accelerator's copy failed). */
+KTX_API ktx_status* ktx_session_fork(const ktx_session* session, int64_t n_ctx, ktx_session** fork);
+
+/* Saves the session's state — its tokens, its logits and the cache rows they filled — to a
+ * session file at path (a GGUF file of its own kind: docs/SESSIONS.md, "The file"), so that
+ * a long prompt evaluated once can be restored later, in another process. Written through a
+ * temporary file and a rename: an existing file is replaced whole or not at all. (Since ABI 0.3.)
+ * Errors: KTX_STATUS_INVALID_ARGUMENT (NULL argument; path names the model's own file, through a
+ * link too, or a directory or device), KTX_STATUS_IO_ERROR (the file cannot be written),
+ * KTX_STATUS_OUT_OF_MEMORY, KTX_STATUS_INTERNAL (an accelerator's copy failed). */
+KTX_API ktx_status* ktx_session_save(const ktx_session* session, const char* path);
+
+/* Replaces the session's state with one saved by ktx_session_save. The file must have been saved
+ * from the same model file (checked by a fingerprint of its header and the start of every
+ * tensor; how the model is placed may differ) and its tokens must fit the session's n_ctx.
+ * Every tensor's shape and checksum are checked before the session changes. (Since ABI 0.3.)
+ * Errors: KTX_STATUS_INVALID_ARGUMENT (NULL argument, saved from another model, more tokens
+ * than n_ctx: the message says how many), KTX_STATUS_INVALID_FILE (not a session file, damaged
+ * or truncated: the message names the tensor or byte offset), KTX_STATUS_UNSUPPORTED (a newer
+ * session file version), KTX_STATUS_IO_ERROR (cannot be opened): the session is then unchanged.
+ * KTX_STATUS_INTERNAL when an accelerator's copy fails halfway: the session is then empty. */
+KTX_API ktx_status* ktx_session_load(ktx_session* session, const char* path);
 
 /* ------------------------------------------------------------------------------------------------
  * Sampling

@@ -479,6 +479,17 @@ class Session {
   void reset() { ktx_session_reset(get()); }
   void rewind(int64_t position) { detail::check(ktx_session_rewind(get(), position)); }
 
+  // A copy holding this session's tokens, logits and cache, evolving on its own afterwards
+  // (ktx_session_fork); n_ctx 0: this session's context.
+  Session fork(int64_t n_ctx = 0) const {
+    ktx_session* raw = nullptr;
+    detail::check(ktx_session_fork(get(), n_ctx, &raw));
+    return Session(raw, n_vocab_);
+  }
+  // The session's state to a session file, and back (ktx_session_save, ktx_session_load).
+  void save(const std::string& path) const { detail::check(ktx_session_save(get(), path.c_str())); }
+  void load(const std::string& path) { detail::check(ktx_session_load(get(), path.c_str())); }
+
   // Generates up to n_predict tokens after `prompt`; see ktx_generate.
   ktx_generate_stats generate(Sampler& sampler, const std::vector<int32_t>& prompt,
                               int64_t n_predict, TokenCallback on_token = {}) {
@@ -508,6 +519,7 @@ class Session {
   ktx_session* get() const { return handle_.get(); }
 
  private:
+  Session(ktx_session* raw, size_t n_vocab) : n_vocab_(n_vocab), handle_(raw) {}
   Logits logits_view(const float* data) const {
     size_t n = 0;
     ktx_session_get_logits(get(), &n);

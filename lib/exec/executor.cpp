@@ -351,6 +351,57 @@ void Executor::allocate_cache(runtime::FloatArray& array, const registry::Device
   }
 }
 
+bool Executor::cache_on_host(size_t il) const {
+  return layers_.at(il).attn->generate_device.is_cpu();
+}
+
+void Executor::read_cache_rows(const runtime::KvCache& cache, size_t il, int64_t n_rows, float* a,
+                               float* b) const {
+  const runtime::LayerKvCache& l = cache.layers.at(il);
+  const size_t n_a = static_cast<size_t>(n_rows * l.width_a);
+  const size_t n_b = static_cast<size_t>(n_rows * l.width_b);
+  if (cache_on_host(il)) {
+    std::copy_n(l.a.data(), n_a, a);
+    std::copy_n(l.b.data(), n_b, b);
+    return;
+  }
+  const registry::DeviceHandle where = *backends_->locate(layers_[il].attn->generate_device);
+  where.backend->copy(where.index, a, l.a.data(), n_a * sizeof(float), KTX_COPY_DEVICE_TO_HOST);
+  where.backend->copy(where.index, b, l.b.data(), n_b * sizeof(float), KTX_COPY_DEVICE_TO_HOST);
+}
+
+void Executor::write_cache_rows(runtime::KvCache& cache, size_t il, int64_t n_rows, const float* a,
+                                const float* b) const {
+  runtime::LayerKvCache& l = cache.layers.at(il);
+  const size_t n_a = static_cast<size_t>(n_rows * l.width_a);
+  const size_t n_b = static_cast<size_t>(n_rows * l.width_b);
+  if (cache_on_host(il)) {
+    std::copy_n(a, n_a, l.a.data());
+    std::copy_n(b, n_b, l.b.data());
+    return;
+  }
+  const registry::DeviceHandle where = *backends_->locate(layers_[il].attn->generate_device);
+  where.backend->copy(where.index, l.a.data(), a, n_a * sizeof(float), KTX_COPY_HOST_TO_DEVICE);
+  where.backend->copy(where.index, l.b.data(), b, n_b * sizeof(float), KTX_COPY_HOST_TO_DEVICE);
+}
+
+void Executor::copy_cache_rows(const runtime::KvCache& from, runtime::KvCache& to, size_t il,
+                               int64_t n_rows) const {
+  const runtime::LayerKvCache& src = from.layers.at(il);
+  runtime::LayerKvCache& dst = to.layers.at(il);
+  if (cache_on_host(il)) {
+    write_cache_rows(to, il, n_rows, src.a.data(), src.b.data());
+    return;
+  }
+  const registry::DeviceHandle where = *backends_->locate(layers_[il].attn->generate_device);
+  where.backend->copy(where.index, dst.a.data(), src.a.data(),
+                      static_cast<size_t>(n_rows * src.width_a) * sizeof(float),
+                      KTX_COPY_DEVICE_TO_DEVICE);
+  where.backend->copy(where.index, dst.b.data(), src.b.data(),
+                      static_cast<size_t>(n_rows * src.width_b) * sizeof(float),
+                      KTX_COPY_DEVICE_TO_DEVICE);
+}
+
 const TransferStats& Executor::transfers() const { return buffers_->stats; }
 
 template <class Op>

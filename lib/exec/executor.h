@@ -49,6 +49,19 @@ class Executor {
   // memory of the device that runs that layer's attention.
   runtime::KvCache make_kv_cache(int64_t n_ctx) const;
 
+  // Copies rows [0, n_rows) of layer `il`'s cache (its a then its b part) to host memory, or
+  // from it, through the backend of the device holding them: saving, restoring and forking a
+  // session. Throws ktx::Error (kInternal) when an accelerator's copy fails.
+  void read_cache_rows(const runtime::KvCache& cache, size_t il, int64_t n_rows, float* a,
+                       float* b) const;
+  void write_cache_rows(runtime::KvCache& cache, size_t il, int64_t n_rows, const float* a,
+                        const float* b) const;
+  // Copies rows [0, n_rows) of layer `il` from one cache of this model to another (same device).
+  void copy_cache_rows(const runtime::KvCache& from, runtime::KvCache& to, size_t il,
+                       int64_t n_rows) const;
+  // Whether layer `il`'s cache is in host memory (then its rows may be read in place).
+  bool cache_on_host(size_t il) const;
+
   // Evaluates `tokens` at positions pos0.. (the cache must hold pos0 earlier positions) and
   // writes logits [n_out][n_vocab]: n_out = tokens.size() when all_logits, else 1 (the last
   // token). Token ids must already be checked against n_vocab. Not reentrant: one call at a time.

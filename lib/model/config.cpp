@@ -410,6 +410,14 @@ int64_t ModelConfig::kv_values_per_token() const {
 ModelConfig ModelConfig::from_gguf(const gguf::File& file) {
   const std::string& path = file.paths().front();
   ModelConfig c;
+  if (const gguf::Value* type = file.find("general.type");
+      type && type->as_string() && *type->as_string() == "ktx.session") {
+    throw Error(ErrorCode::kInvalidFile,
+                fmt::format("{}: a ktx session file (a session's saved state), not a model: load "
+                            "the model it was saved from, then the file into a session of it "
+                            "(ktx_session_load, Session.load, ktx generate --prompt-cache)",
+                            path));
+  }
   c.arch_name = file.get_string("general.architecture");
   if (c.arch_name == "llama") {
     c.arch = Architecture::kLlama;

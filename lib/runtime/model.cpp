@@ -130,6 +130,29 @@ void Model::forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& cach
   executor_->forward(ctx, tokens, pos0, cache, logits, all_logits);
 }
 
+// Copies in host memory touch only the session's own cache and need no lock: a load or fork
+// does not wait behind another session's prefill. An accelerator's copies go through its backend,
+// which forward calls use too: those are serialised with them.
+void Model::read_cache_rows(const KvCache& cache, size_t il, int64_t n_rows, float* a,
+                            float* b) const {
+  std::unique_lock<std::mutex> lock(forward_mutex_, std::defer_lock);
+  if (!cache_on_host(il)) lock.lock();
+  executor_->read_cache_rows(cache, il, n_rows, a, b);
+}
+
+void Model::write_cache_rows(KvCache& cache, size_t il, int64_t n_rows, const float* a,
+                             const float* b) const {
+  std::unique_lock<std::mutex> lock(forward_mutex_, std::defer_lock);
+  if (!cache_on_host(il)) lock.lock();
+  executor_->write_cache_rows(cache, il, n_rows, a, b);
+}
+
+void Model::copy_cache_rows(const KvCache& from, KvCache& to, size_t il, int64_t n_rows) const {
+  std::unique_lock<std::mutex> lock(forward_mutex_, std::defer_lock);
+  if (!cache_on_host(il)) lock.lock();
+  executor_->copy_cache_rows(from, to, il, n_rows);
+}
+
 std::vector<exec::KindTiming> Model::timings() const {
   std::lock_guard<std::mutex> lock(forward_mutex_);
   return executor_->timings();

@@ -73,6 +73,18 @@ class Model {
   void forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& cache, float* logits,
                bool all_logits);
 
+  // Identifies the model file to the session files saved from it (model_fingerprint.cpp):
+  // its header and samples of every tensor's data. Computed once, on first use.
+  uint64_t fingerprint() const;
+
+  // A session's cache rows to and from host memory (exec::Executor::read_cache_rows …), for
+  // saving, restoring and forking sessions. Serialised with forward calls.
+  void read_cache_rows(const KvCache& cache, size_t il, int64_t n_rows, float* a, float* b) const;
+  void write_cache_rows(KvCache& cache, size_t il, int64_t n_rows, const float* a,
+                        const float* b) const;
+  void copy_cache_rows(const KvCache& from, KvCache& to, size_t il, int64_t n_rows) const;
+  bool cache_on_host(size_t il) const { return executor_->cache_on_host(il); }
+
   // Per-kind time spent in forward calls so far.
   std::vector<exec::KindTiming> timings() const;
   // Activation bytes copied between the host and accelerators since the last reset_timings().
@@ -96,6 +108,8 @@ class Model {
   std::string tokenizer_error_;
   std::vector<std::string> warnings_;
   mutable std::mutex forward_mutex_;
+  mutable std::once_flag fingerprint_once_;
+  mutable uint64_t fingerprint_ = 0;
 };
 
 }  // namespace ktx::runtime

@@ -74,4 +74,21 @@ void Session::rewind(int64_t position) {
   logits_.clear();  // the cache rows past `position` are simply overwritten later
 }
 
+Session Session::fork(int64_t n_ctx) const {
+  if (n_ctx != 0 && n_ctx < position()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("cannot fork into a context of {} positions: the session holds {} "
+                            "tokens",
+                            n_ctx, position()));
+  }
+  Session copy(model_, n_ctx == 0 ? cache_.n_ctx : n_ctx);
+  const int64_t n = position();
+  for (size_t il = 0; il < cache_.layers.size(); ++il) {
+    model_->copy_cache_rows(cache_, copy.cache_, il, n);
+  }
+  copy.tokens_ = tokens_;
+  copy.logits_ = logits_;
+  return copy;
+}
+
 }  // namespace ktx::runtime

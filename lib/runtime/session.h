@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "runtime/kv_cache.h"
@@ -37,6 +38,20 @@ class Session {
   void reset();
   // Forgets every token from `position` on (the cache keeps the rest); logits are cleared.
   void rewind(int64_t position);
+
+  // A new session over the same model holding this one's tokens, logits and cache rows, for a
+  // context of `n_ctx` positions (0: this session's), which must hold its tokens.
+  Session fork(int64_t n_ctx = 0) const;
+
+  // Session files (session_file.cpp; the format: docs/SESSIONS.md, "The file"). save()
+  // writes the tokens, the logits and the cache rows they filled, through a temporary file and a
+  // rename; it refuses a path naming the model's own file. load() replaces this session's state
+  // with a saved one after checking everything — that the file is a session file, saved from
+  // this model (its fingerprint), that it fits this session's context, every tensor's shape and
+  // checksum — so that on any error the session is unchanged, but when an accelerator's copy
+  // fails halfway, which leaves it empty. Both throw ktx::Error naming the file.
+  void save(const std::string& path) const;
+  void load(const std::string& path);
 
  private:
   void check(std::span<const int32_t> tokens) const;

@@ -546,6 +546,66 @@ static void test_sessions(const ktx_model* model, const float* golden) {
   ktx_session_release(batch);
 }
 
+/* Fork, save and load: the copy and the restored session continue exactly as the original. */
+static void test_session_state(const ktx_model* model) {
+  const char* path = "test_api_golden.session"; /* in the test's working directory */
+  ktx_session* original = NULL;
+  ktx_session* fork = NULL;
+  ktx_session* restored = NULL;
+  ktx_session* const sentinel = (ktx_session*)(uintptr_t)0x5678;
+  ktx_session* untouched = sentinel;
+  const float* logits = NULL;
+  float want[kVocab];
+  const int32_t next = kTokens[4];
+  size_t n = 0;
+
+  EXPECT_OK(ktx_session_create(model, 16, &original));
+  EXPECT_OK(ktx_session_eval(original, kTokens, 4, NULL));
+  EXPECT_OK(ktx_session_save(original, path));
+  EXPECT_OK(ktx_session_fork(original, 0, &fork));
+  CHECK(fork != NULL && ktx_session_n_ctx(fork) == 16 && ktx_session_position(fork) == 4);
+  EXPECT_OK(ktx_session_create(model, 8, &restored));
+  EXPECT_OK(ktx_session_eval(restored, kTokens + 5, 2, NULL));
+  EXPECT_OK(ktx_session_load(restored, path));
+  CHECK(ktx_session_position(restored) == 4 && ktx_session_n_ctx(restored) == 8);
+  CHECK(memcmp(ktx_session_get_tokens(restored, &n), kTokens, 4 * sizeof(int32_t)) == 0 && n == 4);
+  CHECK(memcmp(ktx_session_get_logits(restored, NULL), ktx_session_get_logits(original, NULL),
+               sizeof want) == 0);
+
+  EXPECT_OK(ktx_session_decode(original, next, &logits));
+  memcpy(want, logits, sizeof want);
+  EXPECT_OK(ktx_session_decode(fork, next, &logits));
+  CHECK(logits != NULL && memcmp(logits, want, sizeof want) == 0);
+  EXPECT_OK(ktx_session_decode(restored, next, &logits));
+  CHECK(logits != NULL && memcmp(logits, want, sizeof want) == 0);
+
+  /* Refusals: arguments, a context too small for the file or the fork, a model as a session
+   * file, the model's own file as the output. The sessions are unchanged. */
+  EXPECT_CODE(ktx_session_fork(NULL, 0, &untouched), KTX_STATUS_INVALID_ARGUMENT);
+  EXPECT_CODE(ktx_session_fork(original, 0, NULL), KTX_STATUS_INVALID_ARGUMENT);
+  EXPECT_CODE(ktx_session_fork(original, -1, &untouched), KTX_STATUS_INVALID_ARGUMENT);
+  EXPECT_CODE(ktx_session_fork(original, 4, &untouched), KTX_STATUS_INVALID_ARGUMENT);
+  CHECK(untouched == sentinel);
+  EXPECT_CODE(ktx_session_save(NULL, path), KTX_STATUS_INVALID_ARGUMENT);
+  EXPECT_CODE(ktx_session_save(original, NULL), KTX_STATUS_INVALID_ARGUMENT);
+  EXPECT_CODE(ktx_session_save(original, ""), KTX_STATUS_INVALID_ARGUMENT);
+  EXPECT_CODE(ktx_session_save(original, g_model_path), KTX_STATUS_INVALID_ARGUMENT);
+  EXPECT_CODE(ktx_session_load(NULL, path), KTX_STATUS_INVALID_ARGUMENT);
+  EXPECT_CODE(ktx_session_load(restored, NULL), KTX_STATUS_INVALID_ARGUMENT);
+  EXPECT_CODE(ktx_session_load(restored, g_model_path), KTX_STATUS_INVALID_FILE);
+  EXPECT_CODE(ktx_session_load(restored, "no/such/file.session"), KTX_STATUS_IO_ERROR);
+  ktx_session_release(fork);
+  EXPECT_OK(ktx_session_create(model, 3, &fork));
+  EXPECT_CODE(ktx_session_load(fork, path), KTX_STATUS_INVALID_ARGUMENT); /* 4 tokens > 3 */
+  CHECK(ktx_session_position(fork) == 0);
+  CHECK(ktx_session_position(restored) == 5);
+  remove(path);
+
+  ktx_session_release(fork);
+  ktx_session_release(restored);
+  ktx_session_release(original);
+}
+
 /* A session keeps its model alive: the model handle may go first. */
 static void test_session_outlives_model(const float* golden) {
   ktx_model* model = load_model();
@@ -676,6 +736,7 @@ int main(int argc, char** argv) {
   test_backends(model);
   test_no_tokenizer(model);
   test_sessions(model, golden);
+  test_session_state(model);
   test_session_outlives_model(golden);
   test_sampling(model);
   ktx_model_release(model);

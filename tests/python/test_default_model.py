@@ -58,6 +58,47 @@ def test_greedy_generation_is_english(model_path, ktx_bin):
     assert "decode:" in r.stderr and "tok/s" in r.stderr
 
 
+def test_a_prompt_cache_reuses_the_prompt(model_path, ktx_bin, tmp_path):
+    cache = tmp_path / "prompt.session"
+
+    def generate(prompt, *extra):
+        r = subprocess.run([str(ktx_bin), "generate", "-m", model_path, "-p", prompt, "-n", "8",
+                            "--temp", "0", "-t", "2", *extra], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return r
+
+    prompt = "The capital of France is"
+    plain = generate(prompt).stdout
+    first = generate(prompt, "--prompt-cache", str(cache))
+    assert first.stdout == plain and cache.exists()
+    assert "0 of the prompt's" in first.stderr and "saved there" in first.stderr
+    again = generate(prompt, "--prompt-cache", str(cache))
+    assert again.stdout == plain
+    assert "prefill: 0 tokens" in again.stderr and "saved there" not in again.stderr
+    longer = prompt + " a city"
+    extended = generate(longer, "--prompt-cache", str(cache))
+    assert extended.stdout == generate(longer).stdout
+    assert "restored from" in extended.stderr and "prefill: 2 tokens" in extended.stderr
+    # A shorter prompt: the part the file shares, its last token evaluated again for logits.
+    shorter = generate("The capital", "--prompt-cache", str(cache))
+    assert shorter.stdout == generate("The capital").stdout
+    assert "prefill: 1 tokens" in shorter.stderr
+
+    other = tmp_path / "other.session"
+    other.write_bytes(b"GGUF not really")
+    r = subprocess.run([str(ktx_bin), "generate", "-m", model_path, "-p", prompt,
+                        "--prompt-cache", str(other)], capture_output=True, text=True)
+    assert r.returncode != 0 and "--prompt-cache" in r.stderr and str(other) in r.stderr
+    assert "name another file" in r.stderr
+    assert other.read_bytes() == b"GGUF not really"  # left as it was
+    # A folder that cannot take the file is refused before the prompt is evaluated.
+    r = subprocess.run([str(ktx_bin), "generate", "-m", model_path, "-p", prompt,
+                        "--prompt-cache", str(tmp_path / "missing" / "p.session")],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "cannot write in the folder" in r.stderr
+    assert "prefill" not in r.stderr
+
+
 def test_generation_errors_are_clear(model_path, ktx_bin, tmp_path):
     r = subprocess.run([str(ktx_bin), "generate", "-m", model_path], capture_output=True, text=True)
     assert r.returncode == 2 and "prompt" in r.stderr

@@ -468,7 +468,10 @@ def moe_ffn(m: GGUFModel, cfg: DeepseekConfig, il: int, x: np.ndarray,
 
 
 def deepseek2_forward(m: GGUFModel, tokens: np.ndarray, group_score: Optional[str] = None,
-                      trace: Optional[dict] = None) -> np.ndarray:
+                      trace: Optional[dict] = None,
+                      kv_cache: Optional[list] = None) -> np.ndarray:
+    """kv_cache, if given, receives each layer's (c_kv [T, kv_lora], k_pe [T, rope]): what MLA
+    caches, the latent after kv_a_norm and the rotary key after RoPE."""
     cfg = deepseek_config(m, group_score)
     tokens = np.asarray(tokens, dtype=np.int64)
     positions = np.arange(tokens.shape[0])
@@ -476,7 +479,10 @@ def deepseek2_forward(m: GGUFModel, tokens: np.ndarray, group_score: Optional[st
     for il in range(cfg.n_layer):
         pre = f"blk.{il}."
         x = rms_norm(h, m.tensor(pre + "attn_norm.weight"), cfg.eps)
-        h = h + mla_attention_naive(mla_pieces(m, cfg, il, x, positions), cfg.kq_scale)
+        pieces = mla_pieces(m, cfg, il, x, positions)
+        if kv_cache is not None:
+            kv_cache.append((pieces.c_kv, pieces.k_pe))
+        h = h + mla_attention_naive(pieces, cfg.kq_scale)
         x = rms_norm(h, m.tensor(pre + "ffn_norm.weight"), cfg.eps)
         if il < cfg.n_dense_lead:
             h = h + swiglu_ffn(x, m.tensor(pre + "ffn_gate.weight"),
@@ -496,9 +502,11 @@ def output_head(m: GGUFModel, h: np.ndarray, eps: float) -> np.ndarray:
 # llama (dense GQA)
 # ----------------------------------------------------------------------------------------------
 
-def llama_forward(m: GGUFModel, tokens: np.ndarray) -> np.ndarray:
+def llama_forward(m: GGUFModel, tokens: np.ndarray,
+                  kv_cache: Optional[list] = None) -> np.ndarray:
     """Llama decoder as llama.cpp runs GGUF files: Q/K rows are stored permuted by the
-    converter so that NORM (consecutive-pair) rope reproduces HF's rotate_half."""
+    converter so that NORM (consecutive-pair) rope reproduces HF's rotate_half. kv_cache, if
+    given, receives each layer's (K after RoPE, V), both [T, n_head_kv * head_dim]."""
     k = m.key
     n_layer, n_embd = int(k("block_count")), int(k("embedding_length"))
     n_head = int(k("attention.head_count"))
@@ -522,6 +530,8 @@ def llama_forward(m: GGUFModel, tokens: np.ndarray) -> np.ndarray:
         n_rot = rope.n_rot
         q = np.concatenate([apply_rope(q[..., :n_rot], theta), q[..., n_rot:]], axis=-1)
         kk = np.concatenate([apply_rope(kk[..., :n_rot], theta), kk[..., n_rot:]], axis=-1)
+        if kv_cache is not None:
+            kv_cache.append((kk.reshape(T, -1), v.reshape(T, -1)))
         # query head j reads kv head j // group (ggml broadcast == HF repeat_kv)
         kk = np.repeat(kk, group, axis=1)
         v = np.repeat(v, group, axis=1)
@@ -538,18 +548,20 @@ def llama_forward(m: GGUFModel, tokens: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 def forward(gguf_path, token_ids, *, group_score: Optional[str] = None,
-            trace: Optional[dict] = None) -> np.ndarray:
+            trace: Optional[dict] = None, kv_cache: Optional[list] = None) -> np.ndarray:
     """Logits [n_tokens, n_vocab] (float32, computed in float64) for tokens at positions 0..n-1.
 
     group_score overrides the group-limited routing rule of deepseek2 files: by default
     'max' for softmax-gated (DeepSeek-V2) and 'top2sum' for sigmoid-gated (DeepSeek-V3)
-    models; llama.cpp uses 'top2sum' for both. `trace`, if given, receives routing details.
+    models; llama.cpp uses 'top2sum' for both. `trace`, if given, receives routing details;
+    `kv_cache`, if given, each layer's cached values (deepseek2_forward, llama_forward).
     """
     m = gguf_path if isinstance(gguf_path, GGUFModel) else GGUFModel(gguf_path)
     if m.arch == "deepseek2":
-        logits = deepseek2_forward(m, token_ids, group_score=group_score, trace=trace)
+        logits = deepseek2_forward(m, token_ids, group_score=group_score, trace=trace,
+                                   kv_cache=kv_cache)
     elif m.arch == "llama":
-        logits = llama_forward(m, token_ids)
+        logits = llama_forward(m, token_ids, kv_cache=kv_cache)
     else:
         raise NotImplementedError(f"{m.path}: architecture '{m.arch}'")
     return logits.astype(np.float32)

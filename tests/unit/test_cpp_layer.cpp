@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -212,6 +213,31 @@ TEST_CASE("the C++ layer runs sessions: prefill equals decode, rewind, reset", "
   steps->reset();
   CHECK(steps->position() == 0);
   CHECK(steps->tokens().empty());
+}
+
+TEST_CASE("the C++ layer forks, saves and restores sessions", "[cpp_layer]") {
+  const ktx::Model model = load_golden();
+  ktx::Session original(model, 16);
+  original.eval({kTokens.begin(), kTokens.begin() + 4});
+  const std::string path =
+      (std::filesystem::temp_directory_path() / "ktx_cpp_layer_test.session").string();
+  original.save(path);
+  ktx::Session fork = original.fork(32);
+  ktx::Session restored(model, 8);
+  restored.load(path);
+  std::filesystem::remove(path);
+  CHECK(fork.n_ctx() == 32);
+  CHECK(restored.tokens() == original.tokens());
+  const ktx::Logits next = original.decode(kTokens[4]);
+  const std::vector<float> want(next.begin(), next.end());
+  const ktx::Logits from_fork = fork.decode(kTokens[4]);
+  const ktx::Logits from_file = restored.decode(kTokens[4]);
+  CHECK(std::vector<float>(from_fork.begin(), from_fork.end()) == want);
+  CHECK(std::vector<float>(from_file.begin(), from_file.end()) == want);
+  CHECK(code_of([&] { original.fork(2); }) == KTX_STATUS_INVALID_ARGUMENT);
+  CHECK(code_of([&] { restored.load(golden("ds2_lite")); }) == KTX_STATUS_INVALID_FILE);
+  CHECK(code_of([&] { restored.save(golden("ds2_lite")); }) == KTX_STATUS_INVALID_ARGUMENT);
+  CHECK(restored.position() == 5);
 }
 
 TEST_CASE("the C++ layer samples", "[cpp_layer]") {
