@@ -1,6 +1,7 @@
 // Sessions: create, evaluate (prefill, decode, all logits), logits, position, reset, rewind;
-// fork, save and load.
+// batched decode steps; fork, save and load.
 #include <string>
+#include <vector>
 
 #include "abi_internal.h"
 
@@ -101,6 +102,24 @@ ktx_status* ktx_session_rewind(ktx_session* session, int64_t position) {
   KTX_API_BEGIN
   if (session == nullptr) return null_argument(__func__, "session");
   session->session.rewind(position);
+  return nullptr;
+  KTX_API_END
+}
+
+ktx_status* ktx_session_decode_batch(ktx_session* const* sessions, size_t n_sessions,
+                                     const int32_t* tokens) {
+  KTX_API_BEGIN
+  if (n_sessions == 0) return nullptr;
+  if (sessions == nullptr) return null_argument(__func__, "sessions");
+  if (tokens == nullptr) return null_argument(__func__, "tokens");
+  std::vector<ktx::runtime::Session*> inner(n_sessions);
+  for (size_t i = 0; i < n_sessions; ++i) {
+    if (sessions[i] == nullptr) {
+      return invalid_argument(__func__, "sessions[" + std::to_string(i) + "] is NULL");
+    }
+    inner[i] = &sessions[i]->session;
+  }
+  ktx::runtime::Session::decode_batch(inner, {tokens, n_sessions});
   return nullptr;
   KTX_API_END
 }

@@ -677,6 +677,56 @@ void register_session(py::module_& m) {
       py::kw_only(), py::arg("n_ctx") = 0,
       "A new, empty session; n_ctx positions of KV cache (0: the training context, at most "
       "4096).");
+
+  m.def(
+      "decode_batch",
+      [](const std::vector<SessionPtr>& sessions, const py::object& tokens_arg) {
+        const std::vector<int32_t> tokens = token_list(tokens_arg);
+        if (tokens.size() != sessions.size()) {
+          throw ktx::AbiError(KTX_STATUS_INVALID_ARGUMENT,
+                              "decode_batch: " + std::to_string(sessions.size()) +
+                                  " sessions but " + std::to_string(tokens.size()) +
+                                  " tokens: one token each");
+        }
+        for (size_t i = 0; i < sessions.size(); ++i) {
+          if (!sessions[i])
+            throw py::type_error("decode_batch: session #" + std::to_string(i) + " is None");
+          for (size_t j = 0; j < i; ++j) {
+            // Before the in-use guards below, which would call the repeat another thread.
+            if (sessions[j] == sessions[i]) {
+              throw ktx::AbiError(KTX_STATUS_INVALID_ARGUMENT,
+                                  "decode_batch: session #" + std::to_string(i) + " is session #" +
+                                      std::to_string(j) + " again: one token each");
+            }
+          }
+        }
+        std::vector<std::unique_ptr<SessionUse>> uses;
+        std::vector<ktx::Session*> raw;
+        for (const SessionPtr& s : sessions) {
+          uses.push_back(std::make_unique<SessionUse>(*s));
+          raw.push_back(&s->session);
+        }
+        {
+          py::gil_scoped_release unlocked;
+          ktx::decode_batch(raw, tokens);
+        }
+        const size_t n_vocab =
+            sessions.empty() ? 0 : static_cast<size_t>(sessions[0]->model->info.n_vocab);
+        py::array_t<float> out(
+            {static_cast<py::ssize_t>(sessions.size()), static_cast<py::ssize_t>(n_vocab)});
+        for (size_t i = 0; i < sessions.size(); ++i) {
+          ++sessions[i]->version;
+          const ktx::Logits l = sessions[i]->session.logits();
+          std::memcpy(out.mutable_data(static_cast<py::ssize_t>(i)), l.data,
+                      n_vocab * sizeof(float));
+        }
+        return out;
+      },
+      py::arg("sessions"), py::arg("tokens"),
+      "One decode step of several sessions of one model at once: sessions[i] evaluates "
+      "tokens[i]. Returns the logits, float32 (len(sessions), n_vocab); each session also holds "
+      "its row. The weights are read once for the whole batch, so serving several conversations "
+      "costs far less than stepping each.");
 }
 
 }  // namespace ktx::python

@@ -451,6 +451,18 @@ KTX_API void ktx_session_reset(ktx_session* session);
  * the session is unchanged. */
 KTX_API ktx_status* ktx_session_rewind(ktx_session* session, int64_t position);
 
+/* One decode step of several sessions of one model at once: sessions[i] evaluates tokens[i], as
+ * ktx_session_decode(sessions[i], tokens[i], NULL) would, and holds its logits afterwards
+ * (ktx_session_get_logits). The experts', MLPs' and head's weights are read once for the whole
+ * batch, so serving several conversations costs far less than stepping each (docs/PERF.md,
+ * "Several sessions at once"). (Since ABI 0.3.)
+ * in sessions: n_sessions distinct sessions of one model. in tokens: n_sessions ids.
+ * Errors: KTX_STATUS_INVALID_ARGUMENT (NULL argument, a session repeated or of another model, an
+ * id outside the vocabulary, a full context: the message names the session's index), checked
+ * before anything runs; KTX_STATUS_OUT_OF_MEMORY. Every session is then unchanged. */
+KTX_API ktx_status* ktx_session_decode_batch(ktx_session* const* sessions, size_t n_sessions,
+                                             const int32_t* tokens);
+
 /* A new session over the same model holding a copy of this one's tokens, logits and cache: to
  * branch a conversation, or to try several continuations of one prompt evaluated once. The two
  * then evolve independently. (Since ABI 0.3.)

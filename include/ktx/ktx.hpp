@@ -529,6 +529,22 @@ class Session {
   detail::Handle<ktx_session, ktx_session_release> handle_;
 };
 
+// One decode step of several sessions of one model at once (ktx_session_decode_batch):
+// sessions[i] evaluates tokens[i]; each then holds its logits.
+inline void decode_batch(const std::vector<Session*>& sessions,
+                         const std::vector<int32_t>& tokens) {
+  if (sessions.size() != tokens.size()) {
+    throw AbiError(KTX_STATUS_INVALID_ARGUMENT,
+                   "ktx::decode_batch: " + std::to_string(sessions.size()) + " sessions but " +
+                       std::to_string(tokens.size()) + " tokens");
+  }
+  std::vector<ktx_session*> raw(sessions.size());
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    raw[i] = sessions[i] != nullptr ? sessions[i]->get() : nullptr;
+  }
+  detail::check(ktx_session_decode_batch(raw.data(), raw.size(), tokens.data()));
+}
+
 }  // namespace ktx
 
 #endif  // KTX_KTX_HPP

@@ -434,6 +434,42 @@ void Executor::forward(ops::ExecContext& ctx, std::span<const int32_t> tokens, i
                 fmt::format("positions {}..{} do not fit the context of {} tokens", pos0,
                             pos0 + n - 1, cache.n_ctx));
   }
+  const Sequence one{&cache, pos0};
+  run(ctx, tokens, {&one, 1}, logits, all_logits);
+}
+
+void Executor::forward_batch(ops::ExecContext& ctx, std::span<const int32_t> tokens,
+                             std::span<const Sequence> sequences, float* logits) {
+  if (tokens.size() != sequences.size()) {
+    throw Error(ErrorCode::kInternal, fmt::format("forward_batch: {} tokens for {} sequences",
+                                                  tokens.size(), sequences.size()));
+  }
+  if (tokens.empty()) return;
+  for (size_t i = 0; i < sequences.size(); ++i) {
+    const Sequence& s = sequences[i];
+    if (s.cache == nullptr || s.pos < 0 || s.pos >= s.cache->n_ctx) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("sequence {}: position {} does not fit its context of {} tokens", i,
+                              s.pos, s.cache ? s.cache->n_ctx : 0));
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (sequences[j].cache == s.cache) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    fmt::format("sequences {} and {} share one KV cache", j, i));
+      }
+    }
+  }
+  run(ctx, tokens, sequences, logits, /*all_logits=*/true);
+}
+
+// One forward pass over `tokens`: either one sequence's consecutive tokens (`sequences` holds
+// it alone), or one token of each of several sequences. Every module but the attention sees
+// all the rows as one batch (the experts' GEMMs, the head); the attention runs per sequence,
+// over its own cache. Logits: every row's when all_logits, else the last row's.
+void Executor::run(ops::ExecContext& ctx, std::span<const int32_t> tokens,
+                   std::span<const Sequence> sequences, float* logits, bool all_logits) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  const bool one_sequence = sequences.size() == 1;
   Buffers& b = *buffers_;
   const int64_t d = config_.n_embd;
   const auto act = static_cast<size_t>(n * d);  // floats of one [n][n_embd] activation
@@ -465,7 +501,6 @@ void Executor::forward(ops::ExecContext& ctx, std::span<const int32_t> tokens, i
                                        b.x.write_as<float>(dev, static_cast<size_t>(rows * d)));
   };
 
-  const ops::Batch batch{n, pos0};
   for (size_t l = 0; l < layers_.size(); ++l) {
     const LayerOps& L = layers_[l];
     t0 = clock::now();
@@ -473,11 +508,23 @@ void Executor::forward(ops::ExecContext& ctx, std::span<const int32_t> tokens, i
     time(ModuleKind::kRmsNorm, t0);
 
     t0 = clock::now();
-    {
+    if (one_sequence) {
       const registry::Device& dev = on(*L.attn);
       const float* x = b.x.read_as<float>(dev, act);
       pick<ops::AttentionOp>(*L.attn, n)
-          .forward(ctx, batch, x, b.attn_out.write_as<float>(dev, act), cache.layers[l]);
+          .forward(ctx, ops::Batch{n, sequences[0].pos}, x, b.attn_out.write_as<float>(dev, act),
+                   sequences[0].cache->layers[l]);
+    } else {
+      // A decode step of each sequence (the attention's prefill and generation devices are one:
+      // its cache lives there), its row of x to its row of attn_out.
+      const registry::Device& dev = L.attn->device(1);
+      const float* x = b.x.read_as<float>(dev, act);
+      float* out = b.attn_out.write_as<float>(dev, act);
+      auto& attn = pick<ops::AttentionOp>(*L.attn, 1);
+      for (size_t i = 0; i < sequences.size(); ++i) {
+        attn.forward(ctx, ops::Batch{1, sequences[i].pos}, x + i * static_cast<size_t>(d),
+                     out + i * static_cast<size_t>(d), sequences[i].cache->layers[l]);
+      }
     }
     time(L.attn->desc->kind, t0);
     add_to_residual(b.attn_out, nullptr);

@@ -68,6 +68,18 @@ class Executor {
   void forward(ops::ExecContext& ctx, std::span<const int32_t> tokens, int64_t pos0,
                runtime::KvCache& cache, float* logits, bool all_logits);
 
+  // One sequence of a batched decode step: its cache and the position its token takes.
+  struct Sequence {
+    runtime::KvCache* cache = nullptr;
+    int64_t pos = 0;
+  };
+  // One decode step of several sequences at once: tokens[i] at sequences[i].pos in
+  // sequences[i].cache, each cache holding that sequence's earlier positions; writes every
+  // token's logits [n][n_vocab]. The experts, MLPs and the head read their weights once for all
+  // the sequences; each attention reads its own cache. The caches must be distinct.
+  void forward_batch(ops::ExecContext& ctx, std::span<const int32_t> tokens,
+                     std::span<const Sequence> sequences, float* logits);
+
   const std::vector<KindTiming>& timings() const { return timings_; }
   // Activation bytes copied between the host and accelerators since the last reset_timings().
   const TransferStats& transfers() const;
@@ -78,6 +90,8 @@ class Executor {
   struct LayerOps;
   struct Buffers;
 
+  void run(ops::ExecContext& ctx, std::span<const int32_t> tokens,
+           std::span<const Sequence> sequences, float* logits, bool all_logits);
   template <class Op>
   Op& pick(const ModuleOps& m, int64_t n_tokens) const;
   void time(model::ModuleKind kind, std::chrono::steady_clock::time_point start);

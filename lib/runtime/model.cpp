@@ -130,6 +130,15 @@ void Model::forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& cach
   executor_->forward(ctx, tokens, pos0, cache, logits, all_logits);
 }
 
+void Model::forward_batch(std::span<const int32_t> tokens, std::span<const int64_t> positions,
+                          std::span<KvCache* const> caches, float* logits) {
+  std::vector<exec::Executor::Sequence> sequences(caches.size());
+  for (size_t i = 0; i < sequences.size(); ++i) sequences[i] = {caches[i], positions[i]};
+  std::lock_guard<std::mutex> lock(forward_mutex_);
+  ops::ExecContext ctx{&pool_};
+  executor_->forward_batch(ctx, tokens, sequences, logits);
+}
+
 // Copies in host memory touch only the session's own cache and need no lock: a load or fork
 // does not wait behind another session's prefill. An accelerator's copies go through its backend,
 // which forward calls use too: those are serialised with them.

@@ -73,6 +73,11 @@ class Model {
   void forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& cache, float* logits,
                bool all_logits);
 
+  // One decode step of several sequences at once (exec::Executor::forward_batch): tokens[i] at
+  // positions[i] of caches[i]; logits [n][n_vocab]. Serialised across callers.
+  void forward_batch(std::span<const int32_t> tokens, std::span<const int64_t> positions,
+                     std::span<KvCache* const> caches, float* logits);
+
   // Identifies the model file to the session files saved from it (model_fingerprint.cpp):
   // its header and samples of every tensor's data. Computed once, on first use.
   uint64_t fingerprint() const;

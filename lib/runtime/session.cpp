@@ -74,6 +74,50 @@ void Session::rewind(int64_t position) {
   logits_.clear();  // the cache rows past `position` are simply overwritten later
 }
 
+void Session::decode_batch(std::span<Session* const> sessions, std::span<const int32_t> tokens) {
+  if (sessions.size() != tokens.size()) {
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("{} sessions but {} tokens: one token each", sessions.size(), tokens.size()));
+  }
+  if (sessions.empty()) return;
+  std::vector<KvCache*> caches(sessions.size());
+  std::vector<int64_t> positions(sessions.size());
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    Session* s = sessions[i];
+    if (s == nullptr) {
+      throw Error(ErrorCode::kInvalidArgument, fmt::format("session #{} is null", i));
+    }
+    if (s->model_ != sessions[0]->model_) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("session #{} is of another model than session #0: a batch runs "
+                              "one model's weights",
+                              i));
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (sessions[j] == s) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    fmt::format("session #{} is session #{} again: one token each", i, j));
+      }
+    }
+    try {
+      s->check({&tokens[i], 1});
+    } catch (const Error& e) {
+      throw Error(e.code(), fmt::format("session #{}: {}", i, e.what()));
+    }
+    caches[i] = &s->cache_;
+    positions[i] = s->position();
+  }
+  const size_t n_vocab = static_cast<size_t>(sessions[0]->model_->config().n_vocab);
+  std::vector<float> logits(sessions.size() * n_vocab);
+  sessions[0]->model_->forward_batch(tokens, positions, caches, logits.data());
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    sessions[i]->tokens_.push_back(tokens[i]);
+    sessions[i]->logits_.assign(logits.begin() + static_cast<ptrdiff_t>(i * n_vocab),
+                                logits.begin() + static_cast<ptrdiff_t>((i + 1) * n_vocab));
+  }
+}
+
 Session Session::fork(int64_t n_ctx) const {
   if (n_ctx != 0 && n_ctx < position()) {
     throw Error(ErrorCode::kInvalidArgument,

@@ -39,6 +39,14 @@ class Session {
   // Forgets every token from `position` on (the cache keeps the rest); logits are cleared.
   void rewind(int64_t position);
 
+  // One decode step of several sessions of one model at once: sessions[i] evaluates tokens[i]
+  // and holds its logits afterwards, as eval({&tokens[i], 1}) would leave it. The weights of
+  // the experts, MLPs and the head are read once for all of them, which is what makes serving
+  // several sequences cheaper than stepping each. Throws ktx::Error (kInvalidArgument) — with
+  // every session unchanged — when the counts differ, a session is null, repeated or of another
+  // model, a token is outside the vocabulary or a context is full.
+  static void decode_batch(std::span<Session* const> sessions, std::span<const int32_t> tokens);
+
   // A new session over the same model holding this one's tokens, logits and cache rows, for a
   // context of `n_ctx` positions (0: this session's), which must hold its tokens.
   Session fork(int64_t n_ctx = 0) const;

@@ -606,6 +606,44 @@ static void test_session_state(const ktx_model* model) {
   ktx_session_release(original);
 }
 
+/* One decode step of several sessions at once equals each one's own step. */
+static void test_decode_batch(const ktx_model* model) {
+  ktx_session* s[3] = {NULL, NULL, NULL};
+  ktx_session* alone[3] = {NULL, NULL, NULL};
+  ktx_session* twice[2];
+  const int32_t next[3] = {7, 12, 40};
+  const int32_t bad[3] = {7, kVocab, 40};
+  const float* logits = NULL;
+  size_t i;
+  for (i = 0; i < 3; ++i) {
+    EXPECT_OK(ktx_session_create(model, 16, &s[i]));
+    EXPECT_OK(ktx_session_eval(s[i], kTokens, i + 2, NULL));
+    EXPECT_OK(ktx_session_fork(s[i], 0, &alone[i]));
+  }
+  EXPECT_OK(ktx_session_decode_batch(s, 3, next));
+  for (i = 0; i < 3; ++i) {
+    EXPECT_OK(ktx_session_decode(alone[i], next[i], &logits));
+    CHECK(ktx_session_position(s[i]) == (int64_t)i + 3);
+    CHECK(logits != NULL &&
+          max_abs_diff(ktx_session_get_logits(s[i], NULL), logits, kVocab) < 2e-4f);
+  }
+  /* Refused before anything runs: every session unchanged. */
+  EXPECT_CODE(ktx_session_decode_batch(s, 3, bad), KTX_STATUS_INVALID_ARGUMENT);
+  EXPECT_CODE(ktx_session_decode_batch(NULL, 3, next), KTX_STATUS_INVALID_ARGUMENT);
+  EXPECT_CODE(ktx_session_decode_batch(s, 3, NULL), KTX_STATUS_INVALID_ARGUMENT);
+  twice[0] = s[1];
+  twice[1] = s[1];
+  EXPECT_CODE(ktx_session_decode_batch(twice, 2, next), KTX_STATUS_INVALID_ARGUMENT);
+  twice[1] = NULL;
+  EXPECT_CODE(ktx_session_decode_batch(twice, 2, next), KTX_STATUS_INVALID_ARGUMENT);
+  EXPECT_OK(ktx_session_decode_batch(NULL, 0, NULL)); /* nothing to do */
+  for (i = 0; i < 3; ++i) {
+    CHECK(ktx_session_position(s[i]) == (int64_t)i + 3);
+    ktx_session_release(s[i]);
+    ktx_session_release(alone[i]);
+  }
+}
+
 /* A session keeps its model alive: the model handle may go first. */
 static void test_session_outlives_model(const float* golden) {
   ktx_model* model = load_model();
@@ -737,6 +775,7 @@ int main(int argc, char** argv) {
   test_no_tokenizer(model);
   test_sessions(model, golden);
   test_session_state(model);
+  test_decode_batch(model);
   test_session_outlives_model(golden);
   test_sampling(model);
   ktx_model_release(model);

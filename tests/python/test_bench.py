@@ -100,6 +100,14 @@ def test_json_keys_and_breakdown(model, ktx_bin):
     assert set(doc["prefill_breakdown"]) == set(kinds)
 
 
+def test_batched_decode_is_reported(model, ktx_bin):
+    doc = bench_json(ktx_bin, model, "--bandwidth", 20, "--batch", 3)
+    assert doc["batch"] == 3
+    assert doc["batch_decode_tok_s"] > 0 and doc["batch_ms_per_step"] > 0
+    assert doc["batch_breakdown"]["rms_norm"] > 0
+    assert "batch" not in bench_json(ktx_bin, model, "--bandwidth", 20)
+
+
 def test_bytes_per_token_from_the_file(model, ktx_bin):
     doc = bench_json(ktx_bin, model, "--bandwidth", 10)
     assert doc["weight_bytes_per_token"] == expected_bytes_per_token(model)
@@ -137,6 +145,7 @@ def test_measured_bandwidth_and_text_output(tmp_path, ktx_bin):
     (["-m", "{model}", "--bandwidth", "fast"], "--bandwidth must be a positive number"),
     (["-m", "{model}", "-p", "8", "-n", "4", "--ctx", "10"], "--ctx 10 is smaller than -p 8 + -n 4"),
     (["-m", "{model}", "--frobnicate"], "unknown option '--frobnicate'"),
+    (["-m", "{model}", "--batch", "0"], "--batch must be a whole number from 1"),
     (["-m", "{model}", "extra"], "unexpected argument: 'extra'"),
 ])
 def test_bad_arguments(tmp_path, ktx_bin, args, message):

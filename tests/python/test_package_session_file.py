@@ -1,4 +1,5 @@
-"""Session files and forks through the ktx package (and so through the C ABI).
+"""Session files, forks and batched decode steps through the ktx package (and so through the C
+ABI).
 
 A saved file is read back with the gguf package, which ktx did not write: it holds the session's
 tokens and logits, and the cache rows that the NumPy reference (tests/reference/deepseek_numpy.py,
@@ -128,3 +129,36 @@ def test_session_files_are_refused_clearly(model, tmp_path):
     with pytest.raises(ValueError, match="null byte"):
         session.save(str(tmp_path / "a\0b.session"))
     assert not (tmp_path / "a").exists()
+
+
+def test_decode_batch_equals_each_sessions_own_step(model):
+    prompts = ["The capital of France is", "One, two, three,", "Hello"]
+    sessions = [model.session(n_ctx=32) for _ in prompts]
+    alone = []
+    for s, p in zip(sessions, prompts):
+        s.eval(model.tokenizer.encode(p))
+        alone.append(s.fork())
+    for _ in range(3):
+        tokens = [int(s.logits().argmax()) for s in sessions]
+        logits = ktx.decode_batch(sessions, np.array(tokens))
+        assert logits.shape == (3, model.n_vocab) and logits.dtype == np.float32
+        for i, (s, a) in enumerate(zip(sessions, alone)):
+            want = a.decode(tokens[i])
+            np.testing.assert_allclose(logits[i], want, rtol=1e-4, atol=2e-3)
+            np.testing.assert_array_equal(s.logits(), logits[i])
+            assert s.tokens == a.tokens
+    assert "Paris" in model.tokenizer.decode(sessions[0].tokens)
+
+    with pytest.raises(ktx.InvalidArgumentError, match="2 sessions but 1 tokens"):
+        ktx.decode_batch(sessions[:2], [1])
+    with pytest.raises(ktx.InvalidArgumentError, match="session #1 is session #0 again"):
+        ktx.decode_batch([sessions[0], sessions[0]], [1, 2])
+    other = ktx.Model(GOLDEN / "ds2_lite.gguf", threads=2, progress=False).session(n_ctx=8)
+    with pytest.raises(ktx.InvalidArgumentError, match="session #1 is of another model"):
+        ktx.decode_batch([sessions[0], other], [1, 2])
+    with pytest.raises(ktx.InvalidArgumentError, match="session #0: token #0"):
+        ktx.decode_batch([sessions[0]], [model.n_vocab])
+    with pytest.raises(TypeError):
+        ktx.decode_batch([sessions[0], None], [1, 2])
+    assert [s.position for s in sessions] == [a.position for a in alone]
+    assert ktx.decode_batch([], []).shape == (0, 0)

@@ -240,6 +240,21 @@ TEST_CASE("the C++ layer forks, saves and restores sessions", "[cpp_layer]") {
   CHECK(restored.position() == 5);
 }
 
+TEST_CASE("the C++ layer decodes several sessions at once", "[cpp_layer]") {
+  const ktx::Model model = load_golden();
+  ktx::Session a(model, 16), b(model, 16);
+  a.eval({kTokens.begin(), kTokens.begin() + 3});
+  b.eval({kTokens.begin(), kTokens.begin() + 5});
+  ktx::Session a1 = a.fork(), b1 = b.fork();
+  ktx::decode_batch({&a, &b}, {9, 21});
+  const ktx::Logits la = a1.decode(9), lb = b1.decode(21);
+  CHECK(max_diff(a.logits().data, la.data, 64) < 2e-4f);
+  CHECK(max_diff(b.logits().data, lb.data, 64) < 2e-4f);
+  CHECK(code_of([&] { ktx::decode_batch({&a, &b}, {9}); }) == KTX_STATUS_INVALID_ARGUMENT);
+  CHECK(code_of([&] { ktx::decode_batch({&a, &a}, {9, 9}); }) == KTX_STATUS_INVALID_ARGUMENT);
+  CHECK(a.position() == 4);
+}
+
 TEST_CASE("the C++ layer samples", "[cpp_layer]") {
   const ktx::Model model = load_golden();
   ktx::Session session(model, 16);

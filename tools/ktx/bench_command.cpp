@@ -44,7 +44,7 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: ktx bench -m MODEL [-p N] [-n N] [-t N] [--json] [--rules FILE] [--ctx N]\n"
-    "                 [--backend PATH] [--bandwidth GBs] [--seed N]\n"
+    "                 [--backend PATH] [--bandwidth GBs] [--seed N] [--batch B]\n"
     "\n"
     "Prefills N random in-vocabulary tokens as one batch (-p, default 512), then decodes\n"
     "greedily (-n, default 128), and reports:\n"
@@ -56,6 +56,8 @@ constexpr const char* kUsage =
     "  measured with a quick read probe on the model's threads just before and just after the\n"
     "  decode steps; the larger of the two is the roofline's (on machines whose bandwidth\n"
     "  changes from minute to minute, the fraction is then never flattered by a slow probe).\n"
+    "  --batch B (B > 1) then decodes B copies of the prefilled session together, -n steps\n"
+    "  of one random token each, and reports their tokens/s in all (batch_decode_tok_s).\n"
     "  --json prints one JSON object instead of text.\n";
 
 std::string_view isa() {
@@ -146,7 +148,7 @@ void module_costs(const runtime::Model& model, std::map<model::ModuleKind, KindC
 
 int run_bench(const std::vector<std::string>& argv) {
   Args args("bench", argv, {"json", "help", "h"},
-            with_model_options({"p", "n", "bandwidth", "seed"}));
+            with_model_options({"p", "n", "bandwidth", "seed", "batch"}));
   if (args.flag("help") || args.flag("h")) {
     std::fputs(kUsage, stdout);
     return 0;
@@ -156,6 +158,7 @@ int run_bench(const std::vector<std::string>& argv) {
   const int64_t n_gen = count_option(args, "n", 128, 1, 1 << 20);
   const double given_bandwidth = parse_bandwidth(args);
   const auto seed = static_cast<uint64_t>(args.int_option("seed", 1, 0, INT64_MAX));
+  const int64_t n_batch = args.int_option("batch", 1, 1, 1024);
   const int64_t n_ctx = args.int_option("ctx", n_prompt + n_gen, 1, 1 << 24);
   if (n_ctx < n_prompt + n_gen) {
     args.fail(fmt::format("--ctx {} is smaller than -p {} + -n {}", n_ctx, n_prompt, n_gen));
@@ -198,6 +201,11 @@ int run_bench(const std::vector<std::string>& argv) {
   std::span<const float> logits = session.eval(prompt);
   const double prefill_s = std::chrono::duration<double>(clock::now() - t0).count();
   for (const exec::KindTiming& t : model->timings()) costs[t.kind].prefill_seconds = t.seconds;
+  // --batch B: B copies of the prefilled session, to decode together after the single decode.
+  std::vector<runtime::Session> batch;
+  if (n_batch > 1) {
+    for (int64_t i = 0; i < n_batch; ++i) batch.push_back(session.fork());
+  }
 
   // The roofline's bandwidth, probed on both sides of the decode steps (the model's pages are
   // mapped by now; the probe's buffer is freed before decode starts).
@@ -242,6 +250,29 @@ int run_bench(const std::vector<std::string>& argv) {
   const uint64_t huge_bytes = file_bytes_in_2mib_pages();
 
   const double bandwidth_after = given_bandwidth > 0 ? given_bandwidth : probe();
+
+  // Batched decode: every step, one token for each of the B sessions, drawn at random (so that
+  // the sessions route to different experts, as different conversations do; greedy copies of
+  // one prompt would all pick the same), as one forward pass.
+  double batch_s = 0;
+  std::vector<exec::KindTiming> batch_timings;
+  if (n_batch > 1) {
+    model->reset_timings();
+    std::vector<runtime::Session*> sessions;
+    for (runtime::Session& b : batch) sessions.push_back(&b);
+    std::vector<int32_t> tokens(static_cast<size_t>(n_batch));
+    for (int64_t i = 0; i < n_gen; ++i) {
+      for (int32_t& t : tokens) t = token(rng);
+      t0 = clock::now();
+      runtime::Session::decode_batch(sessions, tokens);
+      batch_s += std::chrono::duration<double>(clock::now() - t0).count();
+    }
+    batch_timings = model->timings();
+    std::erase_if(batch_timings, [](const exec::KindTiming& t) { return t.calls == 0; });
+    std::sort(
+        batch_timings.begin(), batch_timings.end(),
+        [](const exec::KindTiming& a, const exec::KindTiming& b) { return a.seconds > b.seconds; });
+  }
   const double bandwidth = std::max(bandwidth_before, bandwidth_after);
   const double prefill_tok_s = static_cast<double>(n_prompt) / prefill_s;
   const double decode_tok_s = static_cast<double>(n_gen) / decode_s;
@@ -294,6 +325,17 @@ int run_bench(const std::vector<std::string>& argv) {
     j.field("bandwidth_source", given_bandwidth > 0 ? "given" : "measured");
     j.field("roofline_decode_tok_s", roofline_tok_s);
     j.field("roofline_fraction", decode_tok_s / roofline_tok_s);
+    if (n_batch > 1) {
+      j.field("batch", n_batch);
+      j.field("batch_decode_tok_s", static_cast<double>(n_batch * n_gen) / batch_s);
+      j.field("batch_ms_per_step", batch_s / n * 1e3);
+      j.key("batch_breakdown");  // one batched step, per module kind
+      j.begin_object();
+      for (const exec::KindTiming& t : batch_timings) {
+        j.field(model::module_kind_name(t.kind), t.seconds / n * 1e3);
+      }
+      j.end_object();
+    }
     j.key("decode_breakdown");  // one decode step, per module kind
     j.begin_object();
     for (const auto& [kind, c] : kinds) {
@@ -345,6 +387,19 @@ int run_bench(const std::vector<std::string>& argv) {
           : fmt::format("measured: {} threads, {} MiB; {:.2f} before decode, {:.2f} after",
                         model->n_threads(), probe_bytes >> 20, bandwidth_before, bandwidth_after),
       roofline_tok_s, 100.0 * decode_tok_s / roofline_tok_s, bytes_per_token * decode_tok_s / 1e9);
+  if (n_batch > 1) {
+    const double batch_tok_s = static_cast<double>(n_batch * n_gen) / batch_s;
+    fmt::print(
+        "batch    {} sessions x {} steps in {:.3f} s: {:.2f} tok/s in all ({:.2f} ms a step, "
+        "{:.2f}x one session's decode)\n",
+        n_batch, n_gen, batch_s, batch_tok_s, batch_s / n * 1e3, batch_tok_s / decode_tok_s);
+    std::string kinds_text;
+    for (const exec::KindTiming& t : batch_timings) {
+      kinds_text += fmt::format("{}{} {:.2f}", kinds_text.empty() ? "" : ", ",
+                                model::module_kind_name(t.kind), t.seconds / n * 1e3);
+    }
+    fmt::print("         a batched step, ms per kind: {}\n", kinds_text);
+  }
   fmt::print("\none decode step (mean of {}):\n", n_gen);
   fmt::print("  {:<15} {:>10} {:>7} {:>7} {:>10} {:>8}\n", "kind", "ms/token", "share", "calls",
              "MB/token", "GB/s");

@@ -46,7 +46,7 @@ constexpr const char* kUsage =
     "                                   where every module would run, and the predicted speed\n"
     "  backends [--load PATH]... [--no-search]\n"
     "                                   backends found, their devices and operators\n"
-    "  bench -m MODEL [-p 512] [-n 128] [-t N] [--json]\n"
+    "  bench -m MODEL [-p 512] [-n 128] [-t N] [--json] [--batch B]\n"
     "                                   prefill/decode speed, per-kind breakdown, roofline\n"
     "  version                          print the library version\n"
     "  help                             this text\n";

@@ -104,7 +104,7 @@ void gemm_rows(const BatchKernel& kernel, const WeightMatrix& w, int64_t r0, int
 
 bool matmul_batched(runtime::ThreadPool& pool, const WeightMatrix& w, const QuantizedRows& x,
                     int64_t n, float* y, int64_t ldy) {
-  if (n <= 1) return false;
+  if (n <= kSmallBatch) return false;
   const BatchKernel kernel = batch_kernel(w);
   if (!kernel) return false;
   GemmPanels panels;

@@ -67,8 +67,17 @@ class GemmPanels {
 void gemm_rows(const BatchKernel& kernel, const WeightMatrix& w, int64_t r0, int64_t r1,
                const GemmPanels& x, int64_t t0, int64_t t1, float* y, int64_t ldy);
 
-// matmul() for a batch: when n > 1 and w has a GEMM kernel, packs x and runs the product in
-// parallel over blocks of rows, returning true; otherwise does nothing and returns false.
+// Batches of at most this many tokens (several sessions' decode steps at once: Session::
+// decode_batch; an expert that got one or two of a batch's tokens) take the GEMV kernels token
+// by token over a block of rows held in cache, not the GEMMs: those compute whole panels of
+// kGemmTokens tokens, so 2 tokens paid for 8. Measured on the 8-layer V2-Lite file (Emerald
+// Rapids, 2 threads): two sessions' step 54 ms through the GEMMs, each alone 24 ms (docs/PERF.md,
+// "Several sessions at once"). The same numbers either way (gemm.h).
+inline constexpr int64_t kSmallBatch = 3;
+
+// matmul() for a batch: when n > kSmallBatch and w has a GEMM kernel, packs x and runs the
+// product in parallel over blocks of rows, returning true; otherwise does nothing and returns
+// false.
 bool matmul_batched(runtime::ThreadPool& pool, const WeightMatrix& w, const QuantizedRows& x,
                     int64_t n, float* y, int64_t ldy);
 

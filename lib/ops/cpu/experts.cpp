@@ -152,8 +152,14 @@ class Experts final : public ExpertsOp {
   // Job item i of a decode on several nodes: the up or down task it stands for.
   void node_task(Run& run, int64_t i) const;
 
+  // Whether active expert a's products go through the GEMMs: a batch whose matrices all have
+  // GEMM kernels, and more than kSmallBatch of its tokens routed to the expert (fewer take the
+  // GEMV kernels token by token: a GEMM computes whole panels of 8 tokens).
+  static bool expert_gemm(const Run& run, int64_t a) {
+    const auto i = static_cast<size_t>(a);
+    return run.gemm && run.first[i + 1] - run.first[i] > kSmallBatch;
+  }
   void up_task_gemm(Run& run, int64_t a, int64_t r0, int64_t r1) const;
-  void down_task_gemm(Run& run, int64_t r0, int64_t r1) const;
 
   void up_task(Run& run, int64_t task) const;
   void down_task(Run& run, int64_t task) const;
@@ -332,6 +338,7 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
       for (int64_t a = a0; a < a1; ++a) {
         const auto i = static_cast<size_t>(a);
         const int64_t n_tokens = rr.first[i + 1] - rr.first[i];
+        if (n_tokens <= kSmallBatch) continue;  // through the GEMV kernels (expert_gemm)
         const int32_t* tokens = rr.token.data() + rr.first[i];
         rr.x_panels[i].pack(nullptr, rr.gate_gemm, rr.x_gate, n_tokens, 0, tokens);
         if (rr.xu_panels_own) {
@@ -417,19 +424,18 @@ void Experts::up_task(Run& run, int64_t task) const {
       g.dot(r0, r1 - r0, run.x_gate.row(0), h + r0);
       u.dot(r0, r1 - r0, xu.row(0), uv + r0);
       silu_mul(h + r0, uv + r0, h + r0, r1 - r0);
-    } else if (run.gemm) {
+    } else if (expert_gemm(run, a)) {
       up_task_gemm(run, a, r0, r1);
     } else {
-      float gv[kRowChunk], uv[kRowChunk];
-      for (int64_t r = r0; r < r1; r += kRowChunk) {
-        const int64_t count = std::min(kRowChunk, r1 - r);
-        for (int64_t j = j0; j < j1; ++j) {
-          const int32_t t = run.token[static_cast<size_t>(j)];
-          g.dot(r, count, run.x_gate.row(t), gv);
-          u.dot(r, count, xu.row(t), uv);
-          float* h = run.hidden.get() + j * n_ff_ + r;
-          silu_mul(gv, uv, h, count);
-        }
+      // Token by token over the block's rows (whole row tiles when repacked), which stay in
+      // cache from one token to the next.
+      float uv[kUpBlock];
+      for (int64_t j = j0; j < j1; ++j) {
+        const int32_t t = run.token[static_cast<size_t>(j)];
+        float* h = run.hidden.get() + j * n_ff_ + r0;
+        g.dot(r0, r1 - r0, run.x_gate.row(t), h);
+        u.dot(r0, r1 - r0, xu.row(t), uv);
+        silu_mul(h, uv, h, r1 - r0);
       }
     }
     // The expert's last block prepares its hidden rows for the down pass (acq_rel: it sees every
@@ -448,7 +454,9 @@ void Experts::finish_expert(Run& run, int64_t a) const {
   // reads it; wait() weights it once per route).
   const int64_t j1 = run.n == 1 ? j0 + 1 : run.first[i + 1];
   for (int64_t j = j0; j < j1; ++j) run.hidden_q.quantize_row(j, run.hidden.get() + j * n_ff_);
-  if (run.gemm) run.hidden_panels[i].pack(nullptr, run.down_gemm, run.hidden_q, j1 - j0, j0);
+  if (expert_gemm(run, a)) {
+    run.hidden_panels[i].pack(nullptr, run.down_gemm, run.hidden_q, j1 - j0, j0);
+  }
   mark_ready(run, a);
 }
 
@@ -458,22 +466,28 @@ void Experts::down_task(Run& run, int64_t task) const {
   float* out = run.out;
   for (int64_t t = 0; t < run.n; ++t)
     std::fill(out + t * n_embd_ + r0, out + t * n_embd_ + r1, 0.0f);
-  if (run.gemm) {
-    down_task_gemm(run, r0, r1);
-    return;
-  }
-  float y[kRowChunk];
+  // Each expert's rows of the block times its tokens, added in expert order: for every output
+  // the same sums in the same order whichever way an expert's product is computed.
+  float y[kDownBlock];
+  std::vector<float> ys;
   for (size_t a = 0; a < run.active.size(); ++a) {
     if (!wait_for_expert(run, a)) return;
     const WeightMatrix& d = down_[static_cast<size_t>(run.active[a])];
-    for (int64_t r = r0; r < r1; r += kRowChunk) {
-      const int64_t count = std::min(kRowChunk, r1 - r);
-      for (int64_t j = run.first[a]; j < run.first[a + 1]; ++j) {
-        d.dot(r, count, run.hidden_q.row(j), y);
-        float* o = out + run.token[static_cast<size_t>(j)] * n_embd_ + r;
-        const float wj = run.weight[static_cast<size_t>(j)];
-        axpy_f32(wj, y, o, count);
+    const int64_t j0 = run.first[a], count = run.first[a + 1] - j0;
+    const bool gemm = expert_gemm(run, static_cast<int64_t>(a));
+    if (gemm) {
+      ys.resize(static_cast<size_t>(count * (r1 - r0)));
+      gemm_rows(run.down_gemm, d, r0, r1, run.hidden_panels[a], 0, count, ys.data(), r1 - r0);
+    }
+    for (int64_t j = 0; j < count; ++j) {
+      const float* yj = y;
+      if (gemm) {
+        yj = ys.data() + j * (r1 - r0);
+      } else {
+        d.dot(r0, r1 - r0, run.hidden_q.row(j0 + j), y);  // the block's rows in one call
       }
+      float* o = out + run.token[static_cast<size_t>(j0 + j)] * n_embd_ + r0;
+      axpy_f32(run.weight[static_cast<size_t>(j0 + j)], yj, o, r1 - r0);
     }
   }
 }
@@ -494,26 +508,6 @@ void Experts::up_task_gemm(Run& run, int64_t a, int64_t r0, int64_t r1) const {
     float* hj = h + j * n_ff_ + r0;
     const float* uj = u.data() + j * rows;
     silu_mul(hj, uj, hj, rows);
-  }
-}
-
-void Experts::down_task_gemm(Run& run, int64_t r0, int64_t r1) const {
-  // Each expert's rows of the block times its tokens, then added in expert order: for every
-  // output the same sums in the same order as the GEMV loop in down_task.
-  const int64_t rows = r1 - r0;
-  std::vector<float> y;
-  for (size_t a = 0; a < run.active.size(); ++a) {
-    if (!wait_for_expert(run, a)) return;
-    const int64_t j0 = run.first[a], count = run.first[a + 1] - j0;
-    y.resize(static_cast<size_t>(count * rows));
-    gemm_rows(run.down_gemm, down_[static_cast<size_t>(run.active[a])], r0, r1,
-              run.hidden_panels[a], 0, count, y.data(), rows);
-    for (int64_t j = 0; j < count; ++j) {
-      float* o = run.out + run.token[static_cast<size_t>(j0 + j)] * n_embd_ + r0;
-      const float wj = run.weight[static_cast<size_t>(j0 + j)];
-      const float* yj = y.data() + j * rows;
-      axpy_f32(wj, yj, o, rows);  // the same steps per element as decode's sum in wait()
-    }
   }
 }
 

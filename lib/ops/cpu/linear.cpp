@@ -122,9 +122,12 @@ void matmul_rows(const WeightMatrix& w, int64_t r0, int64_t r1, const QuantizedR
     w.dot(r0, r1 - r0, x.row(0), y + r0);
     return;
   }
-  float out[kRowChunk];
-  for (int64_t r = r0; r < r1; r += kRowChunk) {
-    const int64_t count = std::min(kRowChunk, r1 - r);
+  // Row tiles are read 16 rows at a time (fewer would read the file's rows, which option repack
+  // gave back); either chunk stays in L1 while every token passes over it.
+  const int64_t chunk = w.tiles != nullptr ? quant::kTileRows : kRowChunk;
+  float out[std::max(quant::kTileRows, kRowChunk)];
+  for (int64_t r = r0; r < r1; r += chunk) {
+    const int64_t count = std::min(chunk, r1 - r);
     for (int64_t t = 0; t < n; ++t) {
       w.dot(r, count, x.row(t), out);
       std::copy(out, out + count, y + t * ldy + r);
@@ -147,7 +150,7 @@ void matmul(runtime::ThreadPool& pool, const WeightMatrix& w, const QuantizedRow
   }
   // A batch goes through oneDNN for F32 / BF16 weights where it is faster (onednn_matmul.h),
   // else through the GEMM kernels where the type has one (batch_matmul.h).
-  if (n > 1 && onednn_matmul(pool, w, x, n, y, ldy)) return;
+  if (n > kSmallBatch && onednn_matmul(pool, w, x, n, y, ldy)) return;
   if (matmul_batched(pool, w, x, n, y, ldy)) return;
   for_row_blocks(pool, n, w.rows, w.cols,
                  [&](int64_t r0, int64_t r1) { matmul_rows(w, r0, r1, x, n, y, ldy); });
