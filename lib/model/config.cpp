@@ -423,6 +423,11 @@ ModelConfig ModelConfig::from_gguf(const gguf::File& file) {
     c.arch = Architecture::kLlama;
   } else if (c.arch_name == "deepseek2") {
     c.arch = Architecture::kDeepseek2;
+  } else if (c.arch_name.empty()) {
+    throw Error(ErrorCode::kInvalidFile,
+                fmt::format("{}: general.architecture is empty: the file does not say which "
+                            "model it holds (ktx runs {})",
+                            path, kSupported));
   } else {
     throw Error(ErrorCode::kUnsupported,
                 fmt::format("{}: architecture \"{}\" (general.architecture) is not supported; "

@@ -716,6 +716,9 @@ TEST_CASE("refused: architectures ktx does not run", "[model][config][errors]") 
   TinyModelSpec spec;
   spec.set_keys.emplace("general.architecture", gguf::Value::string("qwen2"));
   require_refusal(spec, ErrorCode::kUnsupported, {"\"qwen2\"", "llama, deepseek2"});
+  TinyModelSpec empty;
+  empty.set_keys.emplace("general.architecture", gguf::Value::string(""));
+  require_refusal(empty, ErrorCode::kInvalidFile, {"general.architecture is empty"});
 }
 
 TEST_CASE("refused: tensors of the wrong shape", "[model][config][errors]") {
