@@ -710,12 +710,12 @@ void register_session(py::module_& m) {
           py::gil_scoped_release unlocked;
           ktx::decode_batch(raw, tokens);
         }
+        for (const SessionPtr& s : sessions) ++s->version;  // before anything else can fail
         const size_t n_vocab =
             sessions.empty() ? 0 : static_cast<size_t>(sessions[0]->model->info.n_vocab);
         py::array_t<float> out(
             {static_cast<py::ssize_t>(sessions.size()), static_cast<py::ssize_t>(n_vocab)});
         for (size_t i = 0; i < sessions.size(); ++i) {
-          ++sessions[i]->version;
           const ktx::Logits l = sessions[i]->session.logits();
           std::memcpy(out.mutable_data(static_cast<py::ssize_t>(i)), l.data,
                       n_vocab * sizeof(float));
@@ -724,9 +724,9 @@ void register_session(py::module_& m) {
       },
       py::arg("sessions"), py::arg("tokens"),
       "One decode step of several sessions of one model at once: sessions[i] evaluates "
-      "tokens[i]. Returns the logits, float32 (len(sessions), n_vocab); each session also holds "
-      "its row. The weights are read once for the whole batch, so serving several conversations "
-      "costs far less than stepping each.");
+      "tokens[i]. Returns the logits, float32 (len(sessions), n_vocab) ((0, 0) for no "
+      "sessions); each session also holds its row. The weights are read once for the whole "
+      "batch, which can cost less than stepping each session (docs/SESSIONS.md).");
 }
 
 }  // namespace ktx::python

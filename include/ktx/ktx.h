@@ -453,9 +453,10 @@ KTX_API ktx_status* ktx_session_rewind(ktx_session* session, int64_t position);
 
 /* One decode step of several sessions of one model at once: sessions[i] evaluates tokens[i], as
  * ktx_session_decode(sessions[i], tokens[i], NULL) would, and holds its logits afterwards
- * (ktx_session_get_logits). The experts', MLPs' and head's weights are read once for the whole
- * batch, so serving several conversations costs far less than stepping each (docs/PERF.md,
- * "Several sessions at once"). (Since ABI 0.3.)
+ * (ktx_session_get_logits): the same numbers, but for F32/BF16 weights in batches of 8 or more,
+ * which oneDNN multiplies (within rounding). The experts', MLPs' and head's weights are read once
+ * for the whole batch, which can make serving several conversations cheaper than stepping each
+ * (measured: docs/PERF.md, "Several sessions at once"). (Since ABI 0.3.)
  * in sessions: n_sessions distinct sessions of one model. in tokens: n_sessions ids.
  * Errors: KTX_STATUS_INVALID_ARGUMENT (NULL argument, a session repeated or of another model, an
  * id outside the vocabulary, a full context: the message names the session's index), checked

@@ -132,6 +132,10 @@ void Model::forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& cach
 
 void Model::forward_batch(std::span<const int32_t> tokens, std::span<const int64_t> positions,
                           std::span<KvCache* const> caches, float* logits) {
+  if (positions.size() != caches.size()) {
+    throw Error(ErrorCode::kInternal, fmt::format("forward_batch: {} positions for {} caches",
+                                                  positions.size(), caches.size()));
+  }
   std::vector<exec::Executor::Sequence> sequences(caches.size());
   for (size_t i = 0; i < sequences.size(); ++i) sequences[i] = {caches[i], positions[i]};
   std::lock_guard<std::mutex> lock(forward_mutex_);

@@ -109,12 +109,16 @@ void Session::decode_batch(std::span<Session* const> sessions, std::span<const i
     positions[i] = s->position();
   }
   const size_t n_vocab = static_cast<size_t>(sessions[0]->model_->config().n_vocab);
+  // Every allocation before the forward pass, so that after it nothing can fail halfway: all
+  // the sessions advance, or none.
+  std::vector<std::vector<float>> rows(sessions.size(), std::vector<float>(n_vocab));
+  for (Session* s : sessions) s->tokens_.reserve(s->tokens_.size() + 1);
   std::vector<float> logits(sessions.size() * n_vocab);
   sessions[0]->model_->forward_batch(tokens, positions, caches, logits.data());
   for (size_t i = 0; i < sessions.size(); ++i) {
+    std::copy_n(logits.begin() + static_cast<ptrdiff_t>(i * n_vocab), n_vocab, rows[i].begin());
     sessions[i]->tokens_.push_back(tokens[i]);
-    sessions[i]->logits_.assign(logits.begin() + static_cast<ptrdiff_t>(i * n_vocab),
-                                logits.begin() + static_cast<ptrdiff_t>((i + 1) * n_vocab));
+    sessions[i]->logits_.swap(rows[i]);
   }
 }
 

@@ -1731,15 +1731,23 @@ TEST_CASE("option repack: the same numbers as the file's rows", "[cpu_ops][row_t
       c.n_ff_exp = n_ff;
       auto plain = backend.create<ops::ExpertsOp>(ModuleKind::kExperts, m, c);
       auto tiled = backend.create<ops::ExpertsOp>(ModuleKind::kExperts, m, c, repack);
-      for (int64_t n : {1, 1, 5}) {
+      // Random routes, and 7 tokens routed so that expert 0 gets 3 of them and expert 1 gets 4:
+      // over the file's rows an expert with at most 3 tokens takes the GEMV kernels token by
+      // token, one with more the GEMMs, in one batch (batch_matmul.h, small_batch).
+      for (int64_t n : {1, 1, 5, 7}) {
         INFO("n_tokens " << n);
         const std::vector<float> x = rng.vec(n * n_embd);
         std::vector<int32_t> ids;
         std::vector<float> weights;
         for (int64_t t = 0; t < n; ++t) {
-          ids.push_back(static_cast<int32_t>(rng.index(n_expert)));
-          ids.push_back(
-              static_cast<int32_t>((ids.back() + 1 + rng.index(n_expert - 1)) % n_expert));
+          if (n == 7) {
+            ids.push_back(t < 3 ? 0 : 1);
+            ids.push_back(static_cast<int32_t>(2 + t % 4));
+          } else {
+            ids.push_back(static_cast<int32_t>(rng.index(n_expert)));
+            ids.push_back(
+                static_cast<int32_t>((ids.back() + 1 + rng.index(n_expert - 1)) % n_expert));
+          }
           weights.insert(weights.end(), {0.7f, 0.3f});
         }
         std::vector<float> a = poisoned(n * n_embd), b = poisoned(n * n_embd);
@@ -1772,7 +1780,9 @@ TEST_CASE("option repack: the same numbers as the file's rows", "[cpu_ops][row_t
     model::ModelConfig c;
     auto plain = backend.create<ops::MlpOp>(ModuleKind::kMlp, m, c);
     auto tiled = backend.create<ops::MlpOp>(ModuleKind::kMlp, m, c, repack);
-    for (int64_t n : {1, 4}) {
+    // 2 and 3 tokens: the tiles through their GEMMs, the file's rows token by token (small_batch).
+    for (int64_t n : {1, 2, 3, 4}) {
+      INFO("n_tokens " << n);
       const std::vector<float> x = rng.vec(n * n_embd);
       std::vector<float> a = poisoned(n * n_embd), b = poisoned(n * n_embd);
       plain->forward(ctx, n, x.data(), a.data());

@@ -56,8 +56,9 @@ constexpr const char* kUsage =
     "  measured with a quick read probe on the model's threads just before and just after the\n"
     "  decode steps; the larger of the two is the roofline's (on machines whose bandwidth\n"
     "  changes from minute to minute, the fraction is then never flattered by a slow probe).\n"
-    "  --batch B (B > 1) then decodes B copies of the prefilled session together, -n steps\n"
-    "  of one random token each, and reports their tokens/s in all (batch_decode_tok_s).\n"
+    "  --batch B (B > 1; 1, the default, skips it) then decodes B copies of the prefilled\n"
+    "  session together, -n steps of one random token each, and reports their tokens/s in all\n"
+    "  (batch_decode_tok_s) and a batched step's time per module kind.\n"
     "  --json prints one JSON object instead of text.\n";
 
 std::string_view isa() {

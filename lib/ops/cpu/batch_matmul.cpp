@@ -104,9 +104,9 @@ void gemm_rows(const BatchKernel& kernel, const WeightMatrix& w, int64_t r0, int
 
 bool matmul_batched(runtime::ThreadPool& pool, const WeightMatrix& w, const QuantizedRows& x,
                     int64_t n, float* y, int64_t ldy) {
-  if (n <= kSmallBatch) return false;
+  if (n <= 1) return false;
   const BatchKernel kernel = batch_kernel(w);
-  if (!kernel) return false;
+  if (!kernel || n <= small_batch(kernel)) return false;
   GemmPanels panels;
   panels.pack(&pool, kernel, x, n);
   // Tasks of whole kMinTaskRows blocks (parallel_for's chunks are multiples of the grain): whole

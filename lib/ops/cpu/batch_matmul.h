@@ -3,8 +3,9 @@
 // task multiplies a block of weight rows with every token. A matrix repacked into row tiles (the
 // `repack` option) goes through the tile GEMMs where the tier has one for its type, and its
 // panels are packed for them; otherwise the file's rows through the row GEMMs. One token (decode)
-// and weight types without a GEMM kernel keep the GEMV path of linear.h. Every way gives the same
-// numbers as decode reads the same matrix (gemm.h).
+// and weight types without a GEMM kernel keep the GEMV path of linear.h, as do the smallest
+// batches (small_batch, below). Every way gives the same numbers as decode reads the same matrix
+// (gemm.h).
 #pragma once
 
 #include <cstdint>
@@ -68,16 +69,18 @@ void gemm_rows(const BatchKernel& kernel, const WeightMatrix& w, int64_t r0, int
                const GemmPanels& x, int64_t t0, int64_t t1, float* y, int64_t ldy);
 
 // Batches of at most this many tokens (several sessions' decode steps at once: Session::
-// decode_batch; an expert that got one or two of a batch's tokens) take the GEMV kernels token
-// by token over a block of rows held in cache, not the GEMMs: those compute whole panels of
-// kGemmTokens tokens, so 2 tokens paid for 8. Measured on the 8-layer V2-Lite file (Emerald
-// Rapids, 2 threads): two sessions' step 54 ms through the GEMMs, each alone 24 ms (docs/PERF.md,
-// "Several sessions at once"). The same numbers either way (gemm.h).
-inline constexpr int64_t kSmallBatch = 3;
+// decode_batch; an expert that got a few of a batch's tokens) take the GEMV kernels token by token
+// over a block of rows held in cache, not the GEMMs, which compute whole panels of kGemmTokens
+// tokens: one token, always; up to 3 through the file-layout GEMMs, whose cost hardly falls with
+// fewer tokens (the head's Q6_K rows, 2 tokens: 14.5 ms through the GEMM, 8.7-9.0 token by token,
+// 6 for one token alone); the tile GEMMs are cheap enough from 2 tokens on (the MLPs, 3 tokens:
+// 7.0 against 8.1-8.6 token by token). Measured on the 8-layer V2-Lite file, Emerald Rapids, 2
+// threads (docs/PERF.md, "Several sessions at once"). The same numbers either way (gemm.h).
+inline int64_t small_batch(const BatchKernel& kernel) { return kernel.tiles != nullptr ? 1 : 3; }
 
-// matmul() for a batch: when n > kSmallBatch and w has a GEMM kernel, packs x and runs the
-// product in parallel over blocks of rows, returning true; otherwise does nothing and returns
-// false.
+// matmul() for a batch: when w has a GEMM kernel and n > small_batch(its kernel), packs x and
+// runs the product in parallel over blocks of rows, returning true; otherwise does nothing and
+// returns false.
 bool matmul_batched(runtime::ThreadPool& pool, const WeightMatrix& w, const QuantizedRows& x,
                     int64_t n, float* y, int64_t ldy);
 

@@ -153,11 +153,13 @@ class Experts final : public ExpertsOp {
   void node_task(Run& run, int64_t i) const;
 
   // Whether active expert a's products go through the GEMMs: a batch whose matrices all have
-  // GEMM kernels, and more than kSmallBatch of its tokens routed to the expert (fewer take the
-  // GEMV kernels token by token: a GEMM computes whole panels of 8 tokens).
+  // GEMM kernels, and enough of its tokens routed to the expert (fewer take the GEMV kernels
+  // token by token: a GEMM computes whole panels of 8 tokens; batch_matmul.h, small_batch).
   static bool expert_gemm(const Run& run, int64_t a) {
     const auto i = static_cast<size_t>(a);
-    return run.gemm && run.first[i + 1] - run.first[i] > kSmallBatch;
+    const int64_t count = run.first[i + 1] - run.first[i];
+    return run.gemm && count > small_batch(run.gate_gemm) && count > small_batch(run.up_gemm) &&
+           count > small_batch(run.down_gemm);
   }
   void up_task_gemm(Run& run, int64_t a, int64_t r0, int64_t r1) const;
 
@@ -329,7 +331,9 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
     run->gemm = run->gate_gemm && run->up_gemm && run->down_gemm;
     run->xu_panels_own = !run->x_shared || !run->gate_gemm.same_panels(run->up_gemm);
   }
-  if (run->gemm) {
+  bool any_gemm = false;  // an expert with enough tokens for the GEMMs (expert_gemm)
+  for (int64_t a = 0; a < n_active && run->gemm; ++a) any_gemm = any_gemm || expert_gemm(*run, a);
+  if (any_gemm) {
     run->x_panels.resize(static_cast<size_t>(n_active));
     if (run->xu_panels_own) run->xu_panels.resize(static_cast<size_t>(n_active));
     run->hidden_panels.resize(static_cast<size_t>(n_active));
@@ -338,7 +342,7 @@ void Experts::submit(ExecContext& ctx, int64_t n, const float* x, const int32_t*
       for (int64_t a = a0; a < a1; ++a) {
         const auto i = static_cast<size_t>(a);
         const int64_t n_tokens = rr.first[i + 1] - rr.first[i];
-        if (n_tokens <= kSmallBatch) continue;  // through the GEMV kernels (expert_gemm)
+        if (!expert_gemm(rr, a)) continue;  // through the GEMV kernels
         const int32_t* tokens = rr.token.data() + rr.first[i];
         rr.x_panels[i].pack(nullptr, rr.gate_gemm, rr.x_gate, n_tokens, 0, tokens);
         if (rr.xu_panels_own) {

@@ -150,7 +150,7 @@ void matmul(runtime::ThreadPool& pool, const WeightMatrix& w, const QuantizedRow
   }
   // A batch goes through oneDNN for F32 / BF16 weights where it is faster (onednn_matmul.h),
   // else through the GEMM kernels where the type has one (batch_matmul.h).
-  if (n > kSmallBatch && onednn_matmul(pool, w, x, n, y, ldy)) return;
+  if (n > 1 && onednn_matmul(pool, w, x, n, y, ldy)) return;
   if (matmul_batched(pool, w, x, n, y, ldy)) return;
   for_row_blocks(pool, n, w.rows, w.cols,
                  [&](int64_t r0, int64_t r1) { matmul_rows(w, r0, r1, x, n, y, ldy); });

@@ -4,8 +4,8 @@
 // inner, so a weight row is read from memory once per batch. Work is split into blocks of output
 // rows. Weights are never copied. The dot products and quantizers are the fastest this CPU has
 // (kernels/cpu/vec_dot.h), looked up once per WeightMatrix / QuantizedRows. On CPUs with GEMM
-// kernels a batch of several tokens goes through them instead (batch_matmul.h), with the same
-// results.
+// kernels a batch of more than a few tokens goes through them instead (batch_matmul.h,
+// small_batch), with the same results.
 #pragma once
 
 #include <cstdint>

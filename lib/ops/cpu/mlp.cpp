@@ -50,10 +50,12 @@ class Mlp final : public MlpOp {
       }
       silu_mul(g, u, h.data() + t * n_ff + r, count);
     };
-    // A batch: gate and up through the GEMM kernels where both types have one (batch_matmul.h).
+    // A batch: gate and up through the GEMM kernels where both types have one and the batch is
+    // not too small for them (batch_matmul.h, small_batch).
     const BatchKernel gate_gemm = n > 1 ? batch_kernel(gate_) : BatchKernel{};
     const BatchKernel up_gemm = n > 1 ? batch_kernel(up_) : BatchKernel{};
-    const bool gemm = gate_gemm && up_gemm;
+    const bool gemm =
+        gate_gemm && up_gemm && n > small_batch(gate_gemm) && n > small_batch(up_gemm);
     // up reads gate's panels when it reads the same activations packed the same way.
     const bool shared_panels = same && gate_gemm.same_panels(up_gemm);
     GemmPanels pg, pu;
@@ -90,9 +92,13 @@ class Mlp final : public MlpOp {
         }
         return;
       }
-      float g[kRowChunk], u[kRowChunk];
-      for (int64_t r = r0; r < r1; r += kRowChunk) {
-        const int64_t count = std::min(kRowChunk, r1 - r);
+      // A few tokens (or types without GEMMs): token by token over blocks of 64 rows, which
+      // stay in L2 from one token to the next and are whole row tiles when repacked (the
+      // blocks start at multiples of 16: row_grain).
+      constexpr int64_t kBlock = 64;
+      float g[kBlock], u[kBlock];
+      for (int64_t r = r0; r < r1; r += kBlock) {
+        const int64_t count = std::min(kBlock, r1 - r);
         for (int64_t t = 0; t < n; ++t) {
           gate_.dot(r, count, xg.row(t), g);
           up_.dot(r, count, xup.row(t), u);
