@@ -1,6 +1,8 @@
 // The header-only C++ layer (include/ktx/ktx.hpp) over libktx.so: RAII handles, AbiError codes,
 // the buffer protocol hidden behind std::vector / std::string, callbacks whose exceptions come
 // back out unchanged. Everything here goes through the C ABI, as the Python binding will.
+#include <unistd.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -219,8 +221,11 @@ TEST_CASE("the C++ layer forks, saves and restores sessions", "[cpp_layer]") {
   const ktx::Model model = load_golden();
   ktx::Session original(model, 16);
   original.eval({kTokens.begin(), kTokens.begin() + 4});
-  const std::string path =
-      (std::filesystem::temp_directory_path() / "ktx_cpp_layer_test.session").string();
+  // A name of this process's own: the tier runs of this test (unit.tier_*) run beside it, and a
+  // file they saved — from other kernels, so other numbers — would be read back here.
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("ktx_cpp_layer_test." + std::to_string(::getpid()) + ".session"))
+                               .string();
   original.save(path);
   ktx::Session fork = original.fork(32);
   ktx::Session restored(model, 8);
