@@ -454,12 +454,13 @@ KTX_API ktx_status* ktx_session_rewind(ktx_session* session, int64_t position);
 /* One decode step of several sessions of one model at once: sessions[i] evaluates tokens[i], as
  * ktx_session_decode(sessions[i], tokens[i], NULL) would, and holds its logits afterwards
  * (ktx_session_get_logits): the same numbers, but for F32/BF16 weights in batches of 8 or more,
- * which oneDNN multiplies (within rounding). The experts', MLPs' and head's weights are read once
- * for the whole batch, which can make serving several conversations cheaper than stepping each
- * (measured: docs/PERF.md, "Several sessions at once"). (Since ABI 0.3.)
- * in sessions: n_sessions distinct sessions of one model. in tokens: n_sessions ids.
- * Errors: KTX_STATUS_INVALID_ARGUMENT (NULL argument, a session repeated or of another model, an
- * id outside the vocabulary, a full context: the message names the session's index), checked
+ * which oneDNN multiplies (within rounding). Every module runs its decode operator, on its
+ * decode device. n_sessions 0 does nothing (sessions and tokens may then be NULL). The experts',
+ * MLPs' and head's weights are read once for the whole batch, which can make serving several
+ * conversations cheaper than stepping each (measured: docs/PERF.md, "Several sessions at once").
+ * (Since ABI 0.3.) in sessions: n_sessions distinct sessions of one model. in tokens: n_sessions
+ * ids. Errors: KTX_STATUS_INVALID_ARGUMENT (NULL argument, a session repeated or of another model,
+ * an id outside the vocabulary, a full context: the message names the session's index), checked
  * before anything runs; KTX_STATUS_OUT_OF_MEMORY. Every session is then unchanged. */
 KTX_API ktx_status* ktx_session_decode_batch(ktx_session* const* sessions, size_t n_sessions,
                                              const int32_t* tokens);
@@ -483,14 +484,16 @@ KTX_API ktx_status* ktx_session_fork(const ktx_session* session, int64_t n_ctx, 
 KTX_API ktx_status* ktx_session_save(const ktx_session* session, const char* path);
 
 /* Replaces the session's state with one saved by ktx_session_save. The file must have been saved
- * from the same model file (checked by a fingerprint of its header and the start of every
- * tensor; how the model is placed may differ) and its tokens must fit the session's n_ctx.
+ * from the same model file (checked by a fingerprint of its metadata, every tensor's name, type
+ * and shape, and three 64-byte windows of every tensor's data; how the model is placed may
+ * differ) and its tokens must fit the session's n_ctx.
  * Every tensor's shape and checksum are checked before the session changes. (Since ABI 0.3.)
  * Errors: KTX_STATUS_INVALID_ARGUMENT (NULL argument, saved from another model, more tokens
  * than n_ctx: the message says how many), KTX_STATUS_INVALID_FILE (not a session file, damaged
- * or truncated: the message names the tensor or byte offset), KTX_STATUS_UNSUPPORTED (a newer
- * session file version), KTX_STATUS_IO_ERROR (cannot be opened): the session is then unchanged.
- * KTX_STATUS_INTERNAL when an accelerator's copy fails halfway: the session is then empty. */
+ * or truncated: the message names the tensor or byte offset), KTX_STATUS_UNSUPPORTED (a session
+ * file version other than this library's), KTX_STATUS_IO_ERROR (cannot be opened): the session is
+ * then unchanged. KTX_STATUS_INTERNAL when an accelerator's copy fails halfway: the session is then
+ * empty. */
 KTX_API ktx_status* ktx_session_load(ktx_session* session, const char* path);
 
 /* ------------------------------------------------------------------------------------------------

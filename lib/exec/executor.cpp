@@ -475,11 +475,15 @@ void Executor::run(ops::ExecContext& ctx, std::span<const int32_t> tokens,
   const auto act = static_cast<size_t>(n * d);  // floats of one [n][n_embd] activation
   const auto routes = static_cast<size_t>(n * std::max<int64_t>(config_.n_expert_used, 1));
   const registry::Device cpu = registry::Device::cpu();
-  auto on = [n](const ModuleOps& m) -> const registry::Device& { return m.device(n); };
+  // Which phase's operator and device each module uses: a decode step of several sequences is
+  // decode (their generate operators), though it has several rows.
+  const int64_t phase_n = one_sequence ? n : 1;
+  auto on = [phase_n](const ModuleOps& m) -> const registry::Device& { return m.device(phase_n); };
   using clock = std::chrono::steady_clock;
 
   auto t0 = clock::now();
-  pick<ops::EmbeddingOp>(*embed_, n).forward(ctx, tokens, b.h.write_as<float>(on(*embed_), act));
+  pick<ops::EmbeddingOp>(*embed_, phase_n)
+      .forward(ctx, tokens, b.h.write_as<float>(on(*embed_), act));
   time(ModuleKind::kEmbedding, t0);
 
   // out = h + a (+ c): the residual add, on the host (see Buffers).
@@ -497,8 +501,8 @@ void Executor::run(ops::ExecContext& ctx, std::span<const int32_t> tokens,
   auto norm = [&](const ModuleOps& m, int64_t rows, size_t first_row) {
     const registry::Device& dev = on(m);
     const float* in = b.h.read_as<float>(dev, act) + first_row * static_cast<size_t>(d);
-    pick<ops::RmsNormOp>(m, n).forward(ctx, rows, in,
-                                       b.x.write_as<float>(dev, static_cast<size_t>(rows * d)));
+    pick<ops::RmsNormOp>(m, phase_n)
+        .forward(ctx, rows, in, b.x.write_as<float>(dev, static_cast<size_t>(rows * d)));
   };
 
   for (size_t l = 0; l < layers_.size(); ++l) {
@@ -511,7 +515,7 @@ void Executor::run(ops::ExecContext& ctx, std::span<const int32_t> tokens,
     if (one_sequence) {
       const registry::Device& dev = on(*L.attn);
       const float* x = b.x.read_as<float>(dev, act);
-      pick<ops::AttentionOp>(*L.attn, n)
+      pick<ops::AttentionOp>(*L.attn, phase_n)
           .forward(ctx, ops::Batch{n, sequences[0].pos}, x, b.attn_out.write_as<float>(dev, act),
                    sequences[0].cache->layers[l]);
     } else {
@@ -537,7 +541,7 @@ void Executor::run(ops::ExecContext& ctx, std::span<const int32_t> tokens,
       t0 = clock::now();
       const registry::Device& dev = on(*L.mlp);
       const float* x = b.x.read_as<float>(dev, act);
-      pick<ops::MlpOp>(*L.mlp, n).forward(ctx, n, x, b.ffn_out.write_as<float>(dev, act));
+      pick<ops::MlpOp>(*L.mlp, phase_n).forward(ctx, n, x, b.ffn_out.write_as<float>(dev, act));
       time(ModuleKind::kMlp, t0);
       add_to_residual(b.ffn_out, nullptr);
       continue;
@@ -546,7 +550,7 @@ void Executor::run(ops::ExecContext& ctx, std::span<const int32_t> tokens,
     {
       const registry::Device& dev = on(*L.gate);
       const float* x = b.x.read_as<float>(dev, act);
-      pick<ops::MoeGateOp>(*L.gate, n)
+      pick<ops::MoeGateOp>(*L.gate, phase_n)
           .forward(ctx, n, x, b.ids.write_as<int32_t>(dev, routes),
                    b.weights.write_as<float>(dev, routes));
     }
@@ -555,7 +559,7 @@ void Executor::run(ops::ExecContext& ctx, std::span<const int32_t> tokens,
     // meanwhile; on the CPU they would only compete for the same cores and memory bandwidth, so
     // they run after the join with the whole pool.
     t0 = clock::now();
-    auto& experts = pick<ops::ExpertsOp>(*L.experts, n);
+    auto& experts = pick<ops::ExpertsOp>(*L.experts, phase_n);
     ops::ExpertsOp* hot =
         L.experts->hot ? static_cast<ops::ExpertsOp*>(L.experts->hot.get()) : nullptr;
     Activation* cold_ids = &b.ids;
@@ -588,7 +592,7 @@ void Executor::run(ops::ExecContext& ctx, std::span<const int32_t> tokens,
     auto run_shared = [&] {
       const registry::Device& dev = on(*L.shared);
       const float* x = b.x.read_as<float>(dev, act);
-      pick<ops::MlpOp>(*L.shared, n).forward(ctx, n, x, b.ffn_out.write_as<float>(dev, act));
+      pick<ops::MlpOp>(*L.shared, phase_n).forward(ctx, n, x, b.ffn_out.write_as<float>(dev, act));
     };
     const bool shared_overlaps = L.shared != nullptr && !on(*L.shared).is_cpu();
     bool hot_submitted = false;
@@ -635,13 +639,16 @@ void Executor::run(ops::ExecContext& ctx, std::span<const int32_t> tokens,
   norm(*final_norm_, n_out, static_cast<size_t>(all_logits ? 0 : n - 1));
   time(ModuleKind::kRmsNorm, t0);
   t0 = clock::now();
+  // The head runs in the step's phase, its operator on its device (for a prefill whose last row
+  // alone is wanted too: the operator chosen by the row count and the device by the phase could
+  // be on two devices).
   const registry::Device& head = on(*lm_head_);
   const float* x = b.x.read_as<float>(head, static_cast<size_t>(n_out * d));
   const auto n_logits = static_cast<size_t>(n_out * config_.n_vocab);
   if (head.is_cpu()) {
-    pick<ops::LmHeadOp>(*lm_head_, n_out).forward(ctx, n_out, x, logits);
+    pick<ops::LmHeadOp>(*lm_head_, phase_n).forward(ctx, n_out, x, logits);
   } else {
-    pick<ops::LmHeadOp>(*lm_head_, n_out)
+    pick<ops::LmHeadOp>(*lm_head_, phase_n)
         .forward(ctx, n_out, x, b.logits.write_as<float>(head, n_logits));
     b.logits.read_into(logits, n_logits * sizeof(float));
   }

@@ -230,7 +230,7 @@ void Session::load(const std::string& path) {
       for (uint64_t i = 0; i < t->n_elements; ++i) {
         if (!std::isfinite(values[i])) {
           refuse(ErrorCode::kInvalidFile, path,
-                 fmt::format("tensor \"{}\" holds {} at position {}, value {}", name, values[i],
+                 fmt::format("tensor \"{}\" holds {} at position {}, element {}", name, values[i],
                              i / static_cast<uint64_t>(width), i % static_cast<uint64_t>(width)));
         }
       }

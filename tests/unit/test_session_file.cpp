@@ -354,7 +354,7 @@ TEST_CASE("session files are checked before the session changes", "[session]") {
       return true;
     });
     check_refused(s, bad, ErrorCode::kInvalidFile,
-                  "tensor \"blk.1.cache_kv_latent\" holds inf at position 2, value 5");
+                  "tensor \"blk.1.cache_kv_latent\" holds inf at position 2, element 5");
   }
   SECTION("data that may sit at odd addresses") {
     const std::string bad = tmp.file("align1.session");

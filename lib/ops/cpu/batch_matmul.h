@@ -73,9 +73,10 @@ void gemm_rows(const BatchKernel& kernel, const WeightMatrix& w, int64_t r0, int
 // over a block of rows held in cache, not the GEMMs, which compute whole panels of kGemmTokens
 // tokens: one token, always; up to 3 through the file-layout GEMMs, whose cost hardly falls with
 // fewer tokens (the head's Q6_K rows, 2 tokens: 14.5 ms through the GEMM, 8.7-9.0 token by token,
-// 6 for one token alone); the tile GEMMs are cheap enough from 2 tokens on (the MLPs, 3 tokens:
-// 7.0 against 8.1-8.6 token by token). Measured on the 8-layer V2-Lite file, Emerald Rapids, 2
-// threads (docs/PERF.md, "Several sessions at once"). The same numbers either way (gemm.h).
+// 6.1-7.1 for one token alone); the tile GEMMs are cheap enough from 2 tokens on (the MLPs, 3
+// tokens: 7.0 against 8.1-8.6 token by token). Measured on the 8-layer V2-Lite file, Emerald
+// Rapids, 2 threads (docs/PERF.md, "Several sessions at once"). The same numbers either way
+// (gemm.h).
 inline int64_t small_batch(const BatchKernel& kernel) { return kernel.tiles != nullptr ? 1 : 3; }
 
 // matmul() for a batch: when w has a GEMM kernel and n > small_batch(its kernel), packs x and
