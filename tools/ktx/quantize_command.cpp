@@ -46,8 +46,15 @@ int run_quantize(const std::vector<std::string>& argv) {
       if (p.done == p.count) fmt::print(stderr, "\n");
     }
   };
-  const quantize::Summary summary = quantize::quantize_model(pos[0], pos[1], preset, options);
+  quantize::Summary summary = quantize::quantize_model(pos[0], pos[1], preset, options);
+  // On one terminal the warnings were just shown live: the summary counts them instead of
+  // showing each a second time (into a file or a pipe it lists them).
+  const size_t shown_live = terminal && isatty(fileno(stdout)) ? summary.warnings.size() : 0;
+  if (shown_live > 0) summary.warnings.clear();
   fmt::print("{}", quantize::format_summary(summary));
+  if (shown_live > 0) {
+    fmt::print("{} warning{} (above)\n", shown_live, shown_live == 1 ? "" : "s");
+  }
   return 0;
 }
 
