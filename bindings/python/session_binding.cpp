@@ -681,13 +681,7 @@ void register_session(py::module_& m) {
   m.def(
       "decode_batch",
       [](const std::vector<SessionPtr>& sessions, const py::object& tokens_arg) {
-        const std::vector<int32_t> tokens = token_list(tokens_arg);
-        if (tokens.size() != sessions.size()) {
-          throw ktx::AbiError(KTX_STATUS_INVALID_ARGUMENT,
-                              "decode_batch: " + std::to_string(sessions.size()) +
-                                  " sessions but " + std::to_string(tokens.size()) +
-                                  " tokens: one token each");
-        }
+        const std::vector<int32_t> tokens = token_list(tokens_arg);  // counts: ktx::decode_batch
         for (size_t i = 0; i < sessions.size(); ++i) {
           if (!sessions[i])
             throw py::type_error("decode_batch: session #" + std::to_string(i) + " is None");

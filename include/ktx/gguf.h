@@ -64,6 +64,7 @@ class Value {
   static Value array(ValueType element_type, std::vector<uint8_t> bytes, uint64_t count);
   static Value string_array(std::vector<std::string> items);
   static Value int32_array(const std::vector<int32_t>& items);
+  static Value uint64_array(const std::vector<uint64_t>& items);
   static Value float32_array(const std::vector<float>& items);
 
   ValueType type() const { return type_; }
@@ -81,6 +82,7 @@ class Value {
 
   // Array access, element by element, with the same conversions as the scalar getters.
   std::optional<int64_t> int_at(uint64_t i) const;
+  std::optional<uint64_t> uint_at(uint64_t i) const;  // as as_uint: UINT64 past INT64_MAX too
   std::optional<double> float_at(uint64_t i) const;
   std::optional<bool> bool_at(uint64_t i) const;    // arrays of BOOL only
   const std::vector<std::string>* strings() const;  // nullptr unless an array of STRING

@@ -225,6 +225,16 @@ Value Value::int32_array(const std::vector<int32_t>& items) {
   return array(ValueType::INT32, std::move(bytes), items.size());
 }
 
+Value Value::uint64_array(const std::vector<uint64_t>& items) {
+  std::vector<uint8_t> bytes;
+  bytes.reserve(items.size() * 8);
+  for (uint64_t v : items) {
+    const auto b = le_bytes(v);
+    bytes.insert(bytes.end(), b.begin(), b.end());
+  }
+  return array(ValueType::UINT64, std::move(bytes), items.size());
+}
+
 Value Value::float32_array(const std::vector<float>& items) {
   std::vector<uint8_t> bytes;
   bytes.reserve(items.size() * 4);
@@ -262,6 +272,15 @@ const std::string* Value::as_string() const {
 std::optional<int64_t> Value::int_at(uint64_t i) const {
   if (!is_array() || i >= count_ || !is_integer_type(array_type_)) return std::nullopt;
   return int_from(array_type_, bytes_.data() + i * detail::value_type_size(array_type_));
+}
+
+std::optional<uint64_t> Value::uint_at(uint64_t i) const {
+  if (!is_array() || i >= count_ || !is_integer_type(array_type_)) return std::nullopt;
+  const uint8_t* p = bytes_.data() + i * detail::value_type_size(array_type_);
+  if (array_type_ == ValueType::UINT64) return load_le(p, 8);
+  const auto v = int_from(array_type_, p);
+  if (!v || *v < 0) return std::nullopt;
+  return static_cast<uint64_t>(*v);
 }
 
 std::optional<double> Value::float_at(uint64_t i) const {

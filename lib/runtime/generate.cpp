@@ -33,7 +33,8 @@ size_t complete_utf8_prefix(std::string_view s) {
 }  // namespace
 
 GenerateStats generate(Session& session, std::span<const int32_t> prompt, int64_t n_predict,
-                       Sampler& sampler, const TokenCallback& on_token) {
+                       Sampler& sampler, const TokenCallback& on_token,
+                       const std::function<void()>& after_prompt) {
   using clock = std::chrono::steady_clock;
   const Tokenizer& tokenizer = session.model().tokenizer();
   GenerateStats stats;
@@ -47,6 +48,7 @@ GenerateStats generate(Session& session, std::span<const int32_t> prompt, int64_
                 "nothing to generate from: the prompt is empty and the session holds no tokens");
   }
   stats.prefill_seconds = std::chrono::duration<double>(clock::now() - t0).count();
+  if (after_prompt) after_prompt();
 
   std::vector<int32_t> generated;
   std::string text;   // decode(generated) as far as it was streamed

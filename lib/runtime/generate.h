@@ -31,9 +31,12 @@ using TokenCallback = std::function<bool(int32_t token, std::string_view text)>;
 
 // Evaluates `prompt` in the session (after what it already holds), then generates up to
 // `n_predict` tokens, stopping early at an end-of-generation token of the model's tokenizer. The
-// end-of-generation token itself is not streamed. Throws ktx::Error on bad input (the session is
-// then as it was before the failing step).
+// end-of-generation token itself is not streamed. `after_prompt`, when given, runs once the
+// prompt is evaluated, before the first token is sampled (ktx generate saves --prompt-cache
+// there). Throws ktx::Error on bad input (the session is then as it was before the failing
+// step).
 GenerateStats generate(Session& session, std::span<const int32_t> prompt, int64_t n_predict,
-                       Sampler& sampler, const TokenCallback& on_token);
+                       Sampler& sampler, const TokenCallback& on_token,
+                       const std::function<void()>& after_prompt = {});
 
 }  // namespace ktx::runtime

@@ -146,23 +146,25 @@ void Model::forward_batch(std::span<const int32_t> tokens, std::span<const int64
 // Copies in host memory touch only the session's own cache and need no lock: a load or fork
 // does not wait behind another session's prefill. An accelerator's copies go through its backend,
 // which forward calls use too: those are serialised with them.
+std::unique_lock<std::mutex> Model::lock_for_cache(size_t il) const {
+  return cache_on_host(il) ? std::unique_lock<std::mutex>()
+                           : std::unique_lock<std::mutex>(forward_mutex_);
+}
+
 void Model::read_cache_rows(const KvCache& cache, size_t il, int64_t n_rows, float* a,
                             float* b) const {
-  std::unique_lock<std::mutex> lock(forward_mutex_, std::defer_lock);
-  if (!cache_on_host(il)) lock.lock();
+  const auto lock = lock_for_cache(il);
   executor_->read_cache_rows(cache, il, n_rows, a, b);
 }
 
 void Model::write_cache_rows(KvCache& cache, size_t il, int64_t n_rows, const float* a,
                              const float* b) const {
-  std::unique_lock<std::mutex> lock(forward_mutex_, std::defer_lock);
-  if (!cache_on_host(il)) lock.lock();
+  const auto lock = lock_for_cache(il);
   executor_->write_cache_rows(cache, il, n_rows, a, b);
 }
 
 void Model::copy_cache_rows(const KvCache& from, KvCache& to, size_t il, int64_t n_rows) const {
-  std::unique_lock<std::mutex> lock(forward_mutex_, std::defer_lock);
-  if (!cache_on_host(il)) lock.lock();
+  const auto lock = lock_for_cache(il);
   executor_->copy_cache_rows(from, to, il, n_rows);
 }
 

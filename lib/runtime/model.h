@@ -100,6 +100,8 @@ class Model {
   Model(gguf::File file, const ModelOptions& options);
   // Adds a warning naming the file's tensors that no module reads.
   void warn_unused_tensors();
+  // The forward lock when layer il's cache is in an accelerator's memory, else none.
+  std::unique_lock<std::mutex> lock_for_cache(size_t il) const;
 
   gguf::File file_;
   model::ModelConfig config_;

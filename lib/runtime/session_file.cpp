@@ -104,13 +104,7 @@ void Session::save(const std::string& path) const {
     add(std::move(name_b), TensorType::F32, {l.width_b, n}, b,
         static_cast<uint64_t>(n * l.width_b) * sizeof(float));
   }
-  std::vector<uint8_t> bytes(checksums.size() * sizeof(uint64_t));
-  for (size_t i = 0; i < checksums.size(); ++i) {
-    for (size_t k = 0; k < 8; ++k) bytes[8 * i + k] = static_cast<uint8_t>(checksums[i] >> (8 * k));
-  }
-  writer.set_metadata(
-      std::string(kKeyChecksums),
-      gguf::Value::array(gguf::ValueType::UINT64, std::move(bytes), checksums.size()));
+  writer.set_metadata(std::string(kKeyChecksums), gguf::Value::uint64_array(checksums));
   writer.write(path);
 }
 
@@ -181,27 +175,26 @@ void Session::load(const std::string& path) {
            fmt::format("{} must be an array of UINT64, one per tensor ({})", kKeyChecksums,
                        file.tensors().size()));
   }
-  std::vector<std::string> expected = {std::string(kTokens)};
-  const gguf::TensorInfo* logits = file.find_tensor(kLogits);
-  if (logits != nullptr) expected.emplace_back(kLogits);
+  // The cache tensors this model's layers need, in layer order (a then b), with their widths.
+  std::vector<std::pair<std::string, int64_t>> cache_specs;
   for (size_t il = 0; il < cache_.layers.size(); ++il) {
     auto [a, b] = cache_names(config, il);
-    expected.push_back(std::move(a));
-    expected.push_back(std::move(b));
+    cache_specs.emplace_back(std::move(a), cache_.layers[il].width_a);
+    cache_specs.emplace_back(std::move(b), cache_.layers[il].width_b);
   }
+  const gguf::TensorInfo* logits = file.find_tensor(kLogits);
   for (size_t i = 0; i < file.tensors().size(); ++i) {
     const gguf::TensorInfo& t = file.tensors()[i];
-    if (std::find(expected.begin(), expected.end(), t.name) == expected.end()) {
+    const bool expected = t.name == kTokens || t.name == kLogits ||
+                          std::any_of(cache_specs.begin(), cache_specs.end(),
+                                      [&](const auto& spec) { return spec.first == t.name; });
+    if (!expected) {
       refuse(ErrorCode::kInvalidFile, path,
              fmt::format("unexpected tensor \"{}\" (a session of this {}-layer {} model holds "
                          "tokens, logits and blk.N cache tensors)",
                          t.name, config.n_layer, config.arch_name));
     }
-    uint64_t sum = 0;  // UINT64 entries, little-endian (int_at refuses those past INT64_MAX)
-    for (size_t k = 0; k < 8; ++k) {
-      sum |= static_cast<uint64_t>(sums->raw_bytes()[8 * i + k]) << (8 * k);
-    }
-    if (core::checksum(t.data, t.n_bytes) != sum) {
+    if (core::checksum(t.data, t.n_bytes) != *sums->uint_at(i)) {
       refuse(ErrorCode::kInvalidFile, path,
              fmt::format("tensor \"{}\" does not match its checksum ({}, entry {}): the file is "
                          "damaged",
@@ -209,33 +202,30 @@ void Session::load(const std::string& path) {
     }
   }
   std::vector<const gguf::TensorInfo*> cache_tensors;
-  for (size_t il = 0; il < cache_.layers.size(); ++il) {
-    const LayerKvCache& l = cache_.layers[il];
-    const auto [name_a, name_b] = cache_names(config, il);
-    for (const auto& [name, width] : {std::pair{name_a, l.width_a}, std::pair{name_b, l.width_b}}) {
-      const gguf::TensorInfo* t = file.find_tensor(name);
-      if (t == nullptr) {
-        refuse(ErrorCode::kInvalidFile, path,
-               fmt::format("no tensor \"{}\" (layer {} of {})", name, il, config.n_layer));
-      }
-      if (t->type != TensorType::F32 || t->shape != std::vector<int64_t>{width, n}) {
-        refuse(ErrorCode::kInvalidFile, path,
-               fmt::format("tensor \"{}\" must be F32 {}x{} ({} values a position, {} "
-                           "positions), not {} {}",
-                           name, width, n, width, n, type_name(t->type), fmt::join(t->shape, "x")));
-      }
-      // A cache value that is not finite makes every later logit NaN: refused here, where the
-      // file is to blame, not at the next token as if the model were.
-      const float* values = reinterpret_cast<const float*>(t->data);
-      for (uint64_t i = 0; i < t->n_elements; ++i) {
-        if (!std::isfinite(values[i])) {
-          refuse(ErrorCode::kInvalidFile, path,
-                 fmt::format("tensor \"{}\" holds {} at position {}, element {}", name, values[i],
-                             i / static_cast<uint64_t>(width), i % static_cast<uint64_t>(width)));
-        }
-      }
-      cache_tensors.push_back(t);
+  for (size_t k = 0; k < cache_specs.size(); ++k) {
+    const auto& [name, width] = cache_specs[k];
+    const gguf::TensorInfo* t = file.find_tensor(name);
+    if (t == nullptr) {
+      refuse(ErrorCode::kInvalidFile, path,
+             fmt::format("no tensor \"{}\" (layer {} of {})", name, k / 2, config.n_layer));
     }
+    if (t->type != TensorType::F32 || t->shape != std::vector<int64_t>{width, n}) {
+      refuse(ErrorCode::kInvalidFile, path,
+             fmt::format("tensor \"{}\" must be F32 {}x{} ({} values a position, {} "
+                         "positions), not {} {}",
+                         name, width, n, width, n, type_name(t->type), fmt::join(t->shape, "x")));
+    }
+    // A cache value that is not finite makes every later logit NaN: refused here, where the
+    // file is to blame, not at the next token as if the model were.
+    const float* values = reinterpret_cast<const float*>(t->data);
+    for (uint64_t i = 0; i < t->n_elements; ++i) {
+      if (!std::isfinite(values[i])) {
+        refuse(ErrorCode::kInvalidFile, path,
+               fmt::format("tensor \"{}\" holds {} at position {}, element {}", name, values[i],
+                           i / static_cast<uint64_t>(width), i % static_cast<uint64_t>(width)));
+      }
+    }
+    cache_tensors.push_back(t);
   }
   std::vector<int32_t> new_tokens(static_cast<size_t>(n));
   if (n > 0) std::memcpy(new_tokens.data(), tokens->data, tokens->n_bytes);

@@ -7,40 +7,19 @@
 #include <vector>
 
 #include "gguf_test_helpers.h"
+#include "golden_sessions.h"
 #include "ktx/error.h"
 #include "runtime/model.h"
 #include "runtime/session.h"
 
-using ktx::Error;
 using ktx::gguf::test::TempDir;
 using ktx::runtime::Model;
-using ktx::runtime::ModelOptions;
 using ktx::runtime::Session;
+using ktx::test::copy;
+using ktx::test::load_golden;
+using ktx::test::max_diff;
 
 namespace {
-
-std::string golden(const std::string& name) {
-  return std::string(KTX_SOURCE_DIR) + "/tests/data/golden/" + name + ".gguf";
-}
-
-std::shared_ptr<Model> load(const std::string& name, const std::string& rules = "") {
-  ModelOptions o;
-  o.n_threads = 2;
-  if (!rules.empty()) {
-    o.rules_path = rules;
-    o.backend_paths = {KTX_REF_BACKEND};
-  }
-  return Model::load(golden(name), o);
-}
-
-std::vector<float> copy(std::span<const float> s) { return {s.begin(), s.end()}; }
-
-float max_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  REQUIRE(a.size() == b.size());
-  float m = 0.0f;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
-  return m;
-}
 
 // B sessions at different positions; each batch step must give every session the logits of its
 // own step: bit for bit (the batch kernels compute each token as the one-token kernels do), or
@@ -96,12 +75,12 @@ TEST_CASE("a batched decode step equals each session's own step, bit for bit", "
   // others fewer. (unit.no_gemm runs this without any GEMM.)
   for (const char* name : {"ds2_lite_q4_k", "ds2_lite_q8_0", "ds2_v3_q8_0"}) {
     INFO(name);
-    auto model = load(name);
+    auto model = load_golden(name);
     for (size_t b : {2, 3, 4, 9}) check_batches_equal_single_steps(model, b);
   }
   for (const char* name : {"ds2_lite", "ds2_v3", "llama_gqa"}) {  // F32 weights
     INFO(name);
-    auto model = load(name);
+    auto model = load_golden(name);
     for (size_t b : {2, 3, 4}) check_batches_equal_single_steps(model, b);
     check_batches_equal_single_steps(model, 9, 2e-4f);  // oneDNN's F32 GEMM, where built
   }
@@ -116,13 +95,13 @@ TEST_CASE("a batched decode step with the attention on an accelerator", "[sessio
                           "  replace: {device: 'ref:0'}\n";
   for (const char* name : {"ds2_lite_q4_k", "llama_gqa"}) {
     INFO(name);
-    for (size_t b : {2, 4}) check_batches_equal_single_steps(load(name, rules), b);
+    for (size_t b : {2, 4}) check_batches_equal_single_steps(load_golden(name, rules), b);
   }
 }
 
 TEST_CASE("a refused batch leaves every session as it was", "[session]") {
-  auto model = load("ds2_lite");
-  Session a(model, 8), b(model, 4), other(load("ds2_v3"), 8);
+  auto model = load_golden("ds2_lite");
+  Session a(model, 8), b(model, 4), other(load_golden("ds2_v3"), 8);
   a.eval(std::vector<int32_t>{1, 2});
   b.eval(std::vector<int32_t>{3, 4, 5, 6});  // full
   other.eval(std::vector<int32_t>{1});

@@ -13,6 +13,7 @@
 
 #include "core/checksum.h"
 #include "gguf_test_helpers.h"
+#include "golden_sessions.h"
 #include "ktx/error.h"
 #include "ktx/gguf.h"
 #include "runtime/model.h"
@@ -24,28 +25,16 @@ using ktx::gguf::test::TempDir;
 using ktx::runtime::Model;
 using ktx::runtime::ModelOptions;
 using ktx::runtime::Session;
+using ktx::test::copy;
+using ktx::test::golden;
+using ktx::test::load_golden;
+using ktx::test::max_diff;
 namespace gguf = ktx::gguf;
 
 namespace {
 
-std::string golden(const std::string& name) {
-  return std::string(KTX_SOURCE_DIR) + "/tests/data/golden/" + name + ".gguf";
-}
-
 const std::vector<int32_t> kPrompt = {1, 17, 42, 60, 5};
 const std::vector<int32_t> kMore = {17, 33, 8};
-
-std::shared_ptr<Model> load(const std::string& name, const std::string& rules = "") {
-  ModelOptions o;
-  o.n_threads = 2;
-  if (!rules.empty()) {
-    o.rules_path = rules;
-    o.backend_paths = {KTX_REF_BACKEND};
-  }
-  return Model::load(golden(name), o);
-}
-
-std::vector<float> copy(std::span<const float> s) { return {s.begin(), s.end()}; }
 
 // What a session holds and goes on to compute: its tokens, its logits, and the logits of each
 // of kMore evaluated one at a time after it (decode over the restored cache).
@@ -59,13 +48,6 @@ Continuation continue_from(Session& s) {
   Continuation c{s.tokens(), copy(s.logits()), {}};
   for (int32_t t : kMore) c.next.push_back(copy(s.eval({&t, 1})));
   return c;
-}
-
-float max_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  REQUIRE(a.size() == b.size());
-  float m = 0.0f;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
-  return m;
 }
 
 // Checks that a load fails with `code` and a message holding `text`, leaving the session as it
@@ -126,7 +108,7 @@ TEST_CASE("a restored session continues exactly as the saved one", "[session]") 
   TempDir tmp;
   for (const char* name : {"ds2_lite", "ds2_v3", "llama_gqa", "ds2_lite_q4_k"}) {
     INFO(name);
-    auto model = load(name);
+    auto model = load_golden(name);
     Session original(model, 16);
     original.eval(kPrompt);
     const std::string path = tmp.file(std::string(name) + ".session");
@@ -146,7 +128,7 @@ TEST_CASE("a restored session continues exactly as the saved one", "[session]") 
 }
 
 TEST_CASE("a forked session continues exactly as its origin, independently", "[session]") {
-  auto model = load("ds2_v3");
+  auto model = load_golden("ds2_v3");
   Session origin(model, 16);
   origin.eval(kPrompt);
   Session same = origin.fork();
@@ -185,8 +167,8 @@ TEST_CASE("sessions whose cache is on an accelerator save, restore and fork thro
                           "  replace: {device: 'ref:0'}\n";
   for (const char* name : {"ds2_lite", "llama_gqa"}) {
     INFO(name);
-    auto on_ref = load(name, rules);
-    auto on_cpu = load(name);
+    auto on_ref = load_golden(name, rules);
+    auto on_cpu = load_golden(name);
     REQUIRE_FALSE(on_ref->cache_on_host(0));
     Session original(on_ref, 16);
     original.eval(kPrompt);
@@ -214,7 +196,7 @@ TEST_CASE("sessions whose cache is on an accelerator save, restore and fork thro
 
 TEST_CASE("an empty session saves and restores as empty", "[session]") {
   TempDir tmp;
-  auto model = load("ds2_lite");
+  auto model = load_golden("ds2_lite");
   Session empty(model, 8);
   const std::string path = tmp.file("empty.session");
   empty.save(path);
@@ -235,7 +217,7 @@ TEST_CASE("an empty session saves and restores as empty", "[session]") {
 
 TEST_CASE("session files are checked before the session changes", "[session]") {
   TempDir tmp;
-  auto model = load("ds2_lite");
+  auto model = load_golden("ds2_lite");
   Session saved(model, 16);
   saved.eval(kPrompt);
   const std::string path = tmp.file("good.session");
@@ -244,7 +226,7 @@ TEST_CASE("session files are checked before the session changes", "[session]") {
   s.eval(std::vector<int32_t>{2, 3});  // what every refused load must leave
 
   SECTION("a file saved from another model") {
-    Session other(load("ds2_v3"), 16);
+    Session other(load_golden("ds2_v3"), 16);
     other.eval(kPrompt);
     const std::string foreign = tmp.file("v3.session");
     other.save(foreign);
@@ -432,12 +414,12 @@ TEST_CASE("models that differ inside a tensor have different fingerprints", "[se
     bytes[at] = static_cast<char>(bytes[at] ^ 0x40);
     std::ofstream(changed, std::ios::binary | std::ios::trunc) << bytes;
   }
-  auto original = load("ds2_lite");
+  auto original = load_golden("ds2_lite");
   ModelOptions o;
   o.n_threads = 2;
   auto other = Model::load(changed, o);
   CHECK(original->fingerprint() != other->fingerprint());
-  CHECK(original->fingerprint() == load("ds2_lite")->fingerprint());  // stable
+  CHECK(original->fingerprint() == load_golden("ds2_lite")->fingerprint());  // stable
   Session s(original, 8);
   s.eval(kPrompt);
   const std::string path = tmp.file("s.session");

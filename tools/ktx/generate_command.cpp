@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -98,47 +97,40 @@ int run_generate(const std::vector<std::string>& argv) {
                             session.n_ctx()));
   }
   const auto cache_path = args.option("prompt-cache");
-  std::span<const int32_t> to_evaluate = tokens;
   size_t restored = 0;
   if (cache_path) {
     // Refused before anything is evaluated, not after the prompt was.
     core::refuse_output_path(*cache_path, model->file().paths(), "--prompt-cache");
     check_cache_folder(*cache_path);
     restored = restore_prompt_cache(session, *cache_path, tokens);
+    // The sampler sees the whole prompt, as without the cache (repetition penalties).
+    for (size_t i = 0; i < restored; ++i) sampler.accept(tokens[i]);
   }
+  // With --prompt-cache, the session is saved once the prompt is evaluated (a failure is a
+  // warning: generating is still worth it, without the file).
+  bool saved = false;
+  const auto save_prompt = [&] {
+    if (!cache_path || restored == tokens.size()) return;
+    try {
+      session.save(*cache_path);
+      saved = true;
+    } catch (const Error& e) {
+      std::fflush(stdout);
+      fmt::print(stderr, "\nktx generate: warning: the prompt cache was not saved: {}\n", e.what());
+    }
+  };
   if (!args.flag("chat")) std::fputs(prompt->c_str(), stdout);
   std::fflush(stdout);
   runtime::GenerateStats stats;
-  double prefill_seconds = 0;
-  bool saved = false;
   try {
-    if (cache_path) {
-      // The prompt is evaluated here, so that the file can be saved before generating; the
-      // sampler sees the whole prompt as generate() would show it (repetition penalties).
-      for (int32_t t : tokens) sampler.accept(t);
-      const auto t0 = std::chrono::steady_clock::now();
-      session.eval(to_evaluate.subspan(restored));
-      prefill_seconds =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      to_evaluate = {};
-      if (restored < tokens.size()) {
-        try {
-          session.save(*cache_path);
-          saved = true;
-        } catch (const Error& e) {
-          // The prompt is evaluated: generating is still worth it, without the file.
+    stats = runtime::generate(
+        session, std::span(tokens).subspan(restored), n_predict, sampler,
+        [](int32_t, std::string_view piece) {
+          std::fwrite(piece.data(), 1, piece.size(), stdout);
           std::fflush(stdout);
-          fmt::print(stderr, "\nktx generate: warning: the prompt cache was not saved: {}\n",
-                     e.what());
-        }
-      }
-    }
-    stats = runtime::generate(session, to_evaluate, n_predict, sampler,
-                              [](int32_t, std::string_view piece) {
-                                std::fwrite(piece.data(), 1, piece.size(), stdout);
-                                std::fflush(stdout);
-                                return true;
-                              });
+          return true;
+        },
+        save_prompt);
   } catch (...) {
     std::fputc('\n', stdout);  // the error goes on a line of its own, after the text so far
     std::fflush(stdout);
@@ -147,10 +139,6 @@ int run_generate(const std::vector<std::string>& argv) {
   std::fputc('\n', stdout);
   const bool context_full = !stats.stopped_at_eog && stats.n_generated < n_predict &&
                             session.position() >= session.n_ctx();
-  if (cache_path) {
-    stats.n_prompt = static_cast<int64_t>(tokens.size() - restored);
-    stats.prefill_seconds = prefill_seconds;
-  }
   fmt::print(stderr, "\nprefill: {} tokens in {:.2f} s, {:.2f} tok/s\n", stats.n_prompt,
              stats.prefill_seconds, stats.prefill_tok_s());
   if (cache_path) {

@@ -122,12 +122,9 @@ void matmul_rows(const WeightMatrix& w, int64_t r0, int64_t r1, const QuantizedR
     w.dot(r0, r1 - r0, x.row(0), y + r0);
     return;
   }
-  // Row tiles are read 16 rows at a time (fewer would read the file's rows, which option repack
-  // gave back); either chunk stays in L1 while every token passes over it.
-  const int64_t chunk = w.tiles != nullptr ? quant::kTileRows : kRowChunk;
-  float out[std::max(quant::kTileRows, kRowChunk)];
-  for (int64_t r = r0; r < r1; r += chunk) {
-    const int64_t count = std::min(chunk, r1 - r);
+  float out[kRowChunk];
+  for (int64_t r = r0; r < r1; r += kRowChunk) {
+    const int64_t count = std::min(kRowChunk, r1 - r);
     for (int64_t t = 0; t < n; ++t) {
       w.dot(r, count, x.row(t), out);
       std::copy(out, out + count, y + t * ldy + r);

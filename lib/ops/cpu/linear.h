@@ -136,8 +136,10 @@ void for_row_blocks(runtime::ThreadPool& pool, int64_t n_tokens, int64_t rows, i
   }
 }
 
-// Weight rows dotted per activation row in the rows-outer, tokens-inner loops: small enough that
-// they stay in L1/L2 while every token passes over them, a multiple of the multi-row kernels' 4.
-inline constexpr int64_t kRowChunk = 8;
+// Weight rows dotted per activation row in the rows-outer, tokens-inner loop (matmul_rows): small
+// enough that they stay in L1/L2 while every token passes over them, a multiple of the multi-row
+// kernels' 4, and one whole row tile (fewer would read the file's rows, which option repack gave
+// back).
+inline constexpr int64_t kRowChunk = quant::kTileRows;
 
 }  // namespace ktx::ops::cpu
