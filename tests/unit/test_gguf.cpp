@@ -135,6 +135,14 @@ TEST_CASE("gguf: value conversions", "[gguf]") {
   CHECK(a.float_at(0) == std::nullopt);
   CHECK(a.as_int() == std::nullopt);
   CHECK(Value::float32_array({1.5f}).float_at(0) == 1.5);
+  // UINT64 elements past INT64_MAX: uint_at reads them (int_at cannot); negatives are refused.
+  const Value big = Value::uint64_array({1, 0xfedcba9876543210u});
+  CHECK(big.array_type() == ValueType::UINT64);
+  CHECK(big.uint_at(1) == 0xfedcba9876543210u);
+  CHECK(big.int_at(1) == std::nullopt);
+  CHECK(big.uint_at(2) == std::nullopt);
+  CHECK(a.uint_at(0) == 5u);
+  CHECK(a.uint_at(1) == std::nullopt);
   const Value flags = Value::array(ValueType::BOOL, {1, 0}, 2);
   CHECK(flags.bool_at(0) == true);
   CHECK(flags.bool_at(1) == false);
